@@ -1,0 +1,138 @@
+//! [`App`]: a set of loaded functions and the HTTP route table in front of them.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::error::LoadError;
+use crate::function::Function;
+use crate::host::default_routes;
+use crate::http_invoke::{HttpResponse, error_response, text_response};
+use crate::router::{Route, Router};
+use crate::world::World;
+
+/// Functions loaded from a folder (or added one by one) plus their routes.
+#[derive(Default)]
+pub struct App {
+    functions: BTreeMap<String, Function>,
+    routes: Vec<Route>,
+    router: Router,
+    errors: Vec<LoadError>,
+}
+
+impl App {
+    /// An empty app.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a loaded function; HTTP functions get `routes`, or `/<name>` and `/<name>/*`.
+    pub fn add(&mut self, function: Function, routes: Option<Vec<String>>) -> Result<(), LoadError> {
+        let name = function.name().to_string();
+        if self.functions.contains_key(&name) {
+            return Err(LoadError {
+                path: function.source().to_path_buf(),
+                function: name.clone(),
+                message: format!("a function named `{name}` is already loaded"),
+            });
+        }
+        if function.world() == World::Http {
+            let routes = match routes {
+                Some(patterns) => patterns
+                    .into_iter()
+                    .map(|pattern| Route { pattern, function: name.clone() })
+                    .collect(),
+                None => default_routes(&name),
+            };
+            // Check every route before adding any, so a conflict leaves no half-routed function.
+            let mut trial = std::mem::take(&mut self.router);
+            let mut conflict = None;
+            for r in &routes {
+                if let Err(e) = trial.add(r) {
+                    conflict = Some(e);
+                    break;
+                }
+            }
+            if let Some(message) = conflict {
+                self.router = Router::default();
+                for r in &self.routes {
+                    self.router.add(r).expect("existing routes do not conflict");
+                }
+                return Err(LoadError {
+                    path: function.source().to_path_buf(),
+                    function: name,
+                    message,
+                });
+            }
+            self.router = trial;
+            self.routes.extend(routes);
+        }
+        self.functions.insert(name, function);
+        Ok(())
+    }
+
+    pub(crate) fn add_loaded(&mut self, loaded: Result<Function, LoadError>, routes: Option<Vec<String>>) {
+        match loaded.and_then(|f| self.add(f, routes)) {
+            Ok(()) => {}
+            Err(e) => self.record_error(e),
+        }
+    }
+
+    pub(crate) fn record_error(&mut self, error: LoadError) {
+        tracing::error!("{error}");
+        self.errors.push(error);
+    }
+
+    /// A function by name.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.get(name)
+    }
+
+    /// All loaded functions, by name.
+    pub fn functions(&self) -> impl Iterator<Item = &Function> {
+        self.functions.values()
+    }
+
+    /// The HTTP route table, in the order routes were added.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Functions that failed to load, with the reason and the fix.
+    pub fn load_errors(&self) -> &[LoadError] {
+        &self.errors
+    }
+
+    /// The HTTP function serving `path`.
+    pub fn route(&self, path: &str) -> Option<&Function> {
+        self.router.find(path).and_then(|name| self.functions.get(name))
+    }
+
+    /// Route and handle one HTTP request; errors become HTTP error responses.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> HttpResponse
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Some(function) = self.route(request.uri().path()) else {
+            return self.not_found(request.uri().path());
+        };
+        match function.handle_http(request).await {
+            Ok(response) => response,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    fn not_found(&self, path: &str) -> HttpResponse {
+        let mut text = format!("no function is routed at `{path}`.");
+        if self.routes.is_empty() {
+            text.push_str(" No HTTP functions are loaded.");
+        } else {
+            text.push_str(" Routes:");
+            for r in &self.routes {
+                text.push_str(&format!("\n  {} -> {}", r.pattern, r.function));
+            }
+        }
+        text_response(http::StatusCode::NOT_FOUND, text)
+    }
+}

@@ -1,0 +1,56 @@
+//! Host-side bindings generated from `wit/`: the handler exports of the queue, stream and
+//! schedule worlds, and the `wasi:logging` import.
+//!
+//! Export-only worlds are used so that instantiating a handler needs nothing but its export;
+//! imports are satisfied by the shared [`crate::linker`].
+
+/// The `queue` world's export.
+pub mod queue {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world queue-exports { export wasmfn:platform/queue-handler@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/queue-exports",
+        exports: { default: async },
+    });
+}
+
+/// The `stream` world's export.
+pub mod stream {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world stream-exports { export wasmfn:platform/stream-handler@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/stream-exports",
+        exports: { default: async },
+    });
+}
+
+/// The `schedule` world's export.
+pub mod schedule {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world schedule-exports { export wasmfn:platform/schedule-handler@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/schedule-exports",
+        exports: { default: async },
+    });
+}
+
+/// `wasi:logging`, implemented by routing into `tracing`.
+pub mod logging {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world logging-imports { import wasi:logging/logging@0.1.0-draft; }
+        ",
+        world: "wasmfn:host-bindings/logging-imports",
+    });
+}

@@ -1,0 +1,190 @@
+//! The on-disk cache of precompiled components (`.cwasm`).
+//!
+//! Entries are keyed by the BLAKE3 hash of the component's bytes and by the engine's
+//! compatibility hash (wasmtime version, target, compiler settings), so a changed `.wasm` or a
+//! new wasmtime recompiles automatically while an unchanged one is only deserialized. Each entry
+//! carries a checksum of its own bytes: a corrupt file is detected, discarded and rebuilt rather
+//! than mapped as executable code.
+
+use std::hash::{Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// What loading a component through the cache did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Deserialized from a valid cache entry; nothing was compiled.
+    Hit,
+    /// No entry existed: compiled and stored.
+    Compiled,
+    /// An entry existed but was corrupt or incompatible: compiled again and replaced.
+    Rebuilt,
+    /// Caching is disabled: compiled in memory.
+    Uncached,
+}
+
+impl CacheOutcome {
+    /// True when the component was compiled (not deserialized).
+    pub fn compiled(self) -> bool {
+        !matches!(self, CacheOutcome::Hit)
+    }
+}
+
+/// A directory of precompiled components.
+#[derive(Clone, Debug)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+        }
+    }
+
+    /// No caching: every load compiles.
+    pub fn disabled() -> Self {
+        Self { dir: None }
+    }
+
+    /// The default location: `$WASMFN_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmfn/compiled`, else
+    /// `~/.cache/wasmfn/compiled`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("WASMFN_CACHE_DIR") {
+            return PathBuf::from(dir);
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("wasmfn").join("compiled")
+    }
+
+    /// The cache directory, if caching is on.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Load the component in `bytes` (read from `origin`, used in messages), compiling only when
+    /// no valid entry exists.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        origin: &Path,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((compile(engine, origin, bytes)?, CacheOutcome::Uncached));
+        };
+        let entry = dir.join(entry_name(engine, bytes));
+        let mut outcome = CacheOutcome::Compiled;
+        if entry.exists() {
+            let started = Instant::now();
+            match read_entry(engine, &entry) {
+                Ok(component) => {
+                    tracing::debug!(
+                        component = %origin.display(),
+                        cache_entry = %entry.display(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "loaded precompiled component from the compile cache"
+                    );
+                    return Ok((component, CacheOutcome::Hit));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        component = %origin.display(),
+                        cache_entry = %entry.display(),
+                        error = %format!("{e:#}"),
+                        "compile cache entry is unusable; recompiling and replacing it"
+                    );
+                    outcome = CacheOutcome::Rebuilt;
+                }
+            }
+        }
+        let started = Instant::now();
+        let serialized = engine
+            .precompile_component(bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling {}", origin.display()))?;
+        let compile_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = write_entry(&entry, &serialized) {
+            tracing::warn!(cache_entry = %entry.display(), error = %format!("{e:#}"),
+                "cannot write the compile cache; continuing without it");
+        }
+        // SAFETY: `serialized` was produced by `precompile_component` on this very engine.
+        let component = unsafe { Component::deserialize(engine, &serialized) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading freshly compiled {}", origin.display()))?;
+        tracing::info!(
+            component = %origin.display(),
+            compile_ms,
+            cache_entry = %entry.display(),
+            "compiled component and stored it in the compile cache"
+        );
+        Ok((component, outcome))
+    }
+}
+
+fn compile(engine: &Engine, origin: &Path, bytes: &[u8]) -> Result<Component> {
+    let started = Instant::now();
+    let component = Component::new(engine, bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling {}", origin.display()))?;
+    tracing::info!(component = %origin.display(), compile_ms = started.elapsed().as_millis() as u64,
+        "compiled component (compile cache disabled)");
+    Ok(component)
+}
+
+/// `<content hash>-<engine hash>.cwasm`: a new wasmtime or new settings never reuse old code.
+fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
+    let content = blake3::hash(bytes);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!(
+        "{}-{:016x}.cwasm",
+        &content.to_hex()[..32],
+        hasher.finish()
+    )
+}
+
+/// Length of the checksum trailer appended to every entry.
+const CHECKSUM_LEN: usize = 32;
+
+fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
+    let data = std::fs::read(entry).context("reading the entry")?;
+    if data.len() < CHECKSUM_LEN {
+        anyhow::bail!("entry is truncated ({} bytes)", data.len());
+    }
+    let (code, checksum) = data.split_at(data.len() - CHECKSUM_LEN);
+    if blake3::hash(code).as_bytes() != checksum {
+        anyhow::bail!("checksum mismatch: the file was modified or corrupted");
+    }
+    // SAFETY: the bytes were written by `write_entry` from `precompile_component` output, the
+    // checksum proves they are unchanged, and the file name pins the engine configuration
+    // (wasmtime also re-checks compatibility in its header).
+    let component = unsafe { Component::deserialize(engine, code) }?;
+    Ok(component)
+}
+
+fn write_entry(entry: &Path, serialized: &[u8]) -> Result<()> {
+    let dir = entry.parent().expect("entries live in the cache dir");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Write-then-rename so a crash or a concurrent `wasmfn` never leaves a half-written entry.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        entry.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut data = Vec::with_capacity(serialized.len() + CHECKSUM_LEN);
+    data.extend_from_slice(serialized);
+    data.extend_from_slice(blake3::hash(serialized).as_bytes());
+    std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, entry).with_context(|| format!("renaming into {}", entry.display()))?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! [`Host`]: the engine, linker and compile cache shared by every function, and how functions
+//! are loaded from a folder or a single file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::Linker;
+
+use crate::app::App;
+use crate::compile_cache::{CacheOutcome, CompileCache};
+use crate::discovery::discover;
+use crate::engine::{Allocator, EngineOptions, HostEngine};
+use crate::error::LoadError;
+use crate::function::{Function, FunctionSettings};
+use crate::manifest::Manifest;
+use crate::router::Route;
+use crate::state::InstanceState;
+
+/// The wasmfn host: create one per process and load functions with it. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    engine: HostEngine,
+    linker: Arc<Linker<InstanceState>>,
+    cache: CompileCache,
+}
+
+/// Builder for [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostBuilder {
+    engine: EngineOptions,
+    cache: CompileCache,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self {
+            engine: EngineOptions::default(),
+            cache: CompileCache::new(CompileCache::default_dir()),
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Engine settings (allocator, pool size, memory recycling).
+    pub fn engine_options(mut self, options: EngineOptions) -> Self {
+        self.engine = options;
+        self
+    }
+
+    /// Use the on-demand allocator instead of the pooling one.
+    pub fn allocator(mut self, allocator: Allocator) -> Self {
+        self.engine.allocator = allocator;
+        self
+    }
+
+    /// Where precompiled components are cached.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = CompileCache::new(dir);
+        self
+    }
+
+    /// Compile every component in memory on every load (tests, read-only systems).
+    pub fn disable_cache(mut self) -> Self {
+        self.cache = CompileCache::disabled();
+        self
+    }
+
+    /// Create the engine and linker.
+    pub fn build(self) -> Result<Host> {
+        let engine = HostEngine::new(&self.engine)?;
+        let linker = crate::linker::build_linker(engine.engine())?;
+        Ok(Host {
+            engine,
+            linker: Arc::new(linker),
+            cache: self.cache,
+        })
+    }
+}
+
+impl Host {
+    /// Start configuring a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The allocator in use (pooling unless it fell back to on-demand).
+    pub fn allocator(&self) -> Allocator {
+        self.engine.allocator()
+    }
+
+    /// The compile cache.
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        self.engine.engine()
+    }
+
+    /// Load one component file as function `name`.
+    pub fn load_component(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+        settings: FunctionSettings,
+    ) -> Result<Function, LoadError> {
+        Function::load(
+            name,
+            path.as_ref(),
+            settings,
+            self.engine.engine(),
+            &self.linker,
+            &self.cache,
+        )
+    }
+
+    /// Compile a component into the cache without loading it (what `wasmfn compile` does).
+    pub fn precompile(&self, path: impl AsRef<Path>) -> Result<CacheOutcome> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, outcome) = self.cache.load(self.engine.engine(), path, &bytes)?;
+        Ok(outcome)
+    }
+
+    /// Load every function in `dir` (see the folder conventions in the README), applying
+    /// `dir/wasmfn.toml` if present.
+    ///
+    /// Fails only when the folder cannot be read or the manifest is invalid; a function that
+    /// cannot load is recorded in [`App::load_errors`] and the others are served.
+    pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<App> {
+        let dir = dir.as_ref();
+        let manifest = Manifest::load_from_dir(dir)?.unwrap_or_default();
+        let candidates =
+            discover(dir).with_context(|| format!("reading functions folder {}", dir.display()))?;
+        let mut app = App::default();
+        // Manifest entries first (they may point anywhere), then discovered files by name.
+        for (name, entry) in &manifest.functions {
+            let discovered = candidates.iter().find(|c| &c.name == name);
+            let path = match (&entry.component, discovered) {
+                (Some(path), _) => path.clone(),
+                (None, Some(c)) if c.problem.is_none() => c.path.clone(),
+                (None, Some(c)) => {
+                    app.record_error(LoadError {
+                        path: c.path.clone(),
+                        function: name.clone(),
+                        message: c.problem.clone().unwrap_or_default(),
+                    });
+                    continue;
+                }
+                (None, None) => {
+                    app.record_error(LoadError {
+                        path: manifest.path.clone(),
+                        function: name.clone(),
+                        message: format!(
+                            "no component found: expected {0}/{name}.wasm or {0}/{name}/{name}.wasm, \
+                             or set `component` in [functions.{name}]",
+                            dir.display()
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let loaded = self.load_component(name, &path, entry.settings.clone());
+            app.add_loaded(loaded, entry.routes.clone());
+        }
+        for c in candidates {
+            if manifest.functions.contains_key(&c.name) {
+                continue;
+            }
+            if let Some(problem) = c.problem {
+                app.record_error(LoadError {
+                    path: c.path,
+                    function: c.name,
+                    message: problem,
+                });
+                continue;
+            }
+            let loaded = self.load_component(&c.name, &c.path, FunctionSettings::default());
+            app.add_loaded(loaded, None);
+        }
+        Ok(app)
+    }
+}
+
+/// The default routes of an HTTP function: `/<name>` and everything below it.
+pub(crate) fn default_routes(name: &str) -> Vec<Route> {
+    vec![
+        Route {
+            pattern: format!("/{name}"),
+            function: name.to_string(),
+        },
+        Route {
+            pattern: format!("/{name}/*"),
+            function: name.to_string(),
+        },
+    ]
+}

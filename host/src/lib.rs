@@ -1,0 +1,52 @@
+//! # wasmfn-host
+//!
+//! The embeddable core of wasmfn: loads WASI components as serverless functions and invokes
+//! them: HTTP requests through the standard `wasi:http` incoming handler, and queue batches,
+//! stream change records and scheduled events through the `wasmfn:platform` worlds in `wit/`.
+//!
+//! Compiled code is cached on disk, instances come from wasmtime's pooling allocator and each
+//! invocation gets a fresh, isolated instance (or, opted in per function, a warm one).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let host = wasmfn_host::Host::builder().build()?;
+//! let app = host.load_dir("guests")?;
+//! let request = http::Request::get("http://localhost/hello")
+//!     .body(wasmfn_host::full_body(""))?;
+//! let response = app.handle(request).await;
+//! println!("{}", response.status());
+//! # Ok(()) }
+//! ```
+
+mod app;
+mod bindings;
+mod compile_cache;
+mod discovery;
+mod engine;
+mod error;
+pub mod event_json;
+mod events;
+mod function;
+mod guest_output;
+mod host;
+mod http_invoke;
+mod limits;
+mod linker;
+pub mod manifest;
+mod router;
+pub mod server;
+mod state;
+mod world;
+
+pub use app::App;
+pub use compile_cache::{CacheOutcome, CompileCache};
+pub use engine::{Allocator, EngineOptions};
+pub use error::{InvokeError, LoadError};
+pub use events::{queue, schedule, stream};
+pub use function::{Function, FunctionSettings};
+pub use host::{Host, HostBuilder};
+pub use http_invoke::{HttpResponse, RequestBody, error_response, full_body, text_response};
+pub use limits::{InstanceMode, Limits, ReusePolicy, parse_duration, parse_size};
+pub use router::Route;
+pub use state::InstanceState;
+pub use world::{World, WorldError};

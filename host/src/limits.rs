@@ -1,0 +1,123 @@
+//! Per-function resource limits and the instance lifecycle policy.
+
+use std::time::Duration;
+
+/// Limits applied to every invocation of one function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to (default 128 MiB, Lambda's smallest size).
+    pub memory_bytes: u64,
+    /// Wall-clock time one invocation may take, response body included (default 30 s).
+    pub timeout: Duration,
+    /// Invocations of this function running at once; more are refused with 503 (default 100).
+    pub max_concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(30),
+            max_concurrency: 100,
+        }
+    }
+}
+
+/// How instances are created and reused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InstanceMode {
+    /// A fresh, isolated instance per invocation: no state survives between invocations.
+    #[default]
+    Fresh,
+    /// Keep instances warm between invocations, like Lambda's execution-environment reuse:
+    /// module-level state initialised in one invocation is visible to the next one served by
+    /// the same instance. An instance serves one invocation at a time, is retired after
+    /// `max_uses` invocations or `idle_timeout` without work, and is never reused after a trap.
+    Reuse(ReusePolicy),
+}
+
+/// Bounds on warm-instance reuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReusePolicy {
+    /// Invocations one instance serves before it is discarded (default 1000).
+    pub max_uses: u32,
+    /// An idle instance older than this is discarded instead of reused (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ReusePolicy {
+    fn default() -> Self {
+        Self {
+            max_uses: 1000,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parse a size such as `128MiB`, `64 MB`, `1GiB` or a plain byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: expected e.g. `128MiB` or `1GiB`"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parse a duration such as `30s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: expected e.g. `30s` or `500ms`"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("`{text}`: unknown duration unit `{other}` (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{text}`: a duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! What one instance's [`wasmtime::Store`] carries: WASI contexts, the resource table, the
+//! memory limiter and the invocation deadline.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::guest_output::GuestOutput;
+
+/// Store data for one instance of a function.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) config: Arc<WasiConfigVariables>,
+    pub(crate) limiter: MemoryLimiter,
+    /// When the current invocation must end.
+    pub(crate) deadline: Instant,
+    /// Name of the function, for log lines the guest emits.
+    pub(crate) function: Arc<str>,
+}
+
+impl InstanceState {
+    pub(crate) fn new(
+        function: Arc<str>,
+        memory_limit: u64,
+        config: Arc<WasiConfigVariables>,
+        deadline: Instant,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput::stdout(function.clone()))
+            .stderr(GuestOutput::stderr(function.clone()));
+        Self {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            config,
+            limiter: MemoryLimiter::new(memory_limit),
+            deadline,
+            function,
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// Enforces a function's memory limit and remembers whether it was hit, so that the trap a
+/// guest raises after a refused `memory.grow` is reported as "memory limit exceeded".
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million entries is far beyond any real guest.
+        Ok(desired <= 1_000_000)
+    }
+}

@@ -1,0 +1,218 @@
+//! `wasmfn`: the command-line shell over the `wasmfn-host` library.
+
+mod build;
+mod invoke;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use wasmfn_host::{Allocator, Host, HostBuilder};
+
+/// Serverless functions as WASI components: serve, invoke, build and precompile them.
+#[derive(Parser)]
+#[command(name = "wasmfn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WASMFN_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    /// Where precompiled components are cached [default: ~/.cache/wasmfn/compiled].
+    #[arg(long, global = true, env = "WASMFN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile in memory on every start instead of using the compile cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    /// Instance allocator: `pooling` (default; falls back to on-demand if the address space
+    /// cannot be reserved) or `on-demand`.
+    #[arg(long, global = true, value_enum, default_value_t = AllocatorArg::Pooling)]
+    allocator: AllocatorArg,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function in a folder over HTTP.
+    ///
+    /// A function is a component `NAME.wasm`, or a folder `NAME/` holding a guest source built
+    /// to `NAME/NAME.wasm` by `wasmfn build`. HTTP functions answer at `/NAME` and `/NAME/*`
+    /// unless `wasmfn.toml` in the folder says otherwise.
+    Serve {
+        /// The functions folder.
+        #[arg(default_value = "guests")]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, short, default_value = "127.0.0.1:3000", env = "WASMFN_LISTEN")]
+        listen: SocketAddr,
+    },
+    /// Invoke one function once, in-process, and print its result (like `sam local invoke`).
+    Invoke(invoke::InvokeArgs),
+    /// Precompile components into the compile cache so that later starts never compile.
+    Compile {
+        /// Component files or functions folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Build every guest source in a folder into `NAME/NAME.wasm`.
+    Build(build::BuildArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AllocatorArg {
+    Pooling,
+    OnDemand,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Build(args) = &cli.command {
+        return build::run(args);
+    }
+    let host = host_builder(&cli).build()?;
+    match cli.command {
+        Command::Serve { dir, listen } => serve(host, dir, listen).await,
+        Command::Invoke(args) => invoke::run(host, args).await,
+        Command::Compile { paths } => compile(&host, &paths),
+        Command::Build(_) => unreachable!("handled above"),
+    }
+}
+
+fn host_builder(cli: &Cli) -> HostBuilder {
+    let mut builder = Host::builder().allocator(match cli.allocator {
+        AllocatorArg::Pooling => Allocator::Pooling,
+        AllocatorArg::OnDemand => Allocator::OnDemand,
+    });
+    if cli.no_cache {
+        builder = builder.disable_cache();
+    } else if let Some(dir) = &cli.cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    builder
+}
+
+async fn serve(host: Host, dir: PathBuf, listen: SocketAddr) -> Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!(
+            "functions folder `{}` does not exist; pass the folder holding your components",
+            dir.display()
+        );
+    }
+    let app = host.load_dir(&dir)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; pick another with --listen"))?;
+    let addr = listener.local_addr()?;
+    print_summary(&app, &dir, addr);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            () = shutdown => {},
+            _ = term.recv() => {},
+        }
+    };
+    wasmfn_host::server::serve(Arc::new(app), listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(app: &wasmfn_host::App, dir: &std::path::Path, addr: SocketAddr) {
+    let functions: Vec<_> = app.functions().collect();
+    println!("wasmfn: {} function(s) from {}", functions.len(), dir.display());
+    for f in &functions {
+        println!("  {:<20} {:<9} {}", f.name(), f.world().name(), f.source().display());
+    }
+    if !app.load_errors().is_empty() {
+        println!("not loaded ({}; see the errors above):", app.load_errors().len());
+        for e in app.load_errors() {
+            println!("  {:<20} {}", e.function, e.path.display());
+        }
+    }
+    println!("routes:");
+    for r in app.routes() {
+        println!("  http://{addr}{:<24} -> {}", r.pattern, r.function);
+    }
+    println!("listening on http://{addr}");
+}
+
+fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
+    let mut failed = 0;
+    for path in paths {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let app = host.load_dir(path)?;
+            for e in app.load_errors() {
+                eprintln!("error: {e}");
+            }
+            failed += app.load_errors().len();
+            for f in app.functions() {
+                println!("{:<12} {}", format!("{:?}", f.cache_outcome()).to_lowercase(), f.source().display());
+            }
+            continue;
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            match host.precompile(&file) {
+                Ok(outcome) => println!("{:<12} {}", format!("{outcome:?}").to_lowercase(), file.display()),
+                Err(e) => {
+                    eprintln!("error: {}: {e:#}", file.display());
+                    failed += 1;
+                }
+            }
+        }
+    }
+    if let Some(dir) = host.cache().dir() {
+        println!("compile cache: {}", dir.display());
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WASMFN_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    // Log lines are written by a background thread so request paths never block on stderr.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    guard
+}
