@@ -78,10 +78,29 @@ struct RawFunction {
     component: Option<String>,
     world: Option<Spanned<String>>,
     routes: Option<Vec<Spanned<String>>>,
-    #[serde(flatten)]
-    settings: RawSettings,
+    // The settings keys again, not `#[serde(flatten)]`: flattening loses the spans that let
+    // errors name the line.
+    memory: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    instances: Option<Spanned<String>>,
+    max_uses: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+}
+
+impl RawFunction {
+    fn settings(&self) -> RawSettings {
+        RawSettings {
+            memory: self.memory.clone(),
+            timeout: self.timeout.clone(),
+            concurrency: self.concurrency.clone(),
+            instances: self.instances.clone(),
+            max_uses: self.max_uses.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+        }
+    }
 }
 
 /// A manifest error: file, line and what to change.
@@ -122,7 +141,7 @@ impl Manifest {
         let mut functions = BTreeMap::new();
         for (name, f) in &raw.functions {
             validate_name(name).map_err(|m| ManifestError(format!("{}: [functions.{name}]: {m}", path.display())))?;
-            let mut settings = settings_from(&f.settings, &raw.defaults, &format!("functions.{name}"), &at)?;
+            let mut settings = settings_from(&f.settings(), &raw.defaults, &format!("functions.{name}"), &at)?;
             if let Some(w) = &f.world {
                 settings.expected_world = Some(
                     w.get_ref().parse().map_err(|m| at(w.span(), &format!("functions.{name}.world"), m))?,

@@ -4,7 +4,7 @@
 //! - status: `?status=NNN` (default 200)
 //! - headers: every request header named `x-*` comes back, plus `x-method` and `x-path`
 //! - body: the request body, streamed back chunk by chunk (host-side splice, no buffering)
-//! - trailers: `?trailers=1` finishes the body with the trailer `x-trailer: done`
+//! - trailers: `?trailers=1` declares (`trailer: x-trailer`) and sends the trailer `x-trailer: done`
 
 use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
@@ -49,6 +49,11 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
             .collect();
         headers.push(("x-method".into(), method_name(&request.method()).into_bytes()));
         headers.push(("x-path".into(), path.clone().into_bytes()));
+        let send_trailers = query_param(&path, "trailers") == Some("1");
+        if send_trailers {
+            // HTTP/1.1 servers only send trailers the response declared.
+            headers.push(("trailer".into(), b"x-trailer".to_vec()));
+        }
         let response = OutgoingResponse::new(Fields::from_list(&headers).unwrap());
         let status = query_param(&path, "status")
             .and_then(|s| s.parse().ok())
@@ -71,7 +76,7 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
         drop(input);
         drop(output);
         let _ = IncomingBody::finish(in_body);
-        let trailers = (query_param(&path, "trailers") == Some("1"))
+        let trailers = send_trailers
             .then(|| Fields::from_list(&[("x-trailer".into(), b"done".to_vec())]).unwrap());
         OutgoingBody::finish(out_body, trailers).unwrap();
     }

@@ -1,0 +1,49 @@
+# Shared by the scripts in this folder: locations, logging, and the idempotent install steps.
+# Everything slow is cached outside the checkout (under ~/.cache/wasmfn) so fresh clones reuse it.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${WASMFN_CACHE:-$HOME/.cache/wasmfn}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export WASMFN_GUEST_TARGET_DIR="${WASMFN_GUEST_TARGET_DIR:-$CACHE/guest-target}"
+WASMFN="$CARGO_TARGET_DIR/release/wasmfn"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_updated=""
+apt_install() {
+    # Install only the Debian packages that are missing.
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    say "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# The guest toolchain: rustup's wasm32-wasip2 target, or (when rustup cannot fetch it) Debian's
+# rustc-web building std from source. `wasmfn build` detects whichever is present.
+ensure_guest_toolchain() {
+    if [ -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2/lib" ]; then return 0; fi
+    say "adding the wasm32-wasip2 Rust target"
+    if timeout 240 rustup target add wasm32-wasip2 >&2; then return 0; fi
+    say "rustup could not add wasm32-wasip2; using Debian's rustc-web with std built from source"
+    apt_install rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld-19
+    for t in wasm32-wasip1 wasm32-wasip2; do
+        d=/usr/lib/rustlib/$t/lib/self-contained
+        mkdir -p "$d"
+        for f in crt1-command.o crt1-reactor.o libc.a; do ln -sf "/usr/lib/wasm32-wasi/$f" "$d/$f"; done
+    done
+}
+
+build_host() {
+    say "building wasmfn (release; first build takes several minutes, later ones seconds)"
+    (cd "$ROOT" && cargo build --release --locked --bin wasmfn)
+}
+
+build_guests() {
+    say "building guests"
+    "$WASMFN" build "$ROOT/guests"
+    "$WASMFN" build "$ROOT/tests/guests"
+}

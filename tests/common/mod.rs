@@ -1,0 +1,194 @@
+//! Test support: run the real `wasmfn` binary on a temporary functions folder and talk to it
+//! over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `wasmfn` binary under test.
+pub fn wasmfn() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmfn"));
+    cmd.env("WASMFN_LOG", "info,wasmfn_host=debug");
+    cmd
+}
+
+/// A built guest component: `guests/NAME/NAME.wasm` or `tests/guests/NAME/NAME.wasm`.
+pub fn guest(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["guests", "tests/guests"] {
+        let p = root.join(dir).join(name).join(format!("{name}.wasm"));
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("guest `{name}` is not built: run `scripts/build-guests` (or `scripts/test`) first");
+}
+
+/// A temporary functions folder plus its own compile cache.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A folder holding the named guests as `NAME.wasm` files.
+    pub fn with_guests(names: &[&str]) -> Fixture {
+        let f = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        };
+        for name in names {
+            f.copy_guest(name, name);
+        }
+        f
+    }
+
+    /// Copy guest `name` into the folder as function `as_name`.
+    pub fn copy_guest(&self, name: &str, as_name: &str) {
+        std::fs::copy(guest(name), self.dir.path().join(format!("{as_name}.wasm"))).unwrap();
+    }
+
+    /// Write a file into the folder.
+    pub fn write(&self, file: &str, contents: impl AsRef<[u8]>) {
+        std::fs::write(self.dir.path().join(file), contents).unwrap();
+    }
+
+    /// Start `wasmfn serve` on this folder.
+    pub fn serve(&self) -> Server {
+        Server::start(self.dir.path(), self.cache.path(), &[])
+    }
+}
+
+/// A running `wasmfn serve`.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Start serving `dir` on a free loopback port and wait until it listens.
+    pub fn start(dir: &Path, cache: &Path, extra: &[&str]) -> Server {
+        let mut child = wasmfn()
+            .arg("serve")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+            .arg(cache)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wasmfn");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = stdout.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("wasmfn did not start listening; stderr:\n{}", stderr.lock().unwrap())
+        });
+        Server {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`, returning status and body text.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r = client().get(self.url(path)).send().expect("request failed");
+        let status = r.status().as_u16();
+        (status, r.text().unwrap())
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until the logs contain `needle` (logging is asynchronous).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            if Instant::now() > deadline {
+                panic!("log line `{needle}` never appeared; logs:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send SIGINT (Ctrl-C) and wait for the exit status.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc_kill(pid, 2) };
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A blocking HTTP client with a generous timeout.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Send raw bytes over TCP and read the whole response (the connection is closed by `close`).
+pub fn raw_request(addr: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
