@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 
 /// Arguments of `wasmfn build`.
 #[derive(clap::Args)]
@@ -55,14 +55,28 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
     let runs: Vec<(PathBuf, Vec<&RustGuest>)> = if is_workspace(&workspace)? {
         vec![(workspace, guests.iter().collect())]
     } else {
-        guests.iter().map(|g| (g.folder.join("Cargo.toml"), vec![g])).collect()
+        guests
+            .iter()
+            .map(|g| (g.folder.join("Cargo.toml"), vec![g]))
+            .collect()
     };
     for (i, (manifest, members)) in runs.iter().enumerate() {
         let names: Vec<&str> = members.iter().map(|g| g.name.as_str()).collect();
-        println!("[{}/{}] cargo build {}", i + 1, runs.len(), names.join(", "));
+        println!(
+            "[{}/{}] cargo build {}",
+            i + 1,
+            runs.len(),
+            names.join(", ")
+        );
         let mut cargo = toolchain.cargo();
         cargo
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(manifest)
             .env("CARGO_TARGET_DIR", &target_dir);
         for g in members {
@@ -79,7 +93,11 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
             .join(format!("{}.wasm", g.package.replace('-', "_")));
         let dest = g.folder.join(format!("{}.wasm", g.name));
         let built = std::fs::read(&artifact).with_context(|| {
-            format!("cargo finished but {} is missing: is `{}` a cdylib?", artifact.display(), g.package)
+            format!(
+                "cargo finished but {} is missing: is `{}` a cdylib?",
+                artifact.display(),
+                g.package
+            )
         })?;
         let unchanged = std::fs::read(&dest).is_ok_and(|old| old == built);
         if !unchanged {
@@ -152,9 +170,11 @@ enum Toolchain {
 
 impl Toolchain {
     fn detect() -> Result<Toolchain> {
+        // `WASMFN_GUEST_TOOLCHAIN=debian` forces the Debian route (to test it, or to avoid rustup).
+        let forced = std::env::var("WASMFN_GUEST_TOOLCHAIN").unwrap_or_default();
         if let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() {
             let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if sysroot.join("lib/rustlib/wasm32-wasip2/lib").is_dir() {
+            if forced != "debian" && sysroot.join("lib/rustlib/wasm32-wasip2/lib").is_dir() {
                 return Ok(Toolchain::Rustup);
             }
         }

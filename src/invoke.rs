@@ -4,11 +4,11 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde_json::json;
-use wasmfn_host::{Function, FunctionSettings, Host, World, event_json, full_body};
+use wasmfn_host::{event_json, full_body, Function, FunctionSettings, Host, World};
 
 /// Arguments of `wasmfn invoke`.
 #[derive(clap::Args)]
@@ -31,22 +31,29 @@ pub async fn run(host: Host, args: InvokeArgs) -> Result<ExitCode> {
         None => None,
         Some("-") => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading the event from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the event from stdin")?;
             Some(text)
         }
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading event file {path}"))?),
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading event file {path}"))?,
+        ),
     };
     let (output, ok) = match function.world() {
         World::Http => invoke_http(&function, event.as_deref()).await?,
         World::Queue => {
-            let batch = event_json::parse_queue_batch(event.as_deref().unwrap_or(r#"{"messages":[{"body":""}]}"#))?;
+            let batch = event_json::parse_queue_batch(
+                event.as_deref().unwrap_or(r#"{"messages":[{"body":""}]}"#),
+            )?;
             match function.invoke_queue(&batch).await {
                 Ok(r) => (event_json::queue_result_json(&r), r.is_ok()),
                 Err(e) => (error_json(&e), false),
             }
         }
         World::Stream => {
-            let events = event_json::parse_stream_events(event.as_deref().unwrap_or(r#"{"events":[]}"#))?;
+            let events =
+                event_json::parse_stream_events(event.as_deref().unwrap_or(r#"{"events":[]}"#))?;
             match function.invoke_stream(&events).await {
                 Ok(r) => (event_json::stream_result_json(&r), r.is_ok()),
                 Err(e) => (error_json(&e), false),
@@ -61,7 +68,11 @@ pub async fn run(host: Host, args: InvokeArgs) -> Result<ExitCode> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load(host: &Host, args: &InvokeArgs) -> Result<Function> {
@@ -77,7 +88,11 @@ fn load(host: &Host, args: &InvokeArgs) -> Result<Function> {
     if let Some(f) = app.function(&args.function) {
         return Ok(f.clone());
     }
-    if let Some(e) = app.load_errors().iter().find(|e| e.function == args.function) {
+    if let Some(e) = app
+        .load_errors()
+        .iter()
+        .find(|e| e.function == args.function)
+    {
         bail!("{e}");
     }
     let names: Vec<&str> = app.functions().map(|f| f.name()).collect();
@@ -85,11 +100,18 @@ fn load(host: &Host, args: &InvokeArgs) -> Result<Function> {
         "no function `{}` in {}; available: {}",
         args.function,
         args.dir.display(),
-        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
     )
 }
 
-async fn invoke_http(function: &Function, event: Option<&str>) -> Result<(serde_json::Value, bool)> {
+async fn invoke_http(
+    function: &Function,
+    event: Option<&str>,
+) -> Result<(serde_json::Value, bool)> {
     let ev: event_json::HttpEvent = match event {
         Some(text) => serde_json::from_str(text).context("not an HTTP event")?,
         None => serde_json::from_value(json!({ "path": format!("/{}", function.name()) }))?,
@@ -100,7 +122,9 @@ async fn invoke_http(function: &Function, event: Option<&str>) -> Result<(serde_
     for (k, v) in &ev.headers {
         request = request.header(k, v);
     }
-    let request = request.body(full_body(ev.body_bytes()?)).context("invalid HTTP event")?;
+    let request = request
+        .body(full_body(ev.body_bytes()?))
+        .context("invalid HTTP event")?;
     let response = match function.handle_http(request).await {
         Ok(r) => r,
         Err(e) => return Ok((error_json(&e), false)),
@@ -120,7 +144,9 @@ async fn invoke_http(function: &Function, event: Option<&str>) -> Result<(serde_
     let mut out = json!({ "status": status, "headers": headers });
     match std::str::from_utf8(&body) {
         Ok(text) => out["body"] = json!(text),
-        Err(_) => out["bodyBase64"] = json!(base64::engine::general_purpose::STANDARD.encode(&body)),
+        Err(_) => {
+            out["bodyBase64"] = json!(base64::engine::general_purpose::STANDARD.encode(&body))
+        }
     }
     Ok((out, status < 500))
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use wasmfn_host::{Allocator, Host, HostBuilder};
 
@@ -156,12 +156,24 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr) -> Result<ExitCode>
 
 fn print_summary(app: &wasmfn_host::App, dir: &std::path::Path, addr: SocketAddr) {
     let functions: Vec<_> = app.functions().collect();
-    println!("wasmfn: {} function(s) from {}", functions.len(), dir.display());
+    println!(
+        "wasmfn: {} function(s) from {}",
+        functions.len(),
+        dir.display()
+    );
     for f in &functions {
-        println!("  {:<20} {:<9} {}", f.name(), f.world().name(), f.source().display());
+        println!(
+            "  {:<20} {:<9} {}",
+            f.name(),
+            f.world().name(),
+            f.source().display()
+        );
     }
     if !app.load_errors().is_empty() {
-        println!("not loaded ({}; see the errors above):", app.load_errors().len());
+        println!(
+            "not loaded ({}; see the errors above):",
+            app.load_errors().len()
+        );
         for e in app.load_errors() {
             println!("  {:<20} {}", e.function, e.path.display());
         }
@@ -183,7 +195,11 @@ fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
             }
             failed += app.load_errors().len();
             for f in app.functions() {
-                println!("{:<12} {}", format!("{:?}", f.cache_outcome()).to_lowercase(), f.source().display());
+                println!(
+                    "{:<12} {}",
+                    format!("{:?}", f.cache_outcome()).to_lowercase(),
+                    f.source().display()
+                );
             }
             continue;
         } else {
@@ -191,7 +207,11 @@ fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
         };
         for file in files {
             match host.precompile(&file) {
-                Ok(outcome) => println!("{:<12} {}", format!("{outcome:?}").to_lowercase(), file.display()),
+                Ok(outcome) => println!(
+                    "{:<12} {}",
+                    format!("{outcome:?}").to_lowercase(),
+                    file.display()
+                ),
                 Err(e) => {
                     eprintln!("error: {}: {e:#}", file.display());
                     failed += 1;
@@ -202,7 +222,11 @@ fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
     if let Some(dir) = host.cache().dir() {
         println!("compile cache: {}", dir.display());
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {

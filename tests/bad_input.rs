@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fixture, client, guest, wasmfn};
+use common::{client, guest, wasmfn, Fixture};
 
 #[test]
 fn broken_components_are_refused_by_name_and_the_rest_is_served() {
@@ -20,13 +20,26 @@ fn broken_components_are_refused_by_name_and_the_rest_is_served() {
     f.write("wasmfn.toml", "[functions.misdeclared]\nworld = \"http\"\n");
     let server = f.serve();
 
-    assert_eq!(server.get("/hello").0, 200, "good functions are still served");
+    assert_eq!(
+        server.get("/hello").0,
+        200,
+        "good functions are still served"
+    );
     let logs = server.wait_for_log("misdeclared");
     let expect = [
         ("notes.wasm", "not a WebAssembly file"),
-        ("truncated.wasm", "not a valid component (truncated or corrupt?)"),
-        ("core-module.wasm", "is a core WebAssembly module, not a component"),
-        ("not-a-function.wasm", "wasi:http/incoming-handler@0.2.x (world http)"),
+        (
+            "truncated.wasm",
+            "not a valid component (truncated or corrupt?)",
+        ),
+        (
+            "core-module.wasm",
+            "is a core WebAssembly module, not a component",
+        ),
+        (
+            "not-a-function.wasm",
+            "wasi:http/incoming-handler@0.2.x (world http)",
+        ),
         ("misdeclared.wasm", "expected a component of world `http`"),
     ];
     for (file, message) in expect {
@@ -63,7 +76,10 @@ fn a_trapping_guest_gets_500_and_the_host_keeps_serving() {
 #[test]
 fn an_infinite_loop_times_out_and_does_not_block_others() {
     let f = Fixture::with_guests(&["hello", "spin-forever"]);
-    f.write("wasmfn.toml", "[functions.spin-forever]\ntimeout = \"1s\"\n");
+    f.write(
+        "wasmfn.toml",
+        "[functions.spin-forever]\ntimeout = \"1s\"\n",
+    );
     let server = f.serve();
     let url = server.url("/spin-forever");
     let spinning = std::thread::spawn(move || {
@@ -76,12 +92,18 @@ fn an_infinite_loop_times_out_and_does_not_block_others() {
     for _ in 0..5 {
         let started = Instant::now();
         assert_eq!(server.get("/hello").0, 200);
-        assert!(started.elapsed() < Duration::from_millis(500), "hello was blocked by the spinning guest");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "hello was blocked by the spinning guest"
+        );
     }
     let (status, body, took) = spinning.join().unwrap();
     assert_eq!(status, 504);
     assert!(body.contains("timed out after 1s"), "{body}");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
     // The next invocation works (and times out again on its own schedule).
     assert_eq!(server.get("/hello").0, 200);
     assert_eq!(server.get("/spin-forever").0, 504);
@@ -90,11 +112,17 @@ fn an_infinite_loop_times_out_and_does_not_block_others() {
 #[test]
 fn a_memory_bomb_hits_its_limit() {
     let f = Fixture::with_guests(&["hello", "memory-bomb"]);
-    f.write("wasmfn.toml", "[functions.memory-bomb]\nmemory = \"64MiB\"\n");
+    f.write(
+        "wasmfn.toml",
+        "[functions.memory-bomb]\nmemory = \"64MiB\"\n",
+    );
     let server = f.serve();
     let (status, body) = server.get("/memory-bomb");
     assert_eq!(status, 500);
-    assert!(body.contains("exceeded its memory limit of 64 MiB"), "{body}");
+    assert!(
+        body.contains("exceeded its memory limit of 64 MiB"),
+        "{body}"
+    );
     assert!(body.contains("raise `memory` in wasmfn.toml"), "{body}");
     assert_eq!(server.get("/hello").0, 200);
     // The default limit (128 MiB) applies without a manifest entry too.
@@ -126,7 +154,10 @@ fn concurrency_limit_gives_503_with_retry_after() {
 #[test]
 fn a_malformed_manifest_is_an_error_with_file_line_and_key() {
     let f = Fixture::with_guests(&["hello"]);
-    f.write("wasmfn.toml", "[functions.hello]\nroutes = [\"/hi\"]\ntimeout = \"forever\"\n");
+    f.write(
+        "wasmfn.toml",
+        "[functions.hello]\nroutes = [\"/hi\"]\ntimeout = \"forever\"\n",
+    );
     let out = wasmfn()
         .arg("serve")
         .arg(f.dir.path())
@@ -135,19 +166,28 @@ fn a_malformed_manifest_is_an_error_with_file_line_and_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wasmfn.toml:3: `functions.hello.timeout`"), "{err}");
+    assert!(
+        err.contains("wasmfn.toml:3: `functions.hello.timeout`"),
+        "{err}"
+    );
     assert!(err.contains("not a duration"), "{err}");
 
     f.write("wasmfn.toml", "[functions.hello]\nrouts = [\"/hi\"]\n");
     let out = wasmfn().arg("serve").arg(f.dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("unknown field `routs`") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("unknown field `routs`") && err.contains("line 2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_folder_is_a_clear_error() {
-    let out = wasmfn().args(["serve", "/no/such/folder"]).output().unwrap();
+    let out = wasmfn()
+        .args(["serve", "/no/such/folder"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`/no/such/folder` does not exist"), "{err}");

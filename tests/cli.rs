@@ -5,7 +5,7 @@ mod common;
 use std::io::Write as _;
 use std::process::Stdio;
 
-use common::{Fixture, wasmfn};
+use common::{wasmfn, Fixture};
 
 fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -30,7 +30,10 @@ fn second_start_loads_from_the_cache_without_compiling() {
     let second = f.serve();
     assert_eq!(second.get("/hello").0, 200);
     let logs = second.wait_for_log("loaded precompiled component from the compile cache");
-    assert!(!logs.contains("compiled component and stored"), "second start compiled:\n{logs}");
+    assert!(
+        !logs.contains("compiled component and stored"),
+        "second start compiled:\n{logs}"
+    );
 }
 
 #[test]
@@ -78,7 +81,11 @@ fn compile_precompiles_ahead_of_time() {
             .arg(f.cache.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let first = run();
@@ -108,7 +115,10 @@ fn invoke(f: &Fixture, function: &str, event: Option<&str>) -> (bool, serde_json
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out.status.success(), json)
 }
@@ -117,7 +127,11 @@ fn invoke(f: &Fixture, function: &str, event: Option<&str>) -> (bool, serde_json
 fn invoke_runs_one_event_of_every_world() {
     let f = Fixture::with_guests(&["hello", "queue-worker", "stream-audit", "cron-job", "trap"]);
 
-    let (ok, r) = invoke(&f, "hello", Some(r#"{"method":"POST","path":"/hello/x","body":"hi"}"#));
+    let (ok, r) = invoke(
+        &f,
+        "hello",
+        Some(r#"{"method":"POST","path":"/hello/x","body":"hi"}"#),
+    );
     assert!(ok);
     assert_eq!(r["status"], 200);
     assert_eq!(r["body"], "Hello from wasmfn! You asked for /hello/x\n");
@@ -125,7 +139,9 @@ fn invoke_runs_one_event_of_every_world() {
     let (ok, r) = invoke(
         &f,
         "queue-worker",
-        Some(r#"{"queue":"orders","messages":[{"id":"a","body":"fine"},{"id":"b","body":"please fail"}]}"#),
+        Some(
+            r#"{"queue":"orders","messages":[{"id":"a","body":"fine"},{"id":"b","body":"please fail"}]}"#,
+        ),
     );
     assert!(ok);
     assert_eq!(r["failures"][0]["id"], "b");
@@ -134,12 +150,18 @@ fn invoke_runs_one_event_of_every_world() {
     let (ok, r) = invoke(
         &f,
         "stream-audit",
-        Some(r#"{"events":[{"type":"change","source":"users","key":"poison","operation":"remove","sequence":"42"}]}"#),
+        Some(
+            r#"{"events":[{"type":"change","source":"users","key":"poison","operation":"remove","sequence":"42"}]}"#,
+        ),
     );
     assert!(!ok);
     assert_eq!(r["firstFailedSequence"], "42");
 
-    let (ok, r) = invoke(&f, "cron-job", Some(r#"{"schedule":"nightly","expression":"0 3 * * *"}"#));
+    let (ok, r) = invoke(
+        &f,
+        "cron-job",
+        Some(r#"{"schedule":"nightly","expression":"0 3 * * *"}"#),
+    );
     assert!(ok);
     assert_eq!(r["ok"], true);
 
@@ -159,7 +181,10 @@ fn invoke_runs_one_event_of_every_world() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a queue batch event") && err.contains("`extra`"), "{err}");
+    assert!(
+        err.contains("not a queue batch event") && err.contains("`extra`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -172,5 +197,8 @@ fn invoke_reports_unknown_functions_with_the_available_ones() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no function `nope`") && err.contains("available: hello"), "{err}");
+    assert!(
+        err.contains("no function `nope`") && err.contains("available: hello"),
+        "{err}"
+    );
 }

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use common::{Fixture, Server, client, raw_request};
+use common::{client, raw_request, Fixture, Server};
 
 #[test]
 fn hello_is_served_at_its_default_routes() {
@@ -19,14 +19,23 @@ fn hello_is_served_at_its_default_routes() {
     assert_eq!(status, 200);
     assert!(body.ends_with("/hello/a/b?x=1\n"), "{body}");
     let response = client().get(server.url("/hello")).send().unwrap();
-    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
     // The start-up summary names the function and its routes.
     let stdout = server.stdout.lock().unwrap().clone();
-    assert!(stdout.contains("hello") && stdout.contains("/hello/*"), "{stdout}");
+    assert!(
+        stdout.contains("hello") && stdout.contains("/hello/*"),
+        "{stdout}"
+    );
     // One structured log line per invocation.
     server.wait_for_log("invocation finished");
     let logs = server.logs();
-    assert!(logs.contains("function=hello") && logs.contains("status=200"), "{logs}");
+    assert!(
+        logs.contains("function=hello") && logs.contains("status=200"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -35,7 +44,10 @@ fn unknown_route_is_404_listing_the_routes() {
     let server = f.serve();
     let (status, body) = server.get("/nowhere");
     assert_eq!(status, 404);
-    assert!(body.contains("`/nowhere`") && body.contains("/hello -> hello"), "{body}");
+    assert!(
+        body.contains("`/nowhere`") && body.contains("/hello -> hello"),
+        "{body}"
+    );
     // `/hello/*` must not capture `/helloworld`.
     assert_eq!(server.get("/helloworld").0, 404);
 }
@@ -58,7 +70,10 @@ fn requests_and_responses_pass_through_faithfully() {
     assert_eq!(h["x-path"], "/echo/items/7?status=201");
     assert_eq!(response.text().unwrap(), "payload bytes");
 
-    let response = client().delete(server.url("/echo?status=404")).send().unwrap();
+    let response = client()
+        .delete(server.url("/echo?status=404"))
+        .send()
+        .unwrap();
     assert_eq!(response.status().as_u16(), 404);
     assert_eq!(response.headers()["x-method"], "DELETE");
 }
@@ -76,7 +91,11 @@ fn large_bodies_stream_both_ways() {
         x ^= x << 5;
         body.extend_from_slice(&x.to_le_bytes());
     }
-    let response = client().post(server.url("/echo")).body(body.clone()).send().unwrap();
+    let response = client()
+        .post(server.url("/echo"))
+        .body(body.clone())
+        .send()
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let echoed = response.bytes().unwrap();
     assert_eq!(echoed.len(), body.len());
@@ -92,7 +111,10 @@ fn response_trailers_are_sent() {
         b"POST /echo?trailers=1 HTTP/1.1\r\nhost: test\r\nte: trailers\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi",
     );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("transfer-encoding: chunked"), "{response}");
+    assert!(
+        response.contains("transfer-encoding: chunked"),
+        "{response}"
+    );
     // The trailer follows the last (empty) chunk.
     let after_last_chunk = response.split("\r\n0\r\n").nth(1).unwrap_or_default();
     assert!(after_last_chunk.contains("x-trailer: done"), "{response}");
@@ -131,7 +153,11 @@ fn manifest_sets_explicit_routes() {
     let server = f.serve();
     assert_eq!(server.get("/").0, 200);
     assert!(server.get("/greet/you").1.contains("/greet/you"));
-    assert_eq!(server.get("/hello").0, 404, "explicit routes replace the defaults");
+    assert_eq!(
+        server.get("/hello").0,
+        404,
+        "explicit routes replace the defaults"
+    );
     assert_eq!(server.get("/echo").0, 200);
 }
 
@@ -159,7 +185,10 @@ fn ctrl_c_drains_in_flight_requests() {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\r\n5\r\nfirst\r\n5\r\n-last\r\n0\r\n"), "{response}");
+    assert!(
+        response.contains("\r\n5\r\nfirst\r\n5\r\n-last\r\n0\r\n"),
+        "{response}"
+    );
     let status = waiter.join().unwrap();
     assert!(status.success(), "wasmfn (pid {pid}) exited with {status}");
 }
@@ -198,10 +227,42 @@ fn pooling_falls_back_to_on_demand_when_address_space_is_limited() {
         line.clear();
     }
     let addr = addr.expect("server did not start");
-    let body = client().get(format!("http://{addr}/hello")).send().unwrap().text().unwrap();
+    let body = client()
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(body.starts_with("Hello from wasmfn!"));
     let _ = child.kill();
+    let _ = child.wait();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(err.contains("falling back to on-demand allocation"), "{err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("falling back to on-demand allocation"),
+        "{err}"
+    );
+}
+
+#[test]
+fn idle_warm_instances_expire() {
+    let f = Fixture::with_guests(&["counter"]);
+    f.write(
+        "wasmfn.toml",
+        "[functions.counter]\ninstances = \"reuse\"\nidle-timeout = \"300ms\"\n",
+    );
+    let server = f.serve();
+    assert_eq!(server.get("/counter").1, "1");
+    assert_eq!(server.get("/counter").1, "2");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        server.get("/counter").1,
+        "1",
+        "an idle instance past its timeout is not reused"
+    );
 }

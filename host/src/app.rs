@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::error::LoadError;
 use crate::function::Function;
 use crate::host::default_routes;
-use crate::http_invoke::{HttpResponse, error_response, text_response};
+use crate::http_invoke::{error_response, text_response, HttpResponse};
 use crate::router::{Route, Router};
 use crate::world::World;
 
@@ -27,7 +27,11 @@ impl App {
     }
 
     /// Add a loaded function; HTTP functions get `routes`, or `/<name>` and `/<name>/*`.
-    pub fn add(&mut self, function: Function, routes: Option<Vec<String>>) -> Result<(), LoadError> {
+    pub fn add(
+        &mut self,
+        function: Function,
+        routes: Option<Vec<String>>,
+    ) -> Result<(), LoadError> {
         let name = function.name().to_string();
         if self.functions.contains_key(&name) {
             return Err(LoadError {
@@ -40,7 +44,10 @@ impl App {
             let routes = match routes {
                 Some(patterns) => patterns
                     .into_iter()
-                    .map(|pattern| Route { pattern, function: name.clone() })
+                    .map(|pattern| Route {
+                        pattern,
+                        function: name.clone(),
+                    })
                     .collect(),
                 None => default_routes(&name),
             };
@@ -71,7 +78,11 @@ impl App {
         Ok(())
     }
 
-    pub(crate) fn add_loaded(&mut self, loaded: Result<Function, LoadError>, routes: Option<Vec<String>>) {
+    pub(crate) fn add_loaded(
+        &mut self,
+        loaded: Result<Function, LoadError>,
+        routes: Option<Vec<String>>,
+    ) {
         match loaded.and_then(|f| self.add(f, routes)) {
             Ok(()) => {}
             Err(e) => self.record_error(e),
@@ -103,9 +114,17 @@ impl App {
         &self.errors
     }
 
+    /// Discard warm instances idle past their timeout, across all functions (the server calls
+    /// this every second). Returns how many were discarded.
+    pub fn evict_idle(&self) -> usize {
+        self.functions.values().map(|f| f.evict_idle()).sum()
+    }
+
     /// The HTTP function serving `path`.
     pub fn route(&self, path: &str) -> Option<&Function> {
-        self.router.find(path).and_then(|name| self.functions.get(name))
+        self.router
+            .find(path)
+            .and_then(|name| self.functions.get(name))
     }
 
     /// Route and handle one HTTP request; errors become HTTP error responses.

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::Engine;
 
 /// What loading a component through the cache did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,11 +146,7 @@ fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
     let content = blake3::hash(bytes);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    format!(
-        "{}-{:016x}.cwasm",
-        &content.to_hex()[..32],
-        hasher.finish()
-    )
+    format!("{}-{:016x}.cwasm", &content.to_hex()[..32], hasher.finish())
 }
 
 /// Length of the checksum trailer appended to every entry.

@@ -1,8 +1,8 @@
 //! The shared wasmtime [`Engine`]: pooling allocator, copy-on-write memory images and epoch
 //! interruption, configured once per host.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -149,7 +149,11 @@ fn pooling_config(options: &EngineOptions) -> Config {
         .linear_memory_keep_resident(options.memory_keep_resident)
         .table_keep_resident(options.table_keep_resident)
         .decommit_batch_size(options.decommit_batch_size)
-        .pagemap_scan(if options.pagemap_scan { Enabled::Auto } else { Enabled::No })
+        .pagemap_scan(if options.pagemap_scan {
+            Enabled::Auto
+        } else {
+            Enabled::No
+        })
         // Large interpreted guests (componentize-js/-py) declare big tables and instances.
         .table_elements(100_000)
         .max_core_instance_size(16 << 20)

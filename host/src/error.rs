@@ -125,7 +125,10 @@ impl fmt::Display for InvokeError {
                 write!(f, "function `{function}` trapped: {message}")
             }
             InvokeError::Instantiate { function, message } => {
-                write!(f, "function `{function}` could not be instantiated: {message}")
+                write!(
+                    f,
+                    "function `{function}` could not be instantiated: {message}"
+                )
             }
             InvokeError::BadInvocation { function, message } => {
                 write!(f, "function `{function}`: {message}")

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use crate::events::{queue, schedule, stream};
 
@@ -177,12 +177,23 @@ pub fn parse_stream_events(json: &str) -> Result<Vec<stream::StreamEvent>> {
         .map(|(i, e)| {
             let seq = |s: Option<String>| s.unwrap_or_else(|| format!("{:020}", i + 1));
             Ok(match e {
-                StreamEventJson::Change { source, sequence, key, operation, old_image, new_image, timestamp } => {
+                StreamEventJson::Change {
+                    source,
+                    sequence,
+                    key,
+                    operation,
+                    old_image,
+                    new_image,
+                    timestamp,
+                } => {
                     let operation = match operation.as_str() {
                         "insert" => stream::Operation::Insert,
                         "modify" => stream::Operation::Modify,
                         "remove" => stream::Operation::Remove,
-                        other => bail!("event {}: unknown operation `{other}` (insert, modify or remove)", i + 1),
+                        other => bail!(
+                            "event {}: unknown operation `{other}` (insert, modify or remove)",
+                            i + 1
+                        ),
                     };
                     let raw = matches!(old_image, Some(Value::String(_)) | None)
                         && matches!(new_image, Some(Value::String(_)) | None);
@@ -197,17 +208,33 @@ pub fn parse_stream_events(json: &str) -> Result<Vec<stream::StreamEvent>> {
                         sequence: seq(sequence),
                         key,
                         operation,
-                        format: if raw { stream::ImageFormat::Raw } else { stream::ImageFormat::Json },
+                        format: if raw {
+                            stream::ImageFormat::Raw
+                        } else {
+                            stream::ImageFormat::Json
+                        },
                         old_image: image(old_image),
                         new_image: image(new_image),
                         timestamp: timestamp.unwrap_or(now),
                     })
                 }
-                StreamEventJson::Object { source, sequence, key, kind, size, content_type, etag, timestamp } => {
+                StreamEventJson::Object {
+                    source,
+                    sequence,
+                    key,
+                    kind,
+                    size,
+                    content_type,
+                    etag,
+                    timestamp,
+                } => {
                     let kind = match kind.as_str() {
                         "created" => stream::ObjectEventKind::Created,
                         "deleted" => stream::ObjectEventKind::Deleted,
-                        other => bail!("event {}: unknown object event kind `{other}` (created or deleted)", i + 1),
+                        other => bail!(
+                            "event {}: unknown object event kind `{other}` (created or deleted)",
+                            i + 1
+                        ),
                     };
                     stream::StreamEvent::Object(stream::ObjectEvent {
                         source,
@@ -279,7 +306,8 @@ mod tests {
 
     #[test]
     fn queue_batch_defaults_and_errors() {
-        let b = parse_queue_batch(r#"{"messages":[{"body":"hi"},{"id":"x","bodyBase64":"AAE="}]}"#).unwrap();
+        let b = parse_queue_batch(r#"{"messages":[{"body":"hi"},{"id":"x","bodyBase64":"AAE="}]}"#)
+            .unwrap();
         assert_eq!(b.queue, "local");
         assert_eq!(b.messages[0].id, "msg-1");
         assert_eq!(b.messages[0].attempt, 1);
@@ -298,14 +326,21 @@ mod tests {
                {"type":"object","source":"uploads","key":"a b.txt","kind":"created","size":3}]}"#,
         )
         .unwrap();
-        let stream::StreamEvent::Change(c) = &ev[0] else { panic!() };
+        let stream::StreamEvent::Change(c) = &ev[0] else {
+            panic!()
+        };
         assert!(matches!(c.format, stream::ImageFormat::Json));
         assert_eq!(c.new_image.as_deref(), Some(&br#"{"name":"b"}"#[..]));
-        let stream::StreamEvent::Change(c) = &ev[1] else { panic!() };
+        let stream::StreamEvent::Change(c) = &ev[1] else {
+            panic!()
+        };
         assert!(matches!(c.format, stream::ImageFormat::Raw));
         assert_eq!(c.new_image.as_deref(), Some(&b"raw"[..]));
         assert!(matches!(ev[2], stream::StreamEvent::Object(_)));
-        assert!(parse_stream_events(r#"{"events":[{"type":"change","source":"s","key":"k","operation":"upsert"}]}"#).is_err());
+        assert!(parse_stream_events(
+            r#"{"events":[{"type":"change","source":"s","key":"k","operation":"upsert"}]}"#
+        )
+        .is_err());
     }
 
     #[test]

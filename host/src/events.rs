@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::error::InvokeError;
-use crate::function::{Bindings, Function, Lease, next_invocation_id};
+use crate::function::{next_invocation_id, Bindings, Function, Lease};
 use crate::world::World;
 
 /// Types of the `queue` world (`wasmfn:platform/queue-handler`).
@@ -42,15 +42,25 @@ impl Function {
             .inner
             .run(|mut lease| async move {
                 let result = {
-                    let Lease { store, bindings, .. } = &mut lease;
-                    let Bindings::Queue(b) = bindings else { unreachable!("queue bindings") };
-                    b.wasmfn_platform_queue_handler().call_handle(store, batch).await
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Queue(b) = bindings else {
+                        unreachable!("queue bindings")
+                    };
+                    b.wasmfn_platform_queue_handler()
+                        .call_handle(store, batch)
+                        .await
                 };
                 (lease, result)
             })
             .await;
         let summary = match &result {
-            Ok(Ok(failures)) => format!("{} of {} messages failed", failures.len(), batch.messages.len()),
+            Ok(Ok(failures)) => format!(
+                "{} of {} messages failed",
+                failures.len(),
+                batch.messages.len()
+            ),
             Ok(Err(reason)) => format!("batch failed: {reason}"),
             Err(_) => String::new(),
         };
@@ -70,9 +80,15 @@ impl Function {
             .inner
             .run(|mut lease| async move {
                 let result = {
-                    let Lease { store, bindings, .. } = &mut lease;
-                    let Bindings::Stream(b) = bindings else { unreachable!("stream bindings") };
-                    b.wasmfn_platform_stream_handler().call_handle(store, events).await
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Stream(b) = bindings else {
+                        unreachable!("stream bindings")
+                    };
+                    b.wasmfn_platform_stream_handler()
+                        .call_handle(store, events)
+                        .await
                 };
                 (lease, result)
             })
@@ -98,9 +114,15 @@ impl Function {
             .inner
             .run(|mut lease| async move {
                 let result = {
-                    let Lease { store, bindings, .. } = &mut lease;
-                    let Bindings::Schedule(b) = bindings else { unreachable!("schedule bindings") };
-                    b.wasmfn_platform_schedule_handler().call_handle(store, event).await
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Schedule(b) = bindings else {
+                        unreachable!("schedule bindings")
+                    };
+                    b.wasmfn_platform_schedule_handler()
+                        .call_handle(store, event)
+                        .await
                 };
                 (lease, result)
             })

@@ -105,9 +105,12 @@ impl Function {
         };
         let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
         check_binary_kind(&bytes).map_err(fail)?;
-        let (component, cache_outcome) = cache
-            .load(engine, path, &bytes)
-            .map_err(|e| fail(format!("not a valid component (truncated or corrupt?): {}", root_cause(&e))))?;
+        let (component, cache_outcome) = cache.load(engine, path, &bytes).map_err(|e| {
+            fail(format!(
+                "not a valid component (truncated or corrupt?): {}",
+                root_cause(&e)
+            ))
+        })?;
         let world = World::detect(engine, &component).map_err(|e| fail(e.to_string()))?;
         if let Some(expected) = settings.expected_world {
             if expected != world {
@@ -173,6 +176,11 @@ impl Function {
     pub fn idle_instances(&self) -> usize {
         self.inner.warm.lock().unwrap().len()
     }
+
+    /// Discard warm instances idle past their idle timeout; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        self.inner.evict_idle()
+    }
 }
 
 impl FunctionInner {
@@ -187,22 +195,37 @@ impl FunctionInner {
             })
     }
 
+    /// Discard warm instances idle for longer than the reuse policy's idle timeout, freeing
+    /// their pool slots. Returns how many were discarded.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let InstanceMode::Reuse(policy) = &self.mode else {
+            return 0;
+        };
+        let expired: Vec<Lease> = {
+            let mut warm = self.warm.lock().unwrap();
+            let (keep, expired) = warm
+                .drain(..)
+                .partition(|l| l.idle_since.elapsed() < policy.idle_timeout);
+            *warm = keep;
+            expired
+        };
+        // Dropped here, outside the lock: tearing down a store is not free.
+        expired.len()
+    }
+
     /// A warm idle instance if reuse is on and one is fresh enough, else a new instance.
     pub(crate) async fn checkout(&self, deadline: Instant) -> Result<Lease, InvokeError> {
         if let InstanceMode::Reuse(policy) = &self.mode {
             let candidate = {
                 let mut warm = self.warm.lock().unwrap();
-                // Drop instances idle for too long (outside the lock below, by going out of scope).
-                let expired: Vec<Lease> = {
-                    let (keep, expired): (Vec<_>, Vec<_>) = warm
-                        .drain(..)
-                        .partition(|l| l.idle_since.elapsed() < policy.idle_timeout);
-                    *warm = keep;
-                    expired
-                };
-                let candidate = warm.pop();
-                drop(warm);
-                drop(expired);
+                // Most recently used first: its memory is the most likely to be cache-warm.
+                let mut candidate = warm.pop();
+                while candidate
+                    .as_ref()
+                    .is_some_and(|l| l.idle_since.elapsed() >= policy.idle_timeout)
+                {
+                    candidate = warm.pop();
+                }
                 candidate
             };
             if let Some(mut lease) = candidate {
@@ -237,10 +260,14 @@ impl FunctionInner {
         let bindings = match &self.handler {
             Handler::Http(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Http),
             Handler::Queue(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Queue),
-            Handler::Stream(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Stream),
-            Handler::Schedule(pre) => {
-                pre.instantiate_async(&mut store).await.map(Bindings::Schedule)
-            }
+            Handler::Stream(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Stream),
+            Handler::Schedule(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Schedule),
         };
         match bindings {
             Ok(bindings) => Ok(Lease {
@@ -268,7 +295,11 @@ impl FunctionInner {
     }
 
     /// Turn a wasmtime error from instantiating or calling the guest into an [`InvokeError`].
-    pub(crate) fn classify(&self, store: &Store<InstanceState>, error: wasmtime::Error) -> InvokeError {
+    pub(crate) fn classify(
+        &self,
+        store: &Store<InstanceState>,
+        error: wasmtime::Error,
+    ) -> InvokeError {
         let function = self.name.to_string();
         if store.data().limiter.exceeded {
             return InvokeError::MemoryLimit {
@@ -276,7 +307,10 @@ impl FunctionInner {
                 limit: self.limits.memory_bytes,
             };
         }
-        if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+        if matches!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
             return InvokeError::Timeout {
                 function,
                 after: self.limits.timeout,

@@ -4,18 +4,18 @@
 //! still runs; the guest's task ends (and its instance is freed or returned to the warm pool)
 //! when it has finished writing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView as _;
 
 use crate::error::InvokeError;
-use crate::function::{Bindings, Function, Lease, next_invocation_id};
+use crate::function::{next_invocation_id, Bindings, Function, Lease};
 use crate::world::World;
 
 /// The response type of HTTP functions: a streaming body fed by the guest.
@@ -25,7 +25,10 @@ impl Function {
     /// Handle one HTTP request with this function (which must be of the `http` world).
     ///
     /// Returns as soon as the guest has set the response head; the body keeps streaming.
-    pub async fn handle_http<B>(&self, request: http::Request<B>) -> Result<HttpResponse, InvokeError>
+    pub async fn handle_http<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<HttpResponse, InvokeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -34,12 +37,17 @@ impl Function {
         if inner.world != World::Http {
             return Err(InvokeError::BadInvocation {
                 function: inner.name.to_string(),
-                message: format!("is a `{}` function and cannot take HTTP requests", inner.world),
+                message: format!(
+                    "is a `{}` function and cannot take HTTP requests",
+                    inner.world
+                ),
             });
         }
         let started = Instant::now();
         let invocation = next_invocation_id();
-        let permit = inner.admit().inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
+        let permit = inner
+            .admit()
+            .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
         let deadline = started + inner.limits.timeout;
         let mut lease = inner
             .checkout(deadline)
@@ -75,11 +83,15 @@ impl Function {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let result = {
-                let Lease { store, bindings, .. } = &mut lease;
+                let Lease {
+                    store, bindings, ..
+                } = &mut lease;
                 let Bindings::Http(proxy) = bindings else {
                     unreachable!("http functions hold http bindings")
                 };
-                let call = proxy.wasi_http_incoming_handler().call_handle(store, req, out);
+                let call = proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(store, req, out);
                 tokio::time::timeout_at(deadline.into(), call).await
             };
             let outcome = match result {
@@ -162,9 +174,10 @@ pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> HttpR
 pub fn error_response(error: &InvokeError) -> HttpResponse {
     let mut response = text_response(error.http_status(), error.to_string());
     if matches!(error, InvokeError::Overloaded { .. }) {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
     }
     response
 }

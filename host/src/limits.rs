@@ -57,9 +57,7 @@ impl Default for ReusePolicy {
 /// Parse a size such as `128MiB`, `64 MB`, `1GiB` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let n: u64 = digits
         .parse()
@@ -69,7 +67,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("`{text}` is too large"))
@@ -90,7 +92,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("`{text}`: unknown duration unit `{other}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown duration unit `{other}` (use ms, s, m or h)"
+            ))
+        }
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("`{text}`: a duration must be positive"));

@@ -5,8 +5,8 @@
 //! them is refused at load with the import's name rather than failing at run time.
 
 use anyhow::Result;
-use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Engine;
 use wasmtime_wasi_config::WasiConfig;
 
 use crate::bindings::logging::wasi::logging::logging::{self, Level};

@@ -20,13 +20,13 @@
 //! Unknown keys and bad values are errors naming the file, line and key. Later issues extend
 //! this schema (bindings, triggers, environments) without changing what is here.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::function::FunctionSettings;
-use crate::limits::{InstanceMode, Limits, ReusePolicy, parse_duration, parse_size};
+use crate::limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 use crate::world::World;
 
 /// The manifest's file name inside a functions folder.
@@ -129,8 +129,9 @@ impl Manifest {
 
     /// Parse manifest text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let raw: RawManifest = toml::from_str(text)
-            .map_err(|e| ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
         let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             ManifestError(format!("{}:{line}: `{key}`: {msg}", path.display()))
@@ -140,11 +141,20 @@ impl Manifest {
         settings_from(&raw.defaults, &RawSettings::default(), "defaults", &at)?;
         let mut functions = BTreeMap::new();
         for (name, f) in &raw.functions {
-            validate_name(name).map_err(|m| ManifestError(format!("{}: [functions.{name}]: {m}", path.display())))?;
-            let mut settings = settings_from(&f.settings(), &raw.defaults, &format!("functions.{name}"), &at)?;
+            validate_name(name).map_err(|m| {
+                ManifestError(format!("{}: [functions.{name}]: {m}", path.display()))
+            })?;
+            let mut settings = settings_from(
+                &f.settings(),
+                &raw.defaults,
+                &format!("functions.{name}"),
+                &at,
+            )?;
             if let Some(w) = &f.world {
                 settings.expected_world = Some(
-                    w.get_ref().parse().map_err(|m| at(w.span(), &format!("functions.{name}.world"), m))?,
+                    w.get_ref()
+                        .parse()
+                        .map_err(|m| at(w.span(), &format!("functions.{name}.world"), m))?,
                 );
             }
             settings.config = f.config.clone().into_iter().collect();
@@ -153,7 +163,9 @@ impl Manifest {
                 Some(list) => Some(
                     list.iter()
                         .map(|r| {
-                            validate_route(r.get_ref()).map_err(|m| at(r.span(), &format!("functions.{name}.routes"), m))?;
+                            validate_route(r.get_ref()).map_err(|m| {
+                                at(r.span(), &format!("functions.{name}.routes"), m)
+                            })?;
                             Ok(r.get_ref().clone())
                         })
                         .collect::<Result<Vec<_>, ManifestError>>()?,
@@ -184,24 +196,41 @@ impl Manifest {
 type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError + 'a;
 
 /// Merge a function's raw settings over the `[defaults]` ones and validate them.
-fn settings_from(own: &RawSettings, defaults: &RawSettings, table: &str, at: &At<'_>) -> Result<FunctionSettings, ManifestError> {
-    let pick = |a: &Option<Spanned<String>>, b: &Option<Spanned<String>>| a.clone().or_else(|| b.clone());
-    let pick_int = |a: &Option<Spanned<i64>>, b: &Option<Spanned<i64>>| a.clone().or_else(|| b.clone());
+fn settings_from(
+    own: &RawSettings,
+    defaults: &RawSettings,
+    table: &str,
+    at: &At<'_>,
+) -> Result<FunctionSettings, ManifestError> {
+    let pick =
+        |a: &Option<Spanned<String>>, b: &Option<Spanned<String>>| a.clone().or_else(|| b.clone());
+    let pick_int =
+        |a: &Option<Spanned<i64>>, b: &Option<Spanned<i64>>| a.clone().or_else(|| b.clone());
     let mut limits = Limits::default();
     if let Some(m) = pick(&own.memory, &defaults.memory) {
-        let bytes = parse_size(m.get_ref()).map_err(|e| at(m.span(), &format!("{table}.memory"), e))?;
+        let bytes =
+            parse_size(m.get_ref()).map_err(|e| at(m.span(), &format!("{table}.memory"), e))?;
         if bytes < (1 << 20) {
-            return Err(at(m.span(), &format!("{table}.memory"), "must be at least 1MiB".into()));
+            return Err(at(
+                m.span(),
+                &format!("{table}.memory"),
+                "must be at least 1MiB".into(),
+            ));
         }
         limits.memory_bytes = bytes;
     }
     if let Some(t) = pick(&own.timeout, &defaults.timeout) {
-        limits.timeout = parse_duration(t.get_ref()).map_err(|e| at(t.span(), &format!("{table}.timeout"), e))?;
+        limits.timeout = parse_duration(t.get_ref())
+            .map_err(|e| at(t.span(), &format!("{table}.timeout"), e))?;
     }
     if let Some(c) = pick_int(&own.concurrency, &defaults.concurrency) {
         let n = *c.get_ref();
         if !(1..=100_000).contains(&n) {
-            return Err(at(c.span(), &format!("{table}.concurrency"), format!("{n} is out of range 1..=100000")));
+            return Err(at(
+                c.span(),
+                &format!("{table}.concurrency"),
+                format!("{n} is out of range 1..=100000"),
+            ));
         }
         limits.max_concurrency = n as u32;
     }
@@ -209,12 +238,17 @@ fn settings_from(own: &RawSettings, defaults: &RawSettings, table: &str, at: &At
     if let Some(u) = pick_int(&own.max_uses, &defaults.max_uses) {
         let n = *u.get_ref();
         if n < 1 || n > u32::MAX as i64 {
-            return Err(at(u.span(), &format!("{table}.max-uses"), format!("{n} must be at least 1")));
+            return Err(at(
+                u.span(),
+                &format!("{table}.max-uses"),
+                format!("{n} must be at least 1"),
+            ));
         }
         policy.max_uses = n as u32;
     }
     if let Some(t) = pick(&own.idle_timeout, &defaults.idle_timeout) {
-        policy.idle_timeout = parse_duration(t.get_ref()).map_err(|e| at(t.span(), &format!("{table}.idle-timeout"), e))?;
+        policy.idle_timeout = parse_duration(t.get_ref())
+            .map_err(|e| at(t.span(), &format!("{table}.idle-timeout"), e))?;
     }
     let mode = match pick(&own.instances, &defaults.instances) {
         None => InstanceMode::Fresh,
@@ -222,8 +256,11 @@ fn settings_from(own: &RawSettings, defaults: &RawSettings, table: &str, at: &At
             "fresh" => InstanceMode::Fresh,
             "reuse" => InstanceMode::Reuse(policy),
             other => {
-                return Err(at(m.span(), &format!("{table}.instances"),
-                    format!("`{other}` is not an instance mode: use \"fresh\" or \"reuse\"")))
+                return Err(at(
+                    m.span(),
+                    &format!("{table}.instances"),
+                    format!("`{other}` is not an instance mode: use \"fresh\" or \"reuse\""),
+                ))
             }
         },
     };
@@ -239,8 +276,13 @@ fn settings_from(own: &RawSettings, defaults: &RawSettings, table: &str, at: &At
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -257,10 +299,14 @@ pub fn validate_route(route: &str) -> Result<(), String> {
     }
     let body = route.strip_suffix("/*").unwrap_or(route);
     if body.contains('*') {
-        return Err(format!("route `{route}`: `*` is only allowed as a final `/*`"));
+        return Err(format!(
+            "route `{route}`: `*` is only allowed as a final `/*`"
+        ));
     }
     if body.contains('?') || body.contains('#') {
-        return Err(format!("route `{route}` must not contain a query or fragment"));
+        return Err(format!(
+            "route `{route}` must not contain a query or fragment"
+        ));
     }
     Ok(())
 }
@@ -293,7 +339,10 @@ greeting = "hi"
         )
         .unwrap();
         let f = &m.functions["hello"];
-        assert_eq!(f.routes.as_deref(), Some(&["/".to_string(), "/greet/*".to_string()][..]));
+        assert_eq!(
+            f.routes.as_deref(),
+            Some(&["/".to_string(), "/greet/*".to_string()][..])
+        );
         assert_eq!(f.settings.limits.memory_bytes, 64 << 20);
         assert_eq!(f.settings.limits.timeout, Duration::from_secs(5));
         assert_eq!(f.settings.expected_world, Some(World::Http));
@@ -303,17 +352,27 @@ greeting = "hi"
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = parse("[functions.a]\nmemory = \"12 parsecs\"\n").unwrap_err().0;
-        assert!(e.starts_with("/app/wasmfn.toml:2: `functions.a.memory`"), "{e}");
+        let e = parse("[functions.a]\nmemory = \"12 parsecs\"\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("/app/wasmfn.toml:2: `functions.a.memory`"),
+            "{e}"
+        );
         let e = parse("[functions.a]\ncolour = 1\n").unwrap_err().0;
-        assert!(e.contains("unknown field `colour`") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("unknown field `colour`") && e.contains("line 2"),
+            "{e}"
+        );
         let e = parse("[functions.a]\nworld = \"cron\"\n").unwrap_err().0;
         assert!(e.contains(":2: `functions.a.world`"), "{e}");
         let e = parse("[functions.a]\nroutes = [\"nope\"]\n").unwrap_err().0;
         assert!(e.contains("must start with `/`"), "{e}");
         let e = parse("[functions.\"a b\"]\n").unwrap_err().0;
         assert!(e.contains("not a valid function name"), "{e}");
-        let e = parse("[functions.q]\nworld = \"queue\"\nroutes = [\"/q\"]\n").unwrap_err().0;
+        let e = parse("[functions.q]\nworld = \"queue\"\nroutes = [\"/q\"]\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("only applies to `http`"), "{e}");
     }
 }

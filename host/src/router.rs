@@ -35,7 +35,7 @@ impl Router {
                 }
                 self.prefixes
                     .push((prefix.to_string(), route.function.clone()));
-                self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
             }
             None => {
                 if let Some(other) = self.exact.get(&route.pattern) {
@@ -57,8 +57,9 @@ impl Router {
             .iter()
             .find(|(prefix, _)| {
                 // `/a/*` matches `/a`, `/a/` and `/a/...` but not `/ab`.
-                path.strip_prefix(prefix.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.is_empty())
+                path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('/') || prefix.is_empty()
+                })
             })
             .map(|(_, f)| f.as_str())
     }
@@ -96,6 +97,9 @@ mod tests {
         r.add(&route("/a/*", "a")).unwrap();
         assert_eq!(r.find("/ab"), None);
         assert_eq!(r.find("/"), None);
-        assert!(r.add(&route("/a/*", "b")).unwrap_err().contains("function `a`"));
+        assert!(r
+            .add(&route("/a/*", "b"))
+            .unwrap_err()
+            .contains("function `a`"));
     }
 }

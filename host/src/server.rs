@@ -26,6 +26,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let sweeper = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let evicted = app.evict_idle();
+                if evicted > 0 {
+                    tracing::debug!(evicted, "discarded idle warm instances");
+                }
+            }
+        }
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -59,6 +72,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    sweeper.abort();
     tracing::info!("shutting down: draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),

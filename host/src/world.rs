@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::Engine;
 
 /// The handler world a function implements (see `wit/README.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -92,7 +92,9 @@ impl FromStr for World {
         World::ALL
             .into_iter()
             .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown world `{s}`: expected one of http, queue, stream, schedule"))
+            .ok_or_else(|| {
+                format!("unknown world `{s}`: expected one of http, queue, stream, schedule")
+            })
     }
 }
 

@@ -109,10 +109,15 @@ impl Server {
                 s.push('\n');
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("wasmfn did not start listening; stderr:\n{}", stderr.lock().unwrap())
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "wasmfn did not start listening; stderr:\n{}",
+                    stderr.lock().unwrap()
+                )
+            });
         Server {
             child,
             addr,
