@@ -187,35 +187,28 @@ fn print_summary(app: &wasmfn_host::App, dir: &std::path::Path, addr: SocketAddr
 
 fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
     let mut failed = 0;
+    let report = |outcome: wasmfn_host::CacheOutcome, path: &std::path::Path| {
+        let label = format!("{outcome:?}").to_lowercase();
+        println!("{label:<12} {}", path.display());
+    };
     for path in paths {
-        let files: Vec<PathBuf> = if path.is_dir() {
+        if path.is_dir() {
+            // Loading a folder compiles (or finds) every function in it.
             let app = host.load_dir(path)?;
             for e in app.load_errors() {
                 eprintln!("error: {e}");
             }
             failed += app.load_errors().len();
             for f in app.functions() {
-                println!(
-                    "{:<12} {}",
-                    format!("{:?}", f.cache_outcome()).to_lowercase(),
-                    f.source().display()
-                );
+                report(f.cache_outcome(), f.source());
             }
             continue;
-        } else {
-            vec![path.clone()]
-        };
-        for file in files {
-            match host.precompile(&file) {
-                Ok(outcome) => println!(
-                    "{:<12} {}",
-                    format!("{outcome:?}").to_lowercase(),
-                    file.display()
-                ),
-                Err(e) => {
-                    eprintln!("error: {}: {e:#}", file.display());
-                    failed += 1;
-                }
+        }
+        match host.precompile(path) {
+            Ok(outcome) => report(outcome, path),
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", path.display());
+                failed += 1;
             }
         }
     }

@@ -5,7 +5,9 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 static SEEN: AtomicU64 = AtomicU64::new(0);
 
@@ -23,7 +25,11 @@ impl wasi::exports::http::incoming_handler::Guest for Counter {
         drop(out);
         OutgoingBody::finish(body, None).unwrap();
         // `/counter/trap` traps after answering, to prove a trapped instance is not reused.
-        if request.path_with_query().unwrap_or_default().ends_with("/trap") {
+        if request
+            .path_with_query()
+            .unwrap_or_default()
+            .ends_with("/trap")
+        {
             panic!("trap requested");
         }
     }

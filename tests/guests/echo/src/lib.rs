@@ -7,8 +7,7 @@
 //! - trailers: `?trailers=1` declares (`trailer: x-trailer`) and sends the trailer `x-trailer: done`
 
 use wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use wasi::io::streams::StreamError;
 
@@ -47,7 +46,10 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
             .into_iter()
             .filter(|(name, _)| name.starts_with("x-"))
             .collect();
-        headers.push(("x-method".into(), method_name(&request.method()).into_bytes()));
+        headers.push((
+            "x-method".into(),
+            method_name(&request.method()).into_bytes(),
+        ));
         headers.push(("x-path".into(), path.clone().into_bytes()));
         let send_trailers = query_param(&path, "trailers") == Some("1");
         if send_trailers {
@@ -69,7 +71,9 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
             match output.blocking_splice(&input, 1 << 20) {
                 Ok(_) => {}
                 Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => panic!("echo failed: {}", e.to_debug_string()),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    panic!("echo failed: {}", e.to_debug_string())
+                }
             }
         }
         output.blocking_flush().unwrap();
