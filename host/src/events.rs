@@ -26,6 +26,27 @@ pub mod schedule {
     pub use crate::bindings::schedule::exports::wasmfn::platform::schedule_handler::ScheduledEvent;
 }
 
+/// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
+macro_rules! call_handle {
+    ($function:expr, $variant:ident, $export:ident, $arg:expr) => {
+        $function
+            .inner
+            .run(|mut lease| async move {
+                let result = {
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::$variant(b) = bindings else {
+                        unreachable!("a function's bindings match its world")
+                    };
+                    b.$export().call_handle(store, $arg).await
+                };
+                (lease, result)
+            })
+            .await
+    };
+}
+
 impl Function {
     /// Deliver a batch of messages to this `queue` function.
     ///
@@ -35,36 +56,16 @@ impl Function {
         &self,
         batch: &queue::Batch,
     ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
-        self.expect_world(World::Queue)?;
-        let started = Instant::now();
-        let invocation = next_invocation_id();
-        let result = self
-            .inner
-            .run(|mut lease| async move {
-                let result = {
-                    let Lease {
-                        store, bindings, ..
-                    } = &mut lease;
-                    let Bindings::Queue(b) = bindings else {
-                        unreachable!("queue bindings")
-                    };
-                    b.wasmfn_platform_queue_handler()
-                        .call_handle(store, batch)
-                        .await
-                };
-                (lease, result)
-            })
-            .await;
-        let summary = match &result {
-            Ok(Ok(failures)) => format!(
+        let started = self.begin(World::Queue)?;
+        let result = call_handle!(self, Queue, wasmfn_platform_queue_handler, batch);
+        self.log_event(started, &result, |r| match r {
+            Ok(failures) => format!(
                 "{} of {} messages failed",
                 failures.len(),
                 batch.messages.len()
             ),
-            Ok(Err(reason)) => format!("batch failed: {reason}"),
-            Err(_) => String::new(),
-        };
-        self.log_event(invocation, started, &result, summary);
+            Err(reason) => format!("batch failed: {reason}"),
+        });
         result
     }
 
@@ -73,32 +74,12 @@ impl Function {
         &self,
         events: &[stream::StreamEvent],
     ) -> Result<Result<(), stream::BatchFailure>, InvokeError> {
-        self.expect_world(World::Stream)?;
-        let started = Instant::now();
-        let invocation = next_invocation_id();
-        let result = self
-            .inner
-            .run(|mut lease| async move {
-                let result = {
-                    let Lease {
-                        store, bindings, ..
-                    } = &mut lease;
-                    let Bindings::Stream(b) = bindings else {
-                        unreachable!("stream bindings")
-                    };
-                    b.wasmfn_platform_stream_handler()
-                        .call_handle(store, events)
-                        .await
-                };
-                (lease, result)
-            })
-            .await;
-        let summary = match &result {
-            Ok(Ok(())) => format!("{} events processed", events.len()),
-            Ok(Err(f)) => format!("batch failed: {}", f.reason),
-            Err(_) => String::new(),
-        };
-        self.log_event(invocation, started, &result, summary);
+        let started = self.begin(World::Stream)?;
+        let result = call_handle!(self, Stream, wasmfn_platform_stream_handler, events);
+        self.log_event(started, &result, |r| match r {
+            Ok(()) => format!("{} events processed", events.len()),
+            Err(f) => format!("batch failed: {}", f.reason),
+        });
         result
     }
 
@@ -107,33 +88,19 @@ impl Function {
         &self,
         event: &schedule::ScheduledEvent,
     ) -> Result<Result<(), String>, InvokeError> {
-        self.expect_world(World::Schedule)?;
-        let started = Instant::now();
-        let invocation = next_invocation_id();
-        let result = self
-            .inner
-            .run(|mut lease| async move {
-                let result = {
-                    let Lease {
-                        store, bindings, ..
-                    } = &mut lease;
-                    let Bindings::Schedule(b) = bindings else {
-                        unreachable!("schedule bindings")
-                    };
-                    b.wasmfn_platform_schedule_handler()
-                        .call_handle(store, event)
-                        .await
-                };
-                (lease, result)
-            })
-            .await;
-        let summary = match &result {
-            Ok(Ok(())) => "run succeeded".to_string(),
-            Ok(Err(reason)) => format!("run failed: {reason}"),
-            Err(_) => String::new(),
-        };
-        self.log_event(invocation, started, &result, summary);
+        let started = self.begin(World::Schedule)?;
+        let result = call_handle!(self, Schedule, wasmfn_platform_schedule_handler, event);
+        self.log_event(started, &result, |r| match r {
+            Ok(()) => "run succeeded".to_string(),
+            Err(reason) => format!("run failed: {reason}"),
+        });
         result
+    }
+
+    /// Check the event fits the function's world; returns the invocation's start time.
+    fn begin(&self, world: World) -> Result<Instant, InvokeError> {
+        self.expect_world(world)?;
+        Ok(Instant::now())
     }
 
     fn expect_world(&self, world: World) -> Result<(), InvokeError> {
@@ -151,18 +118,22 @@ impl Function {
 
     fn log_event<T, E>(
         &self,
-        invocation: u64,
         started: Instant,
         result: &Result<Result<T, E>, InvokeError>,
-        summary: String,
+        summary: impl FnOnce(&Result<T, E>) -> String,
     ) {
+        let invocation = next_invocation_id();
         let duration_us = started.elapsed().as_micros() as u64;
         let (function, world) = (&*self.inner.name, self.inner.world.name());
         match result {
-            Ok(Ok(_)) => tracing::info!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "ok", duration_us, "{summary}"),
-            Ok(Err(_)) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "handler-error", duration_us, "{summary}"),
+            Ok(r @ Ok(_)) => {
+                tracing::info!(target: "wasmfn::invocation", function, world, invocation,
+                outcome = "ok", duration_us, "{}", summary(r))
+            }
+            Ok(r @ Err(_)) => {
+                tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
+                outcome = "handler-error", duration_us, "{}", summary(r))
+            }
             Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "failed", error_kind = e.kind(), duration_us, "invocation failed: {e}"),
         }
