@@ -170,7 +170,16 @@ fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
 
 fn write_entry(entry: &Path, serialized: &[u8]) -> Result<()> {
     let dir = entry.parent().expect("entries live in the cache dir");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Entries are mapped as executable code: only this user may write them. (The checksum
+        // catches corruption, not a deliberate rewrite by someone who can write here.)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
     // Write-then-rename so a crash or a concurrent `wasmfn` never leaves a half-written entry.
     let tmp = dir.join(format!(
         ".{}.{}.tmp",

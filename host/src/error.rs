@@ -57,8 +57,10 @@ pub enum InvokeError {
     Trap {
         /// The function.
         function: String,
-        /// The trap and its wasm backtrace.
+        /// What the trap was (one line).
         message: String,
+        /// The wasm backtrace, for logs (not sent to HTTP clients).
+        backtrace: Option<String>,
     },
     /// A fresh instance could not be created.
     Instantiate {
@@ -86,6 +88,14 @@ impl InvokeError {
             InvokeError::MemoryLimit { .. }
             | InvokeError::Trap { .. }
             | InvokeError::Instantiate { .. } => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The wasm backtrace of a trap, when there is one.
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            InvokeError::Trap { backtrace, .. } => backtrace.as_deref(),
+            _ => None,
         }
     }
 
@@ -121,7 +131,9 @@ impl fmt::Display for InvokeError {
                  wasmfn.toml if it needs more",
                 limit >> 20
             ),
-            InvokeError::Trap { function, message } => {
+            InvokeError::Trap {
+                function, message, ..
+            } => {
                 write!(f, "function `{function}` trapped: {message}")
             }
             InvokeError::Instantiate { function, message } => {

@@ -135,7 +135,8 @@ impl Function {
                 outcome = "handler-error", duration_us, "{}", summary(r))
             }
             Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "failed", error_kind = e.kind(), duration_us, "invocation failed: {e}"),
+                outcome = "failed", error_kind = e.kind(), duration_us,
+                backtrace = e.backtrace().unwrap_or_default(), "invocation failed: {e}"),
         }
     }
 }

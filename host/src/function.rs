@@ -316,10 +316,14 @@ impl FunctionInner {
                 after: self.limits.timeout,
             };
         }
-        if error.downcast_ref::<wasmtime::Trap>().is_some() {
+        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+            let backtrace = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .map(|bt| bt.to_string());
             return InvokeError::Trap {
                 function,
-                message: format!("{error:?}"),
+                message: trap.to_string(),
+                backtrace,
             };
         }
         InvokeError::Instantiate {

@@ -119,6 +119,7 @@ impl Function {
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: inner.name.to_string(),
                 message: format!("the guest answered with a wasi:http error instead of a response: {code:?}"),
+                backtrace: None,
             }),
             // The guest ended (or died) without setting a response: its task says why.
             Err(_) => match task.await {
@@ -126,10 +127,12 @@ impl Function {
                 Ok(Ok(())) => Err(InvokeError::Trap {
                     function: inner.name.to_string(),
                     message: "the guest returned without setting a response (`response-outparam.set` was never called)".into(),
+                    backtrace: None,
                 }),
                 Err(join) => Err(InvokeError::Trap {
                     function: inner.name.to_string(),
                     message: format!("the guest task failed: {join}"),
+                    backtrace: None,
                 }),
             },
         }
@@ -142,6 +145,7 @@ fn log_failure(function: &str, invocation: u64, started: Instant, error: &Invoke
         function, world = "http", invocation,
         status = error.http_status().as_u16(), error_kind = error.kind(),
         duration_us = started.elapsed().as_micros() as u64,
+        backtrace = error.backtrace().unwrap_or_default(),
         "invocation failed: {error}"
     );
 }
