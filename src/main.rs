@@ -51,6 +51,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, short, default_value = "127.0.0.1:3000", env = "WASMFN_LISTEN")]
         listen: SocketAddr,
+        /// Server threads, each with its own event loop and socket [default: one per core].
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Invoke one function once, in-process, and print its result (like `sam local invoke`).
     Invoke(invoke::InvokeArgs),
@@ -63,6 +66,11 @@ enum Command {
     /// Build every guest source in a folder into `NAME/NAME.wasm`.
     Build(build::BuildArgs),
 }
+
+// Every request allocates and frees many small objects (stores, resource tables, header maps)
+// across tasks; mimalloc's per-thread free lists cut glibc malloc's share of the profile (~9%).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -105,7 +113,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let host = host_builder(&cli).build()?;
     match cli.command {
-        Command::Serve { dir, listen } => serve(host, dir, listen).await,
+        Command::Serve {
+            dir,
+            listen,
+            threads,
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            serve(host, dir, listen, threads).await
+        }
         Command::Invoke(args) => invoke::run(host, args).await,
         Command::Compile { paths } => compile(&host, &paths),
         Command::Build(_) => unreachable!("handled above"),
@@ -125,32 +141,31 @@ fn host_builder(cli: &Cli) -> HostBuilder {
     builder
 }
 
-async fn serve(host: Host, dir: PathBuf, listen: SocketAddr) -> Result<ExitCode> {
+async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> Result<ExitCode> {
     if !dir.is_dir() {
         bail!(
             "functions folder `{}` does not exist; pass the folder holding your components",
             dir.display()
         );
     }
-    let app = host.load_dir(&dir)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}; pick another with --listen"))?;
-    let addr = listener.local_addr()?;
-    print_summary(&app, &dir, addr);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            () = shutdown => {},
-            _ = term.recv() => {},
-        }
-    };
-    wasmfn_host::server::serve(Arc::new(app), listener, shutdown).await?;
+    let app = Arc::new(host.load_dir(&dir)?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let summary = app.clone();
+    let mut server = tokio::task::spawn_blocking(move || {
+        wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {
+            print_summary(&summary, &dir, addr)
+        })
+        .with_context(|| format!("cannot listen on {listen}; pick another address with --listen"))
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+        finished = &mut server => return finished?.map(|()| ExitCode::SUCCESS),
+    }
+    let _ = stop.send(true);
+    server.await??;
     Ok(ExitCode::SUCCESS)
 }
 
