@@ -2,6 +2,7 @@
 
 mod build;
 mod invoke;
+mod queue_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,10 @@ struct Cli {
     /// Where precompiled components are cached [default: ~/.cache/wasmfn/compiled].
     #[arg(long, global = true, env = "WASMFN_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Where durable state (queue database) lives [default: DIR/.wasmfn].
+    #[arg(long, global = true, env = "WASMFN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 
     /// Compile in memory on every start instead of using the compile cache.
     #[arg(long, global = true)]
@@ -65,6 +70,27 @@ enum Command {
     },
     /// Build every guest source in a folder into `NAME/NAME.wasm`.
     Build(build::BuildArgs),
+    /// Send one message to a queue of a running `wasmfn serve`.
+    Send(queue_cmd::SendArgs),
+    /// List the queues of a running `wasmfn serve` with their depths.
+    Queues(queue_cmd::ServerArg),
+    /// Show the messages of a queue without consuming them (for dead-letter queues).
+    DeadLetters {
+        /// The dead-letter queue (e.g. `orders-dlq`).
+        queue: String,
+        #[command(flatten)]
+        server: queue_cmd::ServerArg,
+    },
+    /// Move every message of a dead-letter queue back to its source queue.
+    Redrive {
+        /// The dead-letter queue.
+        queue: String,
+        /// Target queue [default: the queue whose dead-letter queue this is].
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        server: queue_cmd::ServerArg,
+    },
 }
 
 // Every request allocates and frees many small objects (stores, resource tables, header maps)
@@ -108,23 +134,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Build(args) = &cli.command {
-        return build::run(args);
-    }
-    let host = host_builder(&cli).build()?;
+    let builder = host_builder(&cli);
     match cli.command {
-        Command::Serve {
-            dir,
-            listen,
-            threads,
-        } => {
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(host, dir, listen, threads).await
+        Command::Build(args) => build::run(&args),
+        Command::Send(args) => queue_cmd::send(args).await,
+        Command::Queues(server) => queue_cmd::list(server).await,
+        Command::DeadLetters { queue, server } => queue_cmd::dead_letters(queue, server).await,
+        Command::Redrive { queue, to, server } => queue_cmd::redrive(queue, to, server).await,
+        Command::Serve { dir, listen, threads } => {
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            serve(builder.build()?, dir, listen, threads).await
         }
-        Command::Invoke(args) => invoke::run(host, args).await,
-        Command::Compile { paths } => compile(&host, &paths),
-        Command::Build(_) => unreachable!("handled above"),
+        Command::Invoke(args) => invoke::run(builder.build()?, args).await,
+        Command::Compile { paths } => compile(&builder.build()?, &paths),
     }
 }
 
@@ -133,6 +155,9 @@ fn host_builder(cli: &Cli) -> HostBuilder {
         AllocatorArg::Pooling => Allocator::Pooling,
         AllocatorArg::OnDemand => Allocator::OnDemand,
     });
+    if let Some(dir) = &cli.state_dir {
+        builder = builder.state_dir(dir);
+    }
     if cli.no_cache {
         builder = builder.disable_cache();
     } else if let Some(dir) = &cli.cache_dir {
@@ -150,6 +175,10 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
     }
     let app = Arc::new(host.load_dir(&dir)?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumers = match app.queues() {
+        Some(queues) => queues.start(app.clone(), stopped.clone()),
+        None => Vec::new(),
+    };
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {
@@ -165,6 +194,10 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
         finished = &mut server => return finished?.map(|()| ExitCode::SUCCESS),
     }
     let _ = stop.send(true);
+    // Consumers finish the batches they hold (so nothing is left half-processed), then stop.
+    for c in consumers {
+        let _ = c.await;
+    }
     server.await??;
     Ok(ExitCode::SUCCESS)
 }

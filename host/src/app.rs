@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::error::LoadError;
@@ -9,6 +11,7 @@ use crate::function::Function;
 use crate::host::default_routes;
 use crate::http_invoke::{error_response, text_response, HttpResponse};
 use crate::router::{Route, Router};
+use crate::queue::dispatcher::QueueService;
 use crate::world::World;
 
 /// Functions loaded from a folder (or added one by one) plus their routes.
@@ -18,6 +21,10 @@ pub struct App {
     routes: Vec<Route>,
     router: Router,
     errors: Vec<LoadError>,
+    /// The app's queues, when the manifest declares any.
+    pub(crate) queues: Option<Arc<QueueService>>,
+    /// Problems with queue bindings (the queues still accept messages).
+    pub(crate) queue_errors: Vec<String>,
 }
 
 impl App {
@@ -120,6 +127,16 @@ impl App {
         self.functions.values().map(|f| f.evict_idle()).sum()
     }
 
+    /// The app's queues, when the manifest declares any.
+    pub fn queues(&self) -> Option<&Arc<QueueService>> {
+        self.queues.as_ref()
+    }
+
+    /// Problems with queue bindings found at load.
+    pub fn queue_errors(&self) -> &[String] {
+        &self.queue_errors
+    }
+
     /// The HTTP function serving `path`.
     pub fn route(&self, path: &str) -> Option<&Function> {
         self.router
@@ -133,6 +150,9 @@ impl App {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        if request.uri().path().starts_with(crate::control_api::PREFIX) {
+            return crate::control_api::handle(self, request).await;
+        }
         let Some(function) = self.route(request.uri().path()) else {
             return self.not_found(request.uri().path());
         };

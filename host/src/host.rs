@@ -14,6 +14,8 @@ use crate::engine::{Allocator, EngineOptions, HostEngine};
 use crate::error::LoadError;
 use crate::function::{Function, FunctionSettings};
 use crate::manifest::Manifest;
+use crate::queue::SqliteQueues;
+use crate::queue::dispatcher::QueueService;
 use crate::router::Route;
 use crate::state::InstanceState;
 
@@ -23,6 +25,7 @@ pub struct Host {
     engine: HostEngine,
     linker: Arc<Linker<InstanceState>>,
     cache: CompileCache,
+    state_dir: Option<PathBuf>,
 }
 
 /// Builder for [`Host`].
@@ -30,6 +33,7 @@ pub struct Host {
 pub struct HostBuilder {
     engine: EngineOptions,
     cache: CompileCache,
+    state_dir: Option<PathBuf>,
 }
 
 impl Default for HostBuilder {
@@ -37,6 +41,7 @@ impl Default for HostBuilder {
         Self {
             engine: EngineOptions::default(),
             cache: CompileCache::new(CompileCache::default_dir()),
+            state_dir: None,
         }
     }
 }
@@ -66,6 +71,12 @@ impl HostBuilder {
         self
     }
 
+    /// Where durable state (queues) is kept [default: `.wasmfn/` inside the functions folder].
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Create the engine and linker.
     pub fn build(self) -> Result<Host> {
         let engine = HostEngine::new(&self.engine)?;
@@ -74,6 +85,7 @@ impl HostBuilder {
             engine,
             linker: Arc::new(linker),
             cache: self.cache,
+            state_dir: self.state_dir,
         })
     }
 }
@@ -179,6 +191,18 @@ impl Host {
             }
             let loaded = self.load_component(&c.name, &c.path, FunctionSettings::default());
             app.add_loaded(loaded, None);
+        }
+        if !manifest.queues.is_empty() {
+            let state = self.state_dir.clone().unwrap_or_else(|| dir.join(".wasmfn"));
+            let db = state.join("queues.sqlite");
+            let backend = SqliteQueues::open(&db, manifest.queue_fsync)?;
+            let mut queues = QueueService::new(Arc::new(backend), manifest.queues.clone());
+            for problem in queues.validate(&app) {
+                tracing::error!("{problem}");
+                app.queue_errors.push(problem);
+            }
+            tracing::info!(database = %db.display(), queues = manifest.queues.len(), "queues ready");
+            app.queues = Some(Arc::new(queues));
         }
         Ok(app)
     }

@@ -39,6 +39,10 @@ pub struct Manifest {
     pub path: PathBuf,
     /// Function entries by name.
     pub functions: BTreeMap<String, FunctionEntry>,
+    /// `[queues.NAME]` entries.
+    pub queues: Vec<crate::queue::QueueConfig>,
+    /// `[queue-backend] fsync = true`: flush every queue commit to stable storage.
+    pub queue_fsync: bool,
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -59,6 +63,32 @@ struct RawManifest {
     defaults: RawSettings,
     #[serde(default)]
     functions: BTreeMap<String, RawFunction>,
+    #[serde(default)]
+    queues: BTreeMap<String, RawQueue>,
+    queue_backend: Option<RawQueueBackend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawQueueBackend {
+    /// Only the embedded SQLite backend exists today.
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    fsync: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawQueue {
+    function: Option<String>,
+    batch_size: Option<Spanned<i64>>,
+    batch_window: Option<Spanned<String>>,
+    visibility_timeout: Option<Spanned<String>>,
+    max_receive_count: Option<Spanned<i64>>,
+    dead_letter_queue: Option<String>,
+    retry_backoff: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    max_message_size: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -186,9 +216,26 @@ impl Manifest {
                 },
             );
         }
+        let mut queues = Vec::new();
+        for (name, q) in &raw.queues {
+            validate_name(name).map_err(|m| ManifestError(format!("{}: [queues.{name}]: {m}", path.display())))?;
+            queues.push(queue_from(name, q, &at)?);
+        }
+        let mut queue_fsync = false;
+        if let Some(b) = &raw.queue_backend {
+            if let Some(kind) = &b.kind {
+                if kind.get_ref() != "sqlite" {
+                    return Err(at(kind.span(), "queue-backend.kind", format!(
+                        "unknown queue backend `{}`: the embedded backend is `sqlite`", kind.get_ref())));
+                }
+            }
+            queue_fsync = b.fsync;
+        }
         Ok(Manifest {
             path: path.to_path_buf(),
             functions,
+            queues,
+            queue_fsync,
         })
     }
 }
@@ -270,6 +317,40 @@ fn settings_from(
         mode,
         config: Vec::new(),
     })
+}
+
+fn queue_from(name: &str, q: &RawQueue, at: &At<'_>) -> Result<crate::queue::QueueConfig, ManifestError> {
+    let mut c = crate::queue::QueueConfig::new(name);
+    let key = |k: &str| format!("queues.{name}.{k}");
+    let int = |v: &Option<Spanned<i64>>, k: &str, lo: i64, hi: i64| -> Result<Option<i64>, ManifestError> {
+        match v {
+            None => Ok(None),
+            Some(v) if (lo..=hi).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+            Some(v) => Err(at(v.span(), &key(k), format!("{} is out of range {lo}..={hi}", v.get_ref()))),
+        }
+    };
+    let dur = |v: &Option<Spanned<String>>, k: &str| -> Result<Option<std::time::Duration>, ManifestError> {
+        match v {
+            None => Ok(None),
+            Some(v) if v.get_ref().trim() == "0" || v.get_ref().trim() == "0ms" || v.get_ref().trim() == "0s" => Ok(Some(std::time::Duration::ZERO)),
+            Some(v) => parse_duration(v.get_ref()).map(Some).map_err(|e| at(v.span(), &key(k), e)),
+        }
+    };
+    c.function = q.function.clone();
+    if let Some(n) = int(&q.batch_size, "batch-size", 1, 10_000)? { c.batch_size = n as usize; }
+    if let Some(n) = int(&q.max_receive_count, "max-receive-count", 1, 1000)? { c.max_receive_count = n as u32; }
+    if let Some(n) = int(&q.concurrency, "concurrency", 1, 1000)? { c.concurrency = n as usize; }
+    if let Some(d) = dur(&q.batch_window, "batch-window")? { c.batch_window = d; }
+    if let Some(d) = dur(&q.visibility_timeout, "visibility-timeout")? { c.visibility_timeout = d; }
+    if let Some(d) = dur(&q.retry_backoff, "retry-backoff")? { c.retry_backoff = d; }
+    if let Some(s) = &q.max_message_size {
+        c.max_message_bytes = parse_size(s.get_ref()).map_err(|e| at(s.span(), &key("max-message-size"), e))? as usize;
+    }
+    if let Some(d) = &q.dead_letter_queue {
+        validate_name(d).map_err(|m| ManifestError(format!("[queues.{name}] dead-letter-queue: {m}")))?;
+        c.dead_letter_queue = d.clone();
+    }
+    Ok(c)
 }
 
 /// Function names become URL path segments and file names: keep them simple.
