@@ -81,6 +81,13 @@ enum Command {
         #[command(flatten)]
         server: queue_cmd::ServerArg,
     },
+    /// Run a schedule of a running `wasmfn serve` once now (for testing).
+    Trigger {
+        /// The schedule's name in wasmfn.toml.
+        schedule: String,
+        #[command(flatten)]
+        server: queue_cmd::ServerArg,
+    },
     /// Move every message of a dead-letter queue back to its source queue.
     Redrive {
         /// The dead-letter queue.
@@ -139,10 +146,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => build::run(&args),
         Command::Send(args) => queue_cmd::send(args).await,
         Command::Queues(server) => queue_cmd::list(server).await,
+        Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server).await,
         Command::DeadLetters { queue, server } => queue_cmd::dead_letters(queue, server).await,
         Command::Redrive { queue, to, server } => queue_cmd::redrive(queue, to, server).await,
-        Command::Serve { dir, listen, threads } => {
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Command::Serve {
+            dir,
+            listen,
+            threads,
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             serve(builder.build()?, dir, listen, threads).await
         }
         Command::Invoke(args) => invoke::run(builder.build()?, args).await,
@@ -175,10 +188,13 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
     }
     let app = Arc::new(host.load_dir(&dir)?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let consumers = match app.queues() {
+    let mut consumers = match app.queues() {
         Some(queues) => queues.start(app.clone(), stopped.clone()),
         None => Vec::new(),
     };
+    if let Some(scheduler) = app.scheduler() {
+        consumers.extend(scheduler.start(app.clone(), stopped.clone()));
+    }
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {

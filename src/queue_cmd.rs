@@ -1,10 +1,10 @@
-//! `wasmfn send`, `queues`, `dead-letters` and `redrive`: talk to a running `wasmfn serve`
+//! `wasmfn send`, `queues`, `dead-letters`, `redrive` and `trigger`: talk to a running `wasmfn serve`
 //! through its `/_wasmfn/` API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 
 /// Where the running server is.
 #[derive(clap::Args)]
@@ -36,7 +36,9 @@ pub struct SendArgs {
 }
 
 fn parse_attr(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -67,7 +69,11 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
             b
         }
     };
-    let url = format!("{}/_wasmfn/queues/{}/messages", args.server.server.trim_end_matches('/'), args.queue);
+    let url = format!(
+        "{}/_wasmfn/queues/{}/messages",
+        args.server.server.trim_end_matches('/'),
+        args.queue
+    );
     let mut request = client().post(&url).body(body);
     for (k, v) in &args.attributes {
         request = request.header(format!("x-wasmfn-attr-{k}"), v);
@@ -75,7 +81,10 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
     if let Some(d) = args.delay {
         request = request.header("x-wasmfn-delay-ms", d.as_millis().to_string());
     }
-    let response = request.send().await.with_context(|| unreachable_hint(&args.server.server))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| unreachable_hint(&args.server.server))?;
     let value = check(response).await?;
     println!("accepted: {}", value["ids"]);
     Ok(ExitCode::SUCCESS)
@@ -83,9 +92,16 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
 
 pub async fn list(server: ServerArg) -> Result<ExitCode> {
     let url = format!("{}/_wasmfn/queues", server.server.trim_end_matches('/'));
-    let response = client().get(&url).send().await.with_context(|| unreachable_hint(&server.server))?;
+    let response = client()
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| unreachable_hint(&server.server))?;
     let value = check(response).await?;
-    println!("{:<24} {:>9} {:>9}  {:<20} {}", "QUEUE", "WAITING", "IN-FLIGHT", "FUNCTION", "DEAD-LETTER QUEUE");
+    println!(
+        "{:<24} {:>9} {:>9}  {:<20} {}",
+        "QUEUE", "WAITING", "IN-FLIGHT", "FUNCTION", "DEAD-LETTER QUEUE"
+    );
     for q in value["queues"].as_array().into_iter().flatten() {
         println!(
             "{:<24} {:>9} {:>9}  {:<20} {}",
@@ -100,19 +116,52 @@ pub async fn list(server: ServerArg) -> Result<ExitCode> {
 }
 
 pub async fn dead_letters(queue: String, server: ServerArg) -> Result<ExitCode> {
-    let url = format!("{}/_wasmfn/queues/{queue}/messages", server.server.trim_end_matches('/'));
-    let response = client().get(&url).send().await.with_context(|| unreachable_hint(&server.server))?;
+    let url = format!(
+        "{}/_wasmfn/queues/{queue}/messages",
+        server.server.trim_end_matches('/')
+    );
+    let response = client()
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| unreachable_hint(&server.server))?;
     println!("{}", serde_json::to_string_pretty(&check(response).await?)?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn redrive(queue: String, to: Option<String>, server: ServerArg) -> Result<ExitCode> {
-    let mut url = format!("{}/_wasmfn/queues/{queue}/redrive", server.server.trim_end_matches('/'));
+    let mut url = format!(
+        "{}/_wasmfn/queues/{queue}/redrive",
+        server.server.trim_end_matches('/')
+    );
     if let Some(to) = to {
         url.push_str(&format!("?to={to}"));
     }
-    let response = client().post(&url).send().await.with_context(|| unreachable_hint(&server.server))?;
+    let response = client()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| unreachable_hint(&server.server))?;
     let value = check(response).await?;
     println!("moved {} message(s) to {}", value["moved"], value["to"]);
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn trigger(schedule: String, server: ServerArg) -> Result<ExitCode> {
+    let url = format!(
+        "{}/_wasmfn/schedules/{schedule}/trigger",
+        server.server.trim_end_matches('/')
+    );
+    let response = client()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| unreachable_hint(&server.server))?;
+    let value = check(response).await?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(if value["ok"] == true {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Server, client};
+use common::{client, Fixture, Server};
 
 /// One line the recorder guest reported: (message id, attempt, body).
 type Seen = Arc<Mutex<Vec<(String, u32, String)>>>;
@@ -50,11 +50,17 @@ fn collector(delay: Duration) -> (String, Seen) {
                     let mut s = sink.lock().unwrap();
                     for l in String::from_utf8_lossy(&body).lines() {
                         let mut parts = l.splitn(3, ' ');
-                        let (id, attempt, text) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
+                        let (id, attempt, text) = (
+                            parts.next().unwrap(),
+                            parts.next().unwrap(),
+                            parts.next().unwrap_or(""),
+                        );
                         s.push((id.to_string(), attempt.parse().unwrap(), text.to_string()));
                     }
                 }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
             });
         }
     });
@@ -74,7 +80,10 @@ fn fixture(collector_url: &str, queue_settings: &str) -> Fixture {
 }
 
 fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
-    let messages: Vec<_> = bodies.iter().map(|b| serde_json::json!({ "body": b })).collect();
+    let messages: Vec<_> = bodies
+        .iter()
+        .map(|b| serde_json::json!({ "body": b }))
+        .collect();
     let r = client()
         .post(server.url(&format!("/_wasmfn/queues/{queue}/batch")))
         .json(&serde_json::json!({ "messages": messages }))
@@ -82,11 +91,21 @@ fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
     let v: serde_json::Value = r.json().unwrap();
-    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect()
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn get_json(server: &Server, path: &str) -> serde_json::Value {
-    client().get(server.url(path)).send().unwrap().json().unwrap()
+    client()
+        .get(server.url(path))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -100,35 +119,83 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 #[test]
 fn failed_messages_alone_are_retried_then_dead_lettered() {
     let (url, seen) = collector(Duration::ZERO);
-    let f = fixture(&url, "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"100ms\"");
+    let f = fixture(
+        &url,
+        "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"100ms\"",
+    );
     let server = f.serve();
-    let bodies: Vec<String> = ["ok-1", "ok-2", "fail-3", "ok-4", "fail-5"].iter().map(|s| s.to_string()).collect();
+    let bodies: Vec<String> = ["ok-1", "ok-2", "fail-3", "ok-4", "fail-5"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     send_batch(&server, "jobs", &bodies);
     wait_until("two dead letters", Duration::from_secs(20), || {
-        get_json(&server, "/_wasmfn/queues/jobs-dlq/messages")["messages"].as_array().unwrap().len() == 2
+        get_json(&server, "/_wasmfn/queues/jobs-dlq/messages")["messages"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
     });
     let seen = seen.lock().unwrap().clone();
     for ok in ["ok-1", "ok-2", "ok-4"] {
-        let deliveries: Vec<u32> = seen.iter().filter(|(_, _, b)| b == ok).map(|(_, a, _)| *a).collect();
+        let deliveries: Vec<u32> = seen
+            .iter()
+            .filter(|(_, _, b)| b == ok)
+            .map(|(_, a, _)| *a)
+            .collect();
         assert_eq!(deliveries, [1], "{ok} is delivered once: {seen:?}");
     }
     for fail in ["fail-3", "fail-5"] {
-        let mut attempts: Vec<u32> = seen.iter().filter(|(_, _, b)| b == fail).map(|(_, a, _)| *a).collect();
+        let mut attempts: Vec<u32> = seen
+            .iter()
+            .filter(|(_, _, b)| b == fail)
+            .map(|(_, a, _)| *a)
+            .collect();
         attempts.sort();
-        assert_eq!(attempts, [1, 2, 3], "{fail} is tried max-receive-count times: {seen:?}");
+        assert_eq!(
+            attempts,
+            [1, 2, 3],
+            "{fail} is tried max-receive-count times: {seen:?}"
+        );
     }
     // Retries carry only the failed messages.
-    assert!(seen.iter().filter(|(_, a, _)| *a > 1).all(|(_, _, b)| b.starts_with("fail")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|(_, a, _)| *a > 1)
+            .all(|(_, _, b)| b.starts_with("fail")),
+        "{seen:?}"
+    );
     let dead = get_json(&server, "/_wasmfn/queues/jobs-dlq/messages");
     for m in dead["messages"].as_array().unwrap() {
         assert_eq!(m["receive_count"], 3);
-        assert!(m["last_error"].as_str().unwrap().contains("asked to fail, attempt 3"), "{m}");
+        assert!(
+            m["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("asked to fail, attempt 3"),
+            "{m}"
+        );
     }
     let queues = get_json(&server, "/_wasmfn/queues");
-    let jobs = queues["queues"].as_array().unwrap().iter().find(|q| q["name"] == "jobs").unwrap().clone();
-    assert_eq!((jobs["waiting"].as_u64(), jobs["inFlight"].as_u64()), (Some(0), Some(0)), "{queues}");
+    let jobs = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "jobs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (jobs["waiting"].as_u64(), jobs["inFlight"].as_u64()),
+        (Some(0), Some(0)),
+        "{queues}"
+    );
     // Redrive puts them back, with a fresh receive count.
-    let moved: serde_json::Value = client().post(server.url("/_wasmfn/queues/jobs-dlq/redrive")).send().unwrap().json().unwrap();
+    let moved: serde_json::Value = client()
+        .post(server.url("/_wasmfn/queues/jobs-dlq/redrive"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(moved["moved"], 2);
     assert_eq!(moved["to"], "jobs");
 }
@@ -136,7 +203,10 @@ fn failed_messages_alone_are_retried_then_dead_lettered() {
 #[test]
 fn ten_thousand_messages_survive_kill_9() {
     let (url, seen) = collector(Duration::from_millis(2));
-    let f = fixture(&url, "batch-size = 10\nconcurrency = 2\nvisibility-timeout = \"2s\"");
+    let f = fixture(
+        &url,
+        "batch-size = 10\nconcurrency = 2\nvisibility-timeout = \"2s\"",
+    );
     let server = f.serve();
     let total = 10_000;
     let mut accepted = 0;
@@ -146,21 +216,43 @@ fn ten_thousand_messages_survive_kill_9() {
     }
     assert_eq!(accepted, total);
     let distinct = |seen: &Seen| {
-        seen.lock().unwrap().iter().map(|(_, _, b)| b.clone()).collect::<std::collections::HashSet<_>>().len()
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, b)| b.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     };
-    wait_until("processing to be under way", Duration::from_secs(60), || distinct(&seen) >= 2_000);
+    wait_until(
+        "processing to be under way",
+        Duration::from_secs(60),
+        || distinct(&seen) >= 2_000,
+    );
     // SIGKILL mid-processing: no drain, no flush, batches in flight.
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let at_kill = distinct(&seen);
-    assert!(at_kill < total, "the kill came after everything was processed ({at_kill}); slow the collector");
+    assert!(
+        at_kill < total,
+        "the kill came after everything was processed ({at_kill}); slow the collector"
+    );
 
     let server = f.serve();
-    wait_until("every message to be handled", Duration::from_secs(120), || distinct(&seen) == total);
+    wait_until(
+        "every message to be handled",
+        Duration::from_secs(120),
+        || distinct(&seen) == total,
+    );
     wait_until("the queue to drain", Duration::from_secs(30), || {
         let q = get_json(&server, "/_wasmfn/queues");
-        let jobs = q["queues"].as_array().unwrap().iter().find(|q| q["name"] == "jobs").unwrap().clone();
+        let jobs = q["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "jobs")
+            .unwrap()
+            .clone();
         jobs["waiting"] == 0 && jobs["inFlight"] == 0
     });
     let seen = seen.lock().unwrap().clone();
@@ -169,39 +261,75 @@ fn ten_thousand_messages_survive_kill_9() {
         *counts.entry(body.as_str()).or_default() += 1;
     }
     for i in 0..total {
-        assert!(counts.contains_key(format!("m-{i}").as_str()), "message m-{i} was lost");
+        assert!(
+            counts.contains_key(format!("m-{i}").as_str()),
+            "message m-{i} was lost"
+        );
     }
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     eprintln!(
         "kill -9 after {at_kill} of {total} handled: none lost, {duplicates} duplicate deliveries \
          (messages in flight at the kill, redelivered after their visibility timeout)"
     );
-    assert!(duplicates <= 100, "far more duplicates than batches in flight: {duplicates}");
+    assert!(
+        duplicates <= 100,
+        "far more duplicates than batches in flight: {duplicates}"
+    );
 }
 
 #[test]
 fn bad_queue_inputs_get_clear_errors_and_nothing_is_lost() {
     let (url, _seen) = collector(Duration::ZERO);
-    let f = fixture(&url, "max-message-size = \"1KiB\"\n\n[queues.misbound]\nfunction = \"hello\"");
+    let f = fixture(
+        &url,
+        "max-message-size = \"1KiB\"\n\n[queues.misbound]\nfunction = \"hello\"",
+    );
     let server = f.serve();
     // A guest of the wrong world bound to a queue: named at load.
     let logs = server.wait_for_log("[queues.misbound]");
-    assert!(logs.contains("function `hello` implements world `http`"), "{logs}");
+    assert!(
+        logs.contains("function `hello` implements world `http`"),
+        "{logs}"
+    );
     // ...and its queue still accepts and keeps messages.
-    assert_eq!(send_batch(&server, "misbound", &["kept".to_string()]).len(), 1);
+    assert_eq!(
+        send_batch(&server, "misbound", &["kept".to_string()]).len(),
+        1
+    );
     let q = get_json(&server, "/_wasmfn/queues");
-    let misbound = q["queues"].as_array().unwrap().iter().find(|q| q["name"] == "misbound").unwrap().clone();
+    let misbound = q["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "misbound")
+        .unwrap()
+        .clone();
     assert_eq!(misbound["waiting"], 1, "{q}");
 
-    let r = client().post(server.url("/_wasmfn/queues/nope/messages")).body("x").send().unwrap();
+    let r = client()
+        .post(server.url("/_wasmfn/queues/nope/messages"))
+        .body("x")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    assert!(r.text().unwrap().contains("no queue named `nope`; declared queues: jobs"));
+    assert!(r
+        .text()
+        .unwrap()
+        .contains("no queue named `nope`; declared queues: jobs"));
 
-    let r = client().post(server.url("/_wasmfn/queues/jobs/messages")).body(vec![b'x'; 2048]).send().unwrap();
+    let r = client()
+        .post(server.url("/_wasmfn/queues/jobs/messages"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     assert!(r.text().unwrap().contains("limit of 1024 bytes"));
 
-    let r = client().post(server.url("/_wasmfn/queues/jobs/batch")).body("{\"messages\": 1}").send().unwrap();
+    let r = client()
+        .post(server.url("/_wasmfn/queues/jobs/batch"))
+        .body("{\"messages\": 1}")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("malformed batch"));
 }
@@ -212,19 +340,35 @@ fn send_and_queues_commands_talk_to_the_server() {
     let f = fixture(&url, "");
     let server = f.serve();
     let out = common::wasmfn()
-        .args(["send", "jobs", "--data", "from-cli", "--attr", "k=v", "--server"])
+        .args([
+            "send", "jobs", "--data", "from-cli", "--attr", "k=v", "--server",
+        ])
         .arg(server.url(""))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("accepted: [\"1\"]"));
     wait_until("the message to be handled", Duration::from_secs(10), || {
         seen.lock().unwrap().iter().any(|(_, _, b)| b == "from-cli")
     });
-    let out = common::wasmfn().args(["queues", "--server"]).arg(server.url("")).output().unwrap();
+    let out = common::wasmfn()
+        .args(["queues", "--server"])
+        .arg(server.url(""))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("jobs") && text.contains("queue-recorder") && text.contains("jobs-dlq"), "{text}");
-    let out = common::wasmfn().args(["send", "jobs", "-d", "x", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    assert!(
+        text.contains("jobs") && text.contains("queue-recorder") && text.contains("jobs-dlq"),
+        "{text}"
+    );
+    let out = common::wasmfn()
+        .args(["send", "jobs", "-d", "x", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `wasmfn serve` running?"));
 }

@@ -10,8 +10,8 @@ use crate::error::LoadError;
 use crate::function::Function;
 use crate::host::default_routes;
 use crate::http_invoke::{error_response, text_response, HttpResponse};
-use crate::router::{Route, Router};
 use crate::queue::dispatcher::QueueService;
+use crate::router::{Route, Router};
 use crate::world::World;
 
 /// Functions loaded from a folder (or added one by one) plus their routes.
@@ -23,8 +23,10 @@ pub struct App {
     errors: Vec<LoadError>,
     /// The app's queues, when the manifest declares any.
     pub(crate) queues: Option<Arc<QueueService>>,
-    /// Problems with queue bindings (the queues still accept messages).
+    /// Problems with queue and schedule bindings (queues still accept messages).
     pub(crate) queue_errors: Vec<String>,
+    /// The app's schedules, when the manifest declares any.
+    pub(crate) scheduler: Option<Arc<crate::scheduler::Scheduler>>,
 }
 
 impl App {
@@ -132,7 +134,12 @@ impl App {
         self.queues.as_ref()
     }
 
-    /// Problems with queue bindings found at load.
+    /// The app's schedules, when the manifest declares any.
+    pub fn scheduler(&self) -> Option<&Arc<crate::scheduler::Scheduler>> {
+        self.scheduler.as_ref()
+    }
+
+    /// Problems with queue and schedule bindings found at load.
     pub fn queue_errors(&self) -> &[String] {
         &self.queue_errors
     }

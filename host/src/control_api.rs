@@ -7,6 +7,8 @@
 //! | `POST /_wasmfn/queues/NAME/batch` | enqueue `{"messages": [{"body" \| "bodyBase64", "attributes", "delayMs"}]}` all or nothing |
 //! | `GET /_wasmfn/queues/NAME/messages?limit=N` | read messages without consuming them (dead-letter queues) |
 //! | `POST /_wasmfn/queues/NAME/redrive?to=QUEUE` | move every message of NAME (a dead-letter queue) back to QUEUE |
+//! | `GET /_wasmfn/schedules` | every schedule with its next firing |
+//! | `POST /_wasmfn/schedules/NAME/trigger` | run a schedule once now and answer with its result |
 //!
 //! A `202` means the messages are durably stored.
 
@@ -21,16 +23,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::http_invoke::{HttpResponse, text_response};
-use crate::queue::NewMessage;
+use crate::http_invoke::{text_response, HttpResponse};
 use crate::queue::dispatcher::SendError;
+use crate::queue::NewMessage;
 
 /// Paths under this prefix belong to the host, never to functions.
 pub const PREFIX: &str = "/_wasmfn/";
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> HttpResponse {
     let mut r = text_response(status, value.to_string());
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -56,11 +61,22 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let path = request.uri().path().trim_start_matches(PREFIX).trim_end_matches('/').to_string();
+    let path = request
+        .uri()
+        .path()
+        .trim_start_matches(PREFIX)
+        .trim_end_matches('/')
+        .to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let parts: Vec<&str> = path.split('/').collect();
+    if parts.first() == Some(&"schedules") {
+        return schedules(app, request.method(), &parts).await;
+    }
     let Some(queues) = app.queues() else {
-        return text_response(StatusCode::NOT_FOUND, "no queues are declared: add [queues.NAME] to wasmfn.toml");
+        return text_response(
+            StatusCode::NOT_FOUND,
+            "no queues are declared: add [queues.NAME] to wasmfn.toml",
+        );
     };
     match (request.method().clone(), parts.as_slice()) {
         (Method::GET, ["queues"]) => match queues.stats().await {
@@ -82,12 +98,21 @@ where
         },
         (Method::POST, ["queues", name, kind @ ("messages" | "batch")]) => {
             let Some(config) = queues.config(name) else {
-                return send_error(SendError::UnknownQueue(name.to_string(), queues.configs().map(|c| c.name.clone()).collect()));
+                return send_error(SendError::UnknownQueue(
+                    name.to_string(),
+                    queues.configs().map(|c| c.name.clone()).collect(),
+                ));
             };
             // Whole batches may hold many messages; a single body is capped at the queue's limit.
-            let limit = if *kind == "batch" { 64 << 20 } else { config.max_message_bytes + 1 };
+            let limit = if *kind == "batch" {
+                64 << 20
+            } else {
+                config.max_message_bytes + 1
+            };
             let headers = request.headers().clone();
-            let body = request.into_body().map_err(|e| -> wasmtime_wasi_http::Error { e.into() });
+            let body = request
+                .into_body()
+                .map_err(|e| -> wasmtime_wasi_http::Error { e.into() });
             let body = match Limited::new(body, limit).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
@@ -110,11 +135,20 @@ where
                     .get("x-wasmfn-delay-ms")
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .unwrap_or(0);
-                vec![NewMessage { body: body.to_vec(), attributes, delay: Duration::from_millis(delay_ms) }]
+                vec![NewMessage {
+                    body: body.to_vec(),
+                    attributes,
+                    delay: Duration::from_millis(delay_ms),
+                }]
             } else {
                 match parse_batch(&body) {
                     Ok(m) => m,
-                    Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("malformed batch: {e}")),
+                    Err(e) => {
+                        return text_response(
+                            StatusCode::BAD_REQUEST,
+                            format!("malformed batch: {e}"),
+                        )
+                    }
                 }
             };
             match queues.send(name, messages).await {
@@ -133,17 +167,78 @@ where
             }
         }
         (Method::POST, ["queues", name, "redrive"]) => {
-            let source = queues.configs().find(|c| c.dead_letter_queue == *name).map(|c| c.name.clone());
-            let to = query.split('&').find_map(|kv| kv.strip_prefix("to=").map(str::to_string)).or(source);
+            let source = queues
+                .configs()
+                .find(|c| c.dead_letter_queue == *name)
+                .map(|c| c.name.clone());
+            let to = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("to=").map(str::to_string))
+                .or(source);
             let Some(to) = to else {
-                return text_response(StatusCode::BAD_REQUEST, format!("`{name}` is no queue's dead-letter queue; say where to with ?to=QUEUE"));
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "`{name}` is no queue's dead-letter queue; say where to with ?to=QUEUE"
+                    ),
+                );
             };
             match queues.backend().redrive(name, &to).await {
                 Ok(n) => json_response(StatusCode::OK, json!({ "moved": n, "to": to })),
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
             }
         }
-        _ => text_response(StatusCode::NOT_FOUND, format!("no host API at `{PREFIX}{path}` (see the README's queue API)")),
+        _ => text_response(
+            StatusCode::NOT_FOUND,
+            format!("no host API at `{PREFIX}{path}` (see the README's queue API)"),
+        ),
+    }
+}
+
+async fn schedules(app: &App, method: &Method, parts: &[&str]) -> HttpResponse {
+    let Some(scheduler) = app.scheduler() else {
+        return text_response(
+            StatusCode::NOT_FOUND,
+            "no schedules are declared: add [schedules.NAME] to wasmfn.toml",
+        );
+    };
+    match (method, parts) {
+        (&Method::GET, ["schedules"]) => {
+            let now = chrono::Utc::now();
+            let list: Vec<_> = scheduler
+                .schedules()
+                .map(|s| {
+                    json!({
+                        "name": s.name, "function": s.function, "expression": s.expression_text,
+                        "next": s.expression.next_after(now).map(|t| t.to_rfc3339()),
+                    })
+                })
+                .collect();
+            json_response(StatusCode::OK, json!({ "schedules": list }))
+        }
+        (&Method::POST, ["schedules", name, "trigger"]) => match scheduler.trigger(app, name).await
+        {
+            None => text_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no schedule named `{name}`; declared: {}",
+                    scheduler
+                        .schedules()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(Ok(Ok(()))) => json_response(StatusCode::OK, json!({ "ok": true })),
+            Some(Ok(Err(reason))) => {
+                json_response(StatusCode::OK, json!({ "ok": false, "error": reason }))
+            }
+            Some(Err(e)) => text_response(e.http_status(), e.to_string()),
+        },
+        _ => text_response(
+            StatusCode::NOT_FOUND,
+            "schedule API: GET /_wasmfn/schedules, POST /_wasmfn/schedules/NAME/trigger",
+        ),
     }
 }
 
@@ -155,11 +250,17 @@ fn parse_batch(body: &[u8]) -> Result<Vec<NewMessage>, String> {
         .map(|m| {
             let body = match (m.body, m.body_base64) {
                 (Some(t), None) => t.into_bytes(),
-                (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("bodyBase64: {e}"))?,
+                (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| format!("bodyBase64: {e}"))?,
                 (None, None) => Vec::new(),
                 (Some(_), Some(_)) => return Err("give either `body` or `bodyBase64`".into()),
             };
-            Ok(NewMessage { body, attributes: m.attributes.into_iter().collect(), delay: Duration::from_millis(m.delay_ms) })
+            Ok(NewMessage {
+                body,
+                attributes: m.attributes.into_iter().collect(),
+                delay: Duration::from_millis(m.delay_ms),
+            })
         })
         .collect()
 }

@@ -14,9 +14,10 @@ use crate::engine::{Allocator, EngineOptions, HostEngine};
 use crate::error::LoadError;
 use crate::function::{Function, FunctionSettings};
 use crate::manifest::Manifest;
-use crate::queue::SqliteQueues;
 use crate::queue::dispatcher::QueueService;
+use crate::queue::SqliteQueues;
 use crate::router::Route;
+use crate::scheduler::Scheduler;
 use crate::state::InstanceState;
 
 /// The wasmfn host: create one per process and load functions with it. Cheap to clone.
@@ -192,8 +193,22 @@ impl Host {
             let loaded = self.load_component(&c.name, &c.path, FunctionSettings::default());
             app.add_loaded(loaded, None);
         }
+        let state = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join(".wasmfn"));
+        if !manifest.schedules.is_empty() {
+            std::fs::create_dir_all(&state)
+                .with_context(|| format!("creating {}", state.display()))?;
+            let mut scheduler =
+                Scheduler::new(manifest.schedules.clone(), state.join("schedules.json"));
+            for problem in scheduler.validate(&app) {
+                tracing::error!("{problem}");
+                app.queue_errors.push(problem);
+            }
+            app.scheduler = Some(Arc::new(scheduler));
+        }
         if !manifest.queues.is_empty() {
-            let state = self.state_dir.clone().unwrap_or_else(|| dir.join(".wasmfn"));
             let db = state.join("queues.sqlite");
             let backend = SqliteQueues::open(&db, manifest.queue_fsync)?;
             let mut queues = QueueService::new(Arc::new(backend), manifest.queues.clone());

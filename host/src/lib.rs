@@ -36,6 +36,7 @@ mod linker;
 pub mod manifest;
 pub mod queue;
 mod router;
+pub mod scheduler;
 pub mod server;
 mod state;
 mod world;

@@ -43,6 +43,8 @@ pub struct Manifest {
     pub queues: Vec<crate::queue::QueueConfig>,
     /// `[queue-backend] fsync = true`: flush every queue commit to stable storage.
     pub queue_fsync: bool,
+    /// `[schedules.NAME]` entries.
+    pub schedules: Vec<crate::scheduler::ScheduleConfig>,
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -66,6 +68,19 @@ struct RawManifest {
     #[serde(default)]
     queues: BTreeMap<String, RawQueue>,
     queue_backend: Option<RawQueueBackend>,
+    #[serde(default)]
+    schedules: BTreeMap<String, RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSchedule {
+    function: String,
+    expression: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    overlap: bool,
+    missed: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -218,24 +233,68 @@ impl Manifest {
         }
         let mut queues = Vec::new();
         for (name, q) in &raw.queues {
-            validate_name(name).map_err(|m| ManifestError(format!("{}: [queues.{name}]: {m}", path.display())))?;
+            validate_name(name)
+                .map_err(|m| ManifestError(format!("{}: [queues.{name}]: {m}", path.display())))?;
             queues.push(queue_from(name, q, &at)?);
         }
         let mut queue_fsync = false;
         if let Some(b) = &raw.queue_backend {
             if let Some(kind) = &b.kind {
                 if kind.get_ref() != "sqlite" {
-                    return Err(at(kind.span(), "queue-backend.kind", format!(
-                        "unknown queue backend `{}`: the embedded backend is `sqlite`", kind.get_ref())));
+                    return Err(at(
+                        kind.span(),
+                        "queue-backend.kind",
+                        format!(
+                            "unknown queue backend `{}`: the embedded backend is `sqlite`",
+                            kind.get_ref()
+                        ),
+                    ));
                 }
             }
             queue_fsync = b.fsync;
+        }
+        let mut schedules = Vec::new();
+        for (name, r) in &raw.schedules {
+            validate_name(name).map_err(|m| {
+                ManifestError(format!("{}: [schedules.{name}]: {m}", path.display()))
+            })?;
+            let tz = r.timezone.as_ref().map(|t| t.get_ref().as_str());
+            let expression = crate::scheduler::Expression::parse(r.expression.get_ref(), tz)
+                .map_err(|e| {
+                    let span = match (&r.timezone, e.contains("time zone")) {
+                        (Some(t), true) => t.span(),
+                        _ => r.expression.span(),
+                    };
+                    at(span, &format!("schedules.{name}.expression"), e)
+                })?;
+            let missed = match r.missed.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "skip")) => crate::scheduler::MissedRuns::Skip,
+                Some((_, "run-once")) => crate::scheduler::MissedRuns::RunOnce,
+                Some((m, other)) => {
+                    return Err(at(
+                        m.span(),
+                        &format!("schedules.{name}.missed"),
+                        format!(
+                            "`{other}` is not a missed-run policy: use \"skip\" or \"run-once\""
+                        ),
+                    ))
+                }
+            };
+            schedules.push(crate::scheduler::ScheduleConfig {
+                name: name.clone(),
+                function: r.function.clone(),
+                expression_text: r.expression.get_ref().clone(),
+                expression,
+                overlap: r.overlap,
+                missed,
+            });
         }
         Ok(Manifest {
             path: path.to_path_buf(),
             functions,
             queues,
             queue_fsync,
+            schedules,
         })
     }
 }
@@ -319,35 +378,72 @@ fn settings_from(
     })
 }
 
-fn queue_from(name: &str, q: &RawQueue, at: &At<'_>) -> Result<crate::queue::QueueConfig, ManifestError> {
+fn queue_from(
+    name: &str,
+    q: &RawQueue,
+    at: &At<'_>,
+) -> Result<crate::queue::QueueConfig, ManifestError> {
     let mut c = crate::queue::QueueConfig::new(name);
     let key = |k: &str| format!("queues.{name}.{k}");
-    let int = |v: &Option<Spanned<i64>>, k: &str, lo: i64, hi: i64| -> Result<Option<i64>, ManifestError> {
+    let int = |v: &Option<Spanned<i64>>,
+               k: &str,
+               lo: i64,
+               hi: i64|
+     -> Result<Option<i64>, ManifestError> {
         match v {
             None => Ok(None),
             Some(v) if (lo..=hi).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
-            Some(v) => Err(at(v.span(), &key(k), format!("{} is out of range {lo}..={hi}", v.get_ref()))),
+            Some(v) => Err(at(
+                v.span(),
+                &key(k),
+                format!("{} is out of range {lo}..={hi}", v.get_ref()),
+            )),
         }
     };
-    let dur = |v: &Option<Spanned<String>>, k: &str| -> Result<Option<std::time::Duration>, ManifestError> {
+    let dur = |v: &Option<Spanned<String>>,
+               k: &str|
+     -> Result<Option<std::time::Duration>, ManifestError> {
         match v {
             None => Ok(None),
-            Some(v) if v.get_ref().trim() == "0" || v.get_ref().trim() == "0ms" || v.get_ref().trim() == "0s" => Ok(Some(std::time::Duration::ZERO)),
-            Some(v) => parse_duration(v.get_ref()).map(Some).map_err(|e| at(v.span(), &key(k), e)),
+            Some(v)
+                if v.get_ref().trim() == "0"
+                    || v.get_ref().trim() == "0ms"
+                    || v.get_ref().trim() == "0s" =>
+            {
+                Ok(Some(std::time::Duration::ZERO))
+            }
+            Some(v) => parse_duration(v.get_ref())
+                .map(Some)
+                .map_err(|e| at(v.span(), &key(k), e)),
         }
     };
     c.function = q.function.clone();
-    if let Some(n) = int(&q.batch_size, "batch-size", 1, 10_000)? { c.batch_size = n as usize; }
-    if let Some(n) = int(&q.max_receive_count, "max-receive-count", 1, 1000)? { c.max_receive_count = n as u32; }
-    if let Some(n) = int(&q.concurrency, "concurrency", 1, 1000)? { c.concurrency = n as usize; }
-    if let Some(d) = dur(&q.batch_window, "batch-window")? { c.batch_window = d; }
-    if let Some(d) = dur(&q.visibility_timeout, "visibility-timeout")? { c.visibility_timeout = d; }
-    if let Some(d) = dur(&q.retry_backoff, "retry-backoff")? { c.retry_backoff = d; }
+    if let Some(n) = int(&q.batch_size, "batch-size", 1, 10_000)? {
+        c.batch_size = n as usize;
+    }
+    if let Some(n) = int(&q.max_receive_count, "max-receive-count", 1, 1000)? {
+        c.max_receive_count = n as u32;
+    }
+    if let Some(n) = int(&q.concurrency, "concurrency", 1, 1000)? {
+        c.concurrency = n as usize;
+    }
+    if let Some(d) = dur(&q.batch_window, "batch-window")? {
+        c.batch_window = d;
+    }
+    if let Some(d) = dur(&q.visibility_timeout, "visibility-timeout")? {
+        c.visibility_timeout = d;
+    }
+    if let Some(d) = dur(&q.retry_backoff, "retry-backoff")? {
+        c.retry_backoff = d;
+    }
     if let Some(s) = &q.max_message_size {
-        c.max_message_bytes = parse_size(s.get_ref()).map_err(|e| at(s.span(), &key("max-message-size"), e))? as usize;
+        c.max_message_bytes = parse_size(s.get_ref())
+            .map_err(|e| at(s.span(), &key("max-message-size"), e))?
+            as usize;
     }
     if let Some(d) = &q.dead_letter_queue {
-        validate_name(d).map_err(|m| ManifestError(format!("[queues.{name}] dead-letter-queue: {m}")))?;
+        validate_name(d)
+            .map_err(|m| ManifestError(format!("[queues.{name}] dead-letter-queue: {m}")))?;
         c.dead_letter_queue = d.clone();
     }
     Ok(c)

@@ -25,7 +25,11 @@ pub enum SendError {
     /// No queue of that name is declared.
     UnknownQueue(String, Vec<String>),
     /// A body exceeds the queue's limit.
-    TooLarge { queue: String, size: usize, limit: usize },
+    TooLarge {
+        queue: String,
+        size: usize,
+        limit: usize,
+    },
     /// The backend failed; nothing was accepted.
     Backend(anyhow::Error),
 }
@@ -67,7 +71,10 @@ impl QueueService {
                 ..QueueConfig::new(&dlq)
             });
         }
-        Self { backend, configs: all }
+        Self {
+            backend,
+            configs: all,
+        }
     }
 
     /// Check every consumer function exists and implements the `queue` world. A queue whose
@@ -110,18 +117,31 @@ impl QueueService {
     }
 
     /// Accept messages into `queue`: checked, then durably stored, then acknowledged.
-    pub async fn send(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<String>, SendError> {
+    pub async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<String>, SendError> {
         let Some(config) = self.configs.get(queue) else {
-            return Err(SendError::UnknownQueue(queue.to_string(), self.configs.keys().cloned().collect()));
+            return Err(SendError::UnknownQueue(
+                queue.to_string(),
+                self.configs.keys().cloned().collect(),
+            ));
         };
-        if let Some(m) = messages.iter().find(|m| m.body.len() > config.max_message_bytes) {
+        if let Some(m) = messages
+            .iter()
+            .find(|m| m.body.len() > config.max_message_bytes)
+        {
             return Err(SendError::TooLarge {
                 queue: queue.to_string(),
                 size: m.body.len(),
                 limit: config.max_message_bytes,
             });
         }
-        self.backend.enqueue(queue, messages).await.map_err(SendError::Backend)
+        self.backend
+            .enqueue(queue, messages)
+            .await
+            .map_err(SendError::Backend)
     }
 
     /// Depth figures of every declared queue.
@@ -145,29 +165,44 @@ impl QueueService {
 
     /// Start the consumers of every queue bound to a function. They stop receiving when
     /// `shutdown` turns true and finish the batches they hold.
-    pub fn start(self: &Arc<Self>, app: Arc<App>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    pub fn start(
+        self: &Arc<Self>,
+        app: Arc<App>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
         let mut handles = Vec::new();
         for config in self.configs.values() {
             if config.function.is_none() {
                 continue;
             }
             for _ in 0..config.concurrency {
-                let (service, app, config, shutdown) = (self.clone(), app.clone(), config.clone(), shutdown.clone());
-                handles.push(tokio::spawn(async move { consume(service, app, config, shutdown).await }));
+                let (service, app, config, shutdown) =
+                    (self.clone(), app.clone(), config.clone(), shutdown.clone());
+                handles.push(tokio::spawn(async move {
+                    consume(service, app, config, shutdown).await
+                }));
             }
         }
         handles
     }
 }
 
-async fn consume(service: Arc<QueueService>, app: Arc<App>, config: QueueConfig, shutdown: watch::Receiver<bool>) {
+async fn consume(
+    service: Arc<QueueService>,
+    app: Arc<App>,
+    config: QueueConfig,
+    shutdown: watch::Receiver<bool>,
+) {
     let backend = &service.backend;
     let function = app
         .function(config.function.as_deref().unwrap_or_default())
         .expect("validated at start")
         .clone();
     while !*shutdown.borrow() {
-        let mut batch = match backend.receive(&config.name, config.batch_size, config.visibility_timeout).await {
+        let mut batch = match backend
+            .receive(&config.name, config.batch_size, config.visibility_timeout)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(queue = %config.name, error = %format!("{e:#}"), "receiving from the queue failed; retrying");
@@ -182,7 +217,10 @@ async fn consume(service: Arc<QueueService>, app: Arc<App>, config: QueueConfig,
         if batch.len() < config.batch_size && !config.batch_window.is_zero() {
             tokio::time::sleep(config.batch_window).await;
             let more = config.batch_size - batch.len();
-            if let Ok(extra) = backend.receive(&config.name, more, config.visibility_timeout).await {
+            if let Ok(extra) = backend
+                .receive(&config.name, more, config.visibility_timeout)
+                .await
+            {
                 batch.extend(extra);
             }
         }
@@ -191,7 +229,12 @@ async fn consume(service: Arc<QueueService>, app: Arc<App>, config: QueueConfig,
 }
 
 /// Invoke the function with one batch and settle every message of it.
-async fn deliver(service: &QueueService, function: &crate::Function, config: &QueueConfig, batch: Vec<Received>) {
+async fn deliver(
+    service: &QueueService,
+    function: &crate::Function,
+    config: &QueueConfig,
+    batch: Vec<Received>,
+) {
     let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
     let wit_batch = Batch {
         queue: config.name.clone(),
@@ -206,17 +249,32 @@ async fn deliver(service: &QueueService, function: &crate::Function, config: &Qu
             })
             .collect(),
     };
-    let attempts: BTreeMap<&str, u32> = wit_batch.messages.iter().map(|m| (m.id.as_str(), m.attempt)).collect();
+    let attempts: BTreeMap<&str, u32> = wit_batch
+        .messages
+        .iter()
+        .map(|m| (m.id.as_str(), m.attempt))
+        .collect();
     let failures: Vec<(String, String)> = match function.invoke_queue(&wit_batch).await {
         Ok(Ok(failed)) => {
             let known: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            failed.into_iter().filter(|f| known.contains(f.id.as_str())).map(|f| (f.id, f.reason)).collect()
+            failed
+                .into_iter()
+                .filter(|f| known.contains(f.id.as_str()))
+                .map(|f| (f.id, f.reason))
+                .collect()
         }
-        Ok(Err(reason)) => ids.iter().map(|id| (id.clone(), format!("batch failed: {reason}"))).collect(),
+        Ok(Err(reason)) => ids
+            .iter()
+            .map(|id| (id.clone(), format!("batch failed: {reason}")))
+            .collect(),
         Err(e) => ids.iter().map(|id| (id.clone(), e.to_string())).collect(),
     };
     let failed: HashSet<&str> = failures.iter().map(|(id, _)| id.as_str()).collect();
-    let done: Vec<String> = ids.iter().filter(|id| !failed.contains(id.as_str())).cloned().collect();
+    let done: Vec<String> = ids
+        .iter()
+        .filter(|id| !failed.contains(id.as_str()))
+        .cloned()
+        .collect();
     let backend = &service.backend;
     if !done.is_empty() {
         if let Err(e) = backend.ack(&config.name, done).await {
@@ -227,15 +285,28 @@ async fn deliver(service: &QueueService, function: &crate::Function, config: &Qu
     for (id, reason) in &failures {
         let attempt = attempts.get(id.as_str()).copied().unwrap_or(1);
         match backend
-            .fail(&config.name, id, reason, config.backoff(attempt), config.max_receive_count, &config.dead_letter_queue)
+            .fail(
+                &config.name,
+                id,
+                reason,
+                config.backoff(attempt),
+                config.max_receive_count,
+                &config.dead_letter_queue,
+            )
             .await
         {
-            Ok(FailOutcome::DeadLettered) => tracing::warn!(queue = %config.name, message_id = %id, attempt,
-                dead_letter_queue = %config.dead_letter_queue, "message moved to the dead-letter queue: {reason}"),
-            Ok(FailOutcome::Retried) => tracing::info!(queue = %config.name, message_id = %id, attempt,
-                "message failed; will retry: {reason}"),
-            Err(e) => tracing::error!(queue = %config.name, message_id = %id, error = %format!("{e:#}"),
-                "recording the failure failed; the message will be redelivered after its visibility timeout"),
+            Ok(FailOutcome::DeadLettered) => {
+                tracing::warn!(queue = %config.name, message_id = %id, attempt,
+                dead_letter_queue = %config.dead_letter_queue, "message moved to the dead-letter queue: {reason}")
+            }
+            Ok(FailOutcome::Retried) => {
+                tracing::info!(queue = %config.name, message_id = %id, attempt,
+                "message failed; will retry: {reason}")
+            }
+            Err(e) => {
+                tracing::error!(queue = %config.name, message_id = %id, error = %format!("{e:#}"),
+                "recording the failure failed; the message will be redelivered after its visibility timeout")
+            }
         }
     }
 }

@@ -89,13 +89,25 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Append messages to `queue`; resolves to their ids once they are on disk.
     fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> BackendFuture<Vec<String>>;
     /// Take up to `max` visible messages, hiding them for `visibility`.
-    fn receive(&self, queue: &str, max: usize, visibility: Duration) -> BackendFuture<Vec<Received>>;
+    fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> BackendFuture<Vec<Received>>;
     /// Delete processed messages.
     fn ack(&self, queue: &str, ids: Vec<String>) -> BackendFuture<()>;
     /// Record a failure: retry after `backoff`, or move to `dead_letter_queue` once the message
     /// was received `max_receives` times.
-    fn fail(&self, queue: &str, id: &str, reason: &str, backoff: Duration, max_receives: u32, dead_letter_queue: &str)
-        -> BackendFuture<FailOutcome>;
+    fn fail(
+        &self,
+        queue: &str,
+        id: &str,
+        reason: &str,
+        backoff: Duration,
+        max_receives: u32,
+        dead_letter_queue: &str,
+    ) -> BackendFuture<FailOutcome>;
     /// Depth figures.
     fn stats(&self, queue: &str) -> BackendFuture<QueueStats>;
     /// Messages in `queue` with their failure history (for dead-letter queues).

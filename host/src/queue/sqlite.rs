@@ -7,15 +7,17 @@
 //! the producer hears back and survives a crash of the process.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
-use rusqlite::{Connection, OptionalExtension as _, params};
-use tokio::sync::{Notify, oneshot};
+use anyhow::{anyhow, Context as _, Result};
+use rusqlite::{params, Connection, OptionalExtension as _};
+use tokio::sync::{oneshot, Notify};
 
-use super::{BackendFuture, DeadLetter, FailOutcome, NewMessage, QueueBackend, QueueStats, Received, now_ms};
+use super::{
+    now_ms, BackendFuture, DeadLetter, FailOutcome, NewMessage, QueueBackend, QueueStats, Received,
+};
 
 /// Most operations committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -24,6 +26,9 @@ const MAX_GROUP: usize = 512;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// Sends an operation's answer once its transaction's commit succeeded or failed.
+type Answer = Box<dyn FnOnce(Option<&anyhow::Error>)>;
 
 enum Op {
     Enqueue(String, Vec<NewMessage>, Reply<Vec<String>>),
@@ -89,7 +94,8 @@ impl SqliteQueues {
         let sent = self.ops.send(make(tx));
         Box::pin(async move {
             sent.map_err(|_| anyhow!("the queue database thread has stopped"))?;
-            rx.await.map_err(|_| anyhow!("the queue database thread has stopped"))?
+            rx.await
+                .map_err(|_| anyhow!("the queue database thread has stopped"))?
         })
     }
 }
@@ -118,7 +124,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, enqueued: Arc<Notify>) {
                 Err(_) => break,
             }
         }
-        let mut done: Vec<Box<dyn FnOnce(Option<&anyhow::Error>)>> = Vec::with_capacity(ops.len());
+        let mut done: Vec<Answer> = Vec::with_capacity(ops.len());
         let mut any_enqueue = false;
         let commit = (|| -> Result<()> {
             let tx = conn.transaction()?;
@@ -141,8 +147,8 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, enqueued: Arc<Notify>) {
 
 /// Run one operation inside the group transaction (in its own savepoint, so one failing
 /// operation does not undo the others) and return how to answer it once the commit is known.
-fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Box<dyn FnOnce(Option<&anyhow::Error>)> {
-    fn answer<T: 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn FnOnce(Option<&anyhow::Error>)> {
+fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Answer {
+    fn answer<T: 'static>(reply: Reply<T>, result: Result<T>) -> Answer {
         Box::new(move |commit_error| {
             let _ = reply.send(match commit_error {
                 Some(e) => Err(anyhow!("committing to the queue database: {e:#}")),
@@ -153,18 +159,42 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Box<dyn FnOnce(Option<&anyho
     fn isolated<T>(tx: &rusqlite::Transaction<'_>, f: impl FnOnce() -> Result<T>) -> Result<T> {
         tx.execute_batch("SAVEPOINT op")?;
         let result = f();
-        tx.execute_batch(if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" })?;
+        tx.execute_batch(if result.is_ok() {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        })?;
         result
     }
     match op {
-        Op::Enqueue(queue, messages, reply) => answer(reply, isolated(tx, || enqueue(tx, &queue, messages))),
+        Op::Enqueue(queue, messages, reply) => {
+            answer(reply, isolated(tx, || enqueue(tx, &queue, messages)))
+        }
         Op::Receive(queue, max, visibility, reply) => {
             answer(reply, isolated(tx, || receive(tx, &queue, max, visibility)))
         }
         Op::Ack(queue, ids, reply) => answer(reply, isolated(tx, || ack(tx, &queue, &ids))),
-        Op::Fail { queue, id, reason, backoff, max_receives, dead_letter_queue, reply } => answer(
+        Op::Fail {
+            queue,
+            id,
+            reason,
+            backoff,
+            max_receives,
+            dead_letter_queue,
             reply,
-            isolated(tx, || fail(tx, &queue, &id, &reason, backoff, max_receives, &dead_letter_queue)),
+        } => answer(
+            reply,
+            isolated(tx, || {
+                fail(
+                    tx,
+                    &queue,
+                    &id,
+                    &reason,
+                    backoff,
+                    max_receives,
+                    &dead_letter_queue,
+                )
+            }),
         ),
         Op::Stats(queue, reply) => answer(reply, stats(tx, &queue)),
         Op::Peek(queue, limit, reply) => answer(reply, peek(tx, &queue, limit)),
@@ -172,7 +202,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Box<dyn FnOnce(Option<&anyho
     }
 }
 
-fn enqueue(tx: &rusqlite::Transaction<'_>, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<String>> {
+fn enqueue(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<String>> {
     let now = now_ms();
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (queue, body, attributes, enqueued_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -180,13 +214,24 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, queue: &str, messages: Vec<NewMessage
     let mut ids = Vec::with_capacity(messages.len());
     for m in messages {
         let attributes = serde_json::to_string(&m.attributes)?;
-        insert.execute(params![queue, m.body, attributes, now as i64, (now + m.delay.as_millis() as u64) as i64])?;
+        insert.execute(params![
+            queue,
+            m.body,
+            attributes,
+            now as i64,
+            (now + m.delay.as_millis() as u64) as i64
+        ])?;
         ids.push(tx.last_insert_rowid().to_string());
     }
     Ok(ids)
 }
 
-fn receive(tx: &rusqlite::Transaction<'_>, queue: &str, max: usize, visibility: Duration) -> Result<Vec<Received>> {
+fn receive(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    max: usize,
+    visibility: Duration,
+) -> Result<Vec<Received>> {
     let now = now_ms() as i64;
     let mut select = tx.prepare_cached(
         "SELECT seq, body, attributes, enqueued_at, receive_count FROM messages
@@ -194,7 +239,13 @@ fn receive(tx: &rusqlite::Transaction<'_>, queue: &str, max: usize, visibility: 
     )?;
     let rows = select
         .query_map(params![queue, now, max as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut hide = tx.prepare_cached(
@@ -218,7 +269,9 @@ fn receive(tx: &rusqlite::Transaction<'_>, queue: &str, max: usize, visibility: 
 fn ack(tx: &rusqlite::Transaction<'_>, queue: &str, ids: &[String]) -> Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM messages WHERE seq = ?1 AND queue = ?2")?;
     for id in ids {
-        let seq: i64 = id.parse().with_context(|| format!("`{id}` is not a message id of this queue"))?;
+        let seq: i64 = id
+            .parse()
+            .with_context(|| format!("`{id}` is not a message id of this queue"))?;
         delete.execute(params![seq, queue])?;
     }
     Ok(())
@@ -233,9 +286,15 @@ fn fail(
     max_receives: u32,
     dead_letter_queue: &str,
 ) -> Result<FailOutcome> {
-    let seq: i64 = id.parse().with_context(|| format!("`{id}` is not a message id of this queue"))?;
+    let seq: i64 = id
+        .parse()
+        .with_context(|| format!("`{id}` is not a message id of this queue"))?;
     let count: Option<i64> = tx
-        .query_row("SELECT receive_count FROM messages WHERE seq = ?1 AND queue = ?2", params![seq, queue], |r| r.get(0))
+        .query_row(
+            "SELECT receive_count FROM messages WHERE seq = ?1 AND queue = ?2",
+            params![seq, queue],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(count) = count else {
         // Already acknowledged or moved (a late report after a redelivery): nothing to do.
@@ -265,7 +324,11 @@ fn stats(tx: &rusqlite::Transaction<'_>, queue: &str) -> Result<QueueStats> {
         params![queue, now],
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
     )?;
-    Ok(QueueStats { name: queue.to_string(), waiting: waiting as u64, in_flight: in_flight as u64 })
+    Ok(QueueStats {
+        name: queue.to_string(),
+        waiting: waiting as u64,
+        in_flight: in_flight as u64,
+    })
 }
 
 fn peek(tx: &rusqlite::Transaction<'_>, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
@@ -298,7 +361,12 @@ impl QueueBackend for SqliteQueues {
         self.call(|r| Op::Enqueue(queue.to_string(), messages, r))
     }
 
-    fn receive(&self, queue: &str, max: usize, visibility: Duration) -> BackendFuture<Vec<Received>> {
+    fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> BackendFuture<Vec<Received>> {
         self.call(|r| Op::Receive(queue.to_string(), max, visibility, r))
     }
 
@@ -306,8 +374,15 @@ impl QueueBackend for SqliteQueues {
         self.call(|r| Op::Ack(queue.to_string(), ids, r))
     }
 
-    fn fail(&self, queue: &str, id: &str, reason: &str, backoff: Duration, max_receives: u32, dead_letter_queue: &str)
-        -> BackendFuture<FailOutcome> {
+    fn fail(
+        &self,
+        queue: &str,
+        id: &str,
+        reason: &str,
+        backoff: Duration,
+        max_receives: u32,
+        dead_letter_queue: &str,
+    ) -> BackendFuture<FailOutcome> {
         self.call(|reply| Op::Fail {
             queue: queue.to_string(),
             id: id.to_string(),
@@ -331,7 +406,9 @@ impl QueueBackend for SqliteQueues {
         self.call(|r| Op::Redrive(from.to_string(), to.to_string(), r))
     }
 
-    fn wait_for_work(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    fn wait_for_work(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let _ = tokio::time::timeout(POLL_INTERVAL, self.enqueued.notified()).await;
         })
@@ -343,11 +420,18 @@ mod tests {
     use super::*;
 
     fn run<T>(f: BackendFuture<T>) -> T {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+            .unwrap()
     }
 
     fn message(body: &str) -> NewMessage {
-        NewMessage { body: body.as_bytes().to_vec(), ..Default::default() }
+        NewMessage {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -359,20 +443,39 @@ mod tests {
         let got = run(q.receive("orders", 10, Duration::from_secs(30)));
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].attempt, 1);
-        assert!(run(q.receive("orders", 10, Duration::from_secs(30))).is_empty(), "in flight");
+        assert!(
+            run(q.receive("orders", 10, Duration::from_secs(30))).is_empty(),
+            "in flight"
+        );
         assert_eq!(run(q.stats("orders")).in_flight, 2);
         run(q.ack("orders", vec![ids[0].clone()]));
         // Fail b until it dead-letters (max 2 receives).
-        assert_eq!(run(q.fail("orders", &ids[1], "boom", Duration::ZERO, 2, "orders-dlq")), FailOutcome::Retried);
+        assert_eq!(
+            run(q.fail("orders", &ids[1], "boom", Duration::ZERO, 2, "orders-dlq")),
+            FailOutcome::Retried
+        );
         let again = run(q.receive("orders", 10, Duration::from_secs(30)));
         assert_eq!((again.len(), again[0].attempt), (1, 2));
-        assert_eq!(run(q.fail("orders", &ids[1], "boom 2", Duration::ZERO, 2, "orders-dlq")), FailOutcome::DeadLettered);
-        assert_eq!(run(q.stats("orders")), QueueStats { name: "orders".into(), waiting: 0, in_flight: 0 });
+        assert_eq!(
+            run(q.fail("orders", &ids[1], "boom 2", Duration::ZERO, 2, "orders-dlq")),
+            FailOutcome::DeadLettered
+        );
+        assert_eq!(
+            run(q.stats("orders")),
+            QueueStats {
+                name: "orders".into(),
+                waiting: 0,
+                in_flight: 0
+            }
+        );
         let dead = run(q.peek("orders-dlq", 10));
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom 2"));
         assert_eq!(run(q.redrive("orders-dlq", "orders")), 1);
-        assert_eq!(run(q.receive("orders", 10, Duration::from_secs(30)))[0].attempt, 1);
+        assert_eq!(
+            run(q.receive("orders", 10, Duration::from_secs(30)))[0].attempt,
+            1
+        );
     }
 
     #[test]
@@ -396,7 +499,13 @@ mod tests {
     fn delayed_messages_wait() {
         let dir = tempfile::tempdir().unwrap();
         let q = SqliteQueues::open(&dir.path().join("q.sqlite"), false).unwrap();
-        run(q.enqueue("d", vec![NewMessage { delay: Duration::from_millis(100), ..message("later") }]));
+        run(q.enqueue(
+            "d",
+            vec![NewMessage {
+                delay: Duration::from_millis(100),
+                ..message("later")
+            }],
+        ));
         assert!(run(q.receive("d", 1, Duration::from_secs(1))).is_empty());
         std::thread::sleep(Duration::from_millis(130));
         assert_eq!(run(q.receive("d", 1, Duration::from_secs(1))).len(), 1);

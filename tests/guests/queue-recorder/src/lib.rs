@@ -17,28 +17,41 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use exports::wasmfn::platform::queue_handler::{Batch, Guest, MessageFailure};
 use ::wasi::http::outgoing_handler;
 use ::wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use exports::wasmfn::platform::queue_handler::{Batch, Guest, MessageFailure};
 
 struct Recorder;
 
 fn post(url: &str, body: &[u8]) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").ok_or("collector must be an http:// URL")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("collector must be an http:// URL")?;
     let (authority, path) = rest.split_once('/').map_or((rest, "/"), |(a, p)| (a, p));
-    let headers = Fields::from_list(&[("content-length".to_string(), body.len().to_string().into_bytes())])
-        .map_err(|e| format!("{e:?}"))?;
+    let headers = Fields::from_list(&[(
+        "content-length".to_string(),
+        body.len().to_string().into_bytes(),
+    )])
+    .map_err(|e| format!("{e:?}"))?;
     let request = OutgoingRequest::new(headers);
     request.set_method(&Method::Post).map_err(|_| "method")?;
-    request.set_scheme(Some(&Scheme::Http)).map_err(|_| "scheme")?;
-    request.set_authority(Some(authority)).map_err(|_| "authority")?;
-    request.set_path_with_query(Some(&format!("/{}", path.trim_start_matches('/')))).map_err(|_| "path")?;
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|_| "scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|_| "authority")?;
+    request
+        .set_path_with_query(Some(&format!("/{}", path.trim_start_matches('/'))))
+        .map_err(|_| "path")?;
     let out = request.body().map_err(|_| "body")?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     {
         let stream = out.write().map_err(|_| "stream")?;
         for chunk in body.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| format!("{e:?}"))?;
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("{e:?}"))?;
         }
     }
     OutgoingBody::finish(out, None).map_err(|e| format!("{e:?}"))?;
@@ -59,16 +72,28 @@ impl Guest for Recorder {
         let url = crate::wasi::config::store::get("collector")
             .map_err(|e| format!("{e:?}"))?
             .ok_or("no `collector` config value")?;
-        if batch.messages.iter().any(|m| m.body.windows(4).any(|w| w == b"slow")) {
+        if batch
+            .messages
+            .iter()
+            .any(|m| m.body.windows(4).any(|w| w == b"slow"))
+        {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         let mut failures = Vec::new();
         let mut report = String::new();
         for m in &batch.messages {
             if m.body.windows(4).any(|w| w == b"fail") {
-                failures.push(MessageFailure { id: m.id.clone(), reason: format!("asked to fail, attempt {}", m.attempt) });
+                failures.push(MessageFailure {
+                    id: m.id.clone(),
+                    reason: format!("asked to fail, attempt {}", m.attempt),
+                });
             }
-            report.push_str(&format!("{} {} {}\n", m.id, m.attempt, String::from_utf8_lossy(&m.body)));
+            report.push_str(&format!(
+                "{} {} {}\n",
+                m.id,
+                m.attempt,
+                String::from_utf8_lossy(&m.body)
+            ));
         }
         post(&url, report.as_bytes())?;
         Ok(failures)
