@@ -99,8 +99,8 @@ pub async fn list(server: ServerArg) -> Result<ExitCode> {
         .with_context(|| unreachable_hint(&server.server))?;
     let value = check(response).await?;
     println!(
-        "{:<24} {:>9} {:>9}  {:<20} {}",
-        "QUEUE", "WAITING", "IN-FLIGHT", "FUNCTION", "DEAD-LETTER QUEUE"
+        "{:<24} {:>9} {:>9}  {:<20} DEAD-LETTER QUEUE",
+        "QUEUE", "WAITING", "IN-FLIGHT", "FUNCTION"
     );
     for q in value["queues"].as_array().into_iter().flatten() {
         println!(
