@@ -195,6 +195,9 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
     if let Some(scheduler) = app.scheduler() {
         consumers.extend(scheduler.start(app.clone(), stopped.clone()));
     }
+    if let Some(feed) = app.streams() {
+        consumers.extend(feed.start(app.clone(), stopped.clone()));
+    }
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {

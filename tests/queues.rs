@@ -4,8 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,55 +12,26 @@ use common::{client, Fixture, Server};
 /// One line the recorder guest reported: (message id, attempt, body).
 type Seen = Arc<Mutex<Vec<(String, u32, String)>>>;
 
-/// An HTTP server that records what the `queue-recorder` guest reports, outside the host, so it
-/// survives the host being killed. `delay` slows each report down.
+/// The collector, with each reported line split into (id, attempt, body).
 fn collector(delay: Duration) -> (String, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/record", listener.local_addr().unwrap());
+    let (url, lines) = common::collector(delay);
     let seen: Seen = Arc::default();
     let sink = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                std::thread::sleep(delay);
-                {
-                    let mut s = sink.lock().unwrap();
-                    for l in String::from_utf8_lossy(&body).lines() {
-                        let mut parts = l.splitn(3, ' ');
-                        let (id, attempt, text) = (
-                            parts.next().unwrap(),
-                            parts.next().unwrap(),
-                            parts.next().unwrap_or(""),
-                        );
-                        s.push((id.to_string(), attempt.parse().unwrap(), text.to_string()));
-                    }
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    std::thread::spawn(move || loop {
+        let batch: Vec<String> = std::mem::take(&mut *lines.lock().unwrap());
+        if !batch.is_empty() {
+            let mut s = sink.lock().unwrap();
+            for l in batch {
+                let mut parts = l.splitn(3, ' ');
+                let (id, attempt, text) = (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap_or(""),
                 );
-            });
+                s.push((id.to_string(), attempt.parse().unwrap(), text.to_string()));
+            }
         }
+        std::thread::sleep(Duration::from_millis(2));
     });
     (url, seen)
 }

@@ -27,6 +27,8 @@ pub struct App {
     pub(crate) queue_errors: Vec<String>,
     /// The app's schedules, when the manifest declares any.
     pub(crate) scheduler: Option<Arc<crate::scheduler::Scheduler>>,
+    /// The app's change feed, when the manifest declares streams.
+    pub(crate) streams: Option<Arc<crate::stream_feed::StreamFeed>>,
 }
 
 impl App {
@@ -137,6 +139,11 @@ impl App {
     /// The app's schedules, when the manifest declares any.
     pub fn scheduler(&self) -> Option<&Arc<crate::scheduler::Scheduler>> {
         self.scheduler.as_ref()
+    }
+
+    /// The app's change feed, when the manifest declares streams.
+    pub fn streams(&self) -> Option<&Arc<crate::stream_feed::StreamFeed>> {
+        self.streams.as_ref()
     }
 
     /// Problems with queue and schedule bindings found at load.

@@ -8,6 +8,9 @@
 //! | `GET /_wasmfn/queues/NAME/messages?limit=N` | read messages without consuming them (dead-letter queues) |
 //! | `POST /_wasmfn/queues/NAME/redrive?to=QUEUE` | move every message of NAME (a dead-letter queue) back to QUEUE |
 //! | `GET /_wasmfn/schedules` | every schedule with its next firing |
+//! | `POST /_wasmfn/streams/NAME/records` | append `{"events": [...]}` (the `wasmfn invoke` stream form) to a stream's feed |
+//! | `GET /_wasmfn/streams/NAME` | records not yet delivered |
+//! | `GET /_wasmfn/streams/NAME/parked` | records set aside after repeated failures |
 //! | `POST /_wasmfn/schedules/NAME/trigger` | run a schedule once now and answer with its result |
 //!
 //! A `202` means the messages are durably stored.
@@ -71,6 +74,23 @@ where
     let parts: Vec<&str> = path.split('/').collect();
     if parts.first() == Some(&"schedules") {
         return schedules(app, request.method(), &parts).await;
+    }
+    if parts.first() == Some(&"streams") {
+        let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        let method = request.method().clone();
+        let body = request
+            .into_body()
+            .map_err(|e| -> wasmtime_wasi_http::Error { e.into() });
+        let body = match Limited::new(body, 64 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return text_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "stream records are limited to 64 MiB per request",
+                )
+            }
+        };
+        return streams(app, &method, &parts, &body);
     }
     let Some(queues) = app.queues() else {
         return text_response(
@@ -239,6 +259,40 @@ async fn schedules(app: &App, method: &Method, parts: &[&str]) -> HttpResponse {
             StatusCode::NOT_FOUND,
             "schedule API: GET /_wasmfn/schedules, POST /_wasmfn/schedules/NAME/trigger",
         ),
+    }
+}
+
+fn streams(app: &App, method: &Method, parts: &[String], body: &[u8]) -> HttpResponse {
+    let Some(feed) = app.streams() else {
+        return text_response(
+            StatusCode::NOT_FOUND,
+            "no streams are declared: add [streams.NAME] to wasmfn.toml",
+        );
+    };
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (&Method::POST, ["streams", name, "records"]) => {
+            if !feed.has_stream(name) {
+                return text_response(StatusCode::NOT_FOUND, format!("no stream named `{name}`: declare it as [streams.{name}]"));
+            }
+            let events = match std::str::from_utf8(body).map_err(|e| anyhow::anyhow!(e)).and_then(crate::event_json::parse_stream_events) {
+                Ok(e) => e,
+                Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("malformed stream records: {e:#}")),
+            };
+            match feed.append(name, events) {
+                Ok(seqs) => json_response(StatusCode::ACCEPTED, json!({ "sequences": seqs })),
+                Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+            }
+        }
+        (&Method::GET, ["streams", name, "parked"]) => match feed.parked(name) {
+            Ok(list) => json_response(StatusCode::OK, json!({ "parked": list })),
+            Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        },
+        (&Method::GET, ["streams", name]) => match feed.lag(name) {
+            Ok(lag) => json_response(StatusCode::OK, json!({ "name": name, "undelivered": lag })),
+            Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        },
+        _ => text_response(StatusCode::NOT_FOUND, "stream API: POST /_wasmfn/streams/NAME/records, GET /_wasmfn/streams/NAME, GET /_wasmfn/streams/NAME/parked"),
     }
 }
 

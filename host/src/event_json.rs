@@ -148,6 +148,10 @@ enum StreamEventJson {
         old_image: Option<Value>,
         #[serde(default)]
         new_image: Option<Value>,
+        /// `raw` or `json`, for images given as base64.
+        format: Option<String>,
+        old_image_base64: Option<String>,
+        new_image_base64: Option<String>,
         timestamp: Option<u64>,
     },
     #[serde(rename = "object", rename_all = "camelCase")]
@@ -184,6 +188,9 @@ pub fn parse_stream_events(json: &str) -> Result<Vec<stream::StreamEvent>> {
                     operation,
                     old_image,
                     new_image,
+                    format,
+                    old_image_base64,
+                    new_image_base64,
                     timestamp,
                 } => {
                     let operation = match operation.as_str() {
@@ -203,18 +210,37 @@ pub fn parse_stream_events(json: &str) -> Result<Vec<stream::StreamEvent>> {
                             other => other.to_string().into_bytes(),
                         })
                     };
+                    let b64 = |v: Option<String>| -> Result<Option<Vec<u8>>> {
+                        v.map(|s| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(s)
+                                .context("image is not valid base64")
+                        })
+                        .transpose()
+                    };
+                    let (format, old_image, new_image) =
+                        if old_image_base64.is_some() || new_image_base64.is_some() {
+                            let format = match format.as_deref() {
+                                Some("json") => stream::ImageFormat::Json,
+                                _ => stream::ImageFormat::Raw,
+                            };
+                            (format, b64(old_image_base64)?, b64(new_image_base64)?)
+                        } else {
+                            let format = if raw {
+                                stream::ImageFormat::Raw
+                            } else {
+                                stream::ImageFormat::Json
+                            };
+                            (format, image(old_image), image(new_image))
+                        };
                     stream::StreamEvent::Change(stream::ChangeRecord {
                         source,
                         sequence: seq(sequence),
                         key,
                         operation,
-                        format: if raw {
-                            stream::ImageFormat::Raw
-                        } else {
-                            stream::ImageFormat::Json
-                        },
-                        old_image: image(old_image),
-                        new_image: image(new_image),
+                        format,
+                        old_image,
+                        new_image,
                         timestamp: timestamp.unwrap_or(now),
                     })
                 }
@@ -250,6 +276,39 @@ pub fn parse_stream_events(json: &str) -> Result<Vec<stream::StreamEvent>> {
             })
         })
         .collect()
+}
+
+/// One stream event as JSON, in the form [`parse_stream_events`] reads (images as base64, so
+/// any bytes survive the round trip).
+pub fn stream_event_to_json(event: &stream::StreamEvent) -> Value {
+    let b64 = |v: &Option<Vec<u8>>| {
+        v.as_ref()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+    };
+    match event {
+        stream::StreamEvent::Change(c) => json!({
+            "type": "change", "source": c.source, "sequence": c.sequence, "key": c.key,
+            "operation": match c.operation {
+                stream::Operation::Insert => "insert",
+                stream::Operation::Modify => "modify",
+                stream::Operation::Remove => "remove",
+            },
+            "format": match c.format { stream::ImageFormat::Raw => "raw", stream::ImageFormat::Json => "json" },
+            "oldImageBase64": b64(&c.old_image), "newImageBase64": b64(&c.new_image), "timestamp": c.timestamp,
+        }),
+        stream::StreamEvent::Object(o) => json!({
+            "type": "object", "source": o.source, "sequence": o.sequence, "key": o.key,
+            "kind": match o.kind { stream::ObjectEventKind::Created => "created", stream::ObjectEventKind::Deleted => "deleted" },
+            "size": o.size, "contentType": o.content_type, "etag": o.etag, "timestamp": o.timestamp,
+        }),
+    }
+}
+
+/// Read back one event written by [`stream_event_to_json`].
+pub fn stream_event_from_json(json: &str) -> Result<stream::StreamEvent> {
+    parse_stream_events(&format!("{{\"events\":[{json}]}}"))?
+        .pop()
+        .context("empty stream event")
 }
 
 /// The JSON result of a stream invocation.

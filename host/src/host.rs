@@ -19,6 +19,7 @@ use crate::queue::SqliteQueues;
 use crate::router::Route;
 use crate::scheduler::Scheduler;
 use crate::state::InstanceState;
+use crate::stream_feed::StreamFeed;
 
 /// The wasmfn host: create one per process and load functions with it. Cheap to clone.
 #[derive(Clone)]
@@ -207,6 +208,17 @@ impl Host {
                 app.queue_errors.push(problem);
             }
             app.scheduler = Some(Arc::new(scheduler));
+        }
+        if !manifest.streams.is_empty() {
+            std::fs::create_dir_all(&state)
+                .with_context(|| format!("creating {}", state.display()))?;
+            let mut feed =
+                StreamFeed::open(&state.join("streams.sqlite"), manifest.streams.clone())?;
+            for problem in feed.validate(&app) {
+                tracing::error!("{problem}");
+                app.queue_errors.push(problem);
+            }
+            app.streams = Some(Arc::new(feed));
         }
         if !manifest.queues.is_empty() {
             let db = state.join("queues.sqlite");

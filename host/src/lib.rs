@@ -39,6 +39,7 @@ mod router;
 pub mod scheduler;
 pub mod server;
 mod state;
+pub mod stream_feed;
 mod world;
 
 pub use app::App;

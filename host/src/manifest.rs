@@ -45,6 +45,8 @@ pub struct Manifest {
     pub queue_fsync: bool,
     /// `[schedules.NAME]` entries.
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
+    /// `[streams.NAME]` entries.
+    pub streams: Vec<crate::stream_feed::StreamConfig>,
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -70,6 +72,18 @@ struct RawManifest {
     queue_backend: Option<RawQueueBackend>,
     #[serde(default)]
     schedules: BTreeMap<String, RawSchedule>,
+    #[serde(default)]
+    streams: BTreeMap<String, RawStream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStream {
+    function: String,
+    batch_size: Option<Spanned<i64>>,
+    max_retries: Option<Spanned<i64>>,
+    retry_backoff: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -289,12 +303,58 @@ impl Manifest {
                 missed,
             });
         }
+        let mut streams = Vec::new();
+        for (name, r) in &raw.streams {
+            validate_name(name)
+                .map_err(|m| ManifestError(format!("{}: [streams.{name}]: {m}", path.display())))?;
+            let mut c = crate::stream_feed::StreamConfig::new(name, &r.function);
+            let key = |k: &str| format!("streams.{name}.{k}");
+            if let Some(n) = &r.batch_size {
+                if !(1..=10_000).contains(n.get_ref()) {
+                    return Err(at(
+                        n.span(),
+                        &key("batch-size"),
+                        format!("{} is out of range 1..=10000", n.get_ref()),
+                    ));
+                }
+                c.batch_size = *n.get_ref() as usize;
+            }
+            if let Some(n) = &r.max_retries {
+                if !(0..=100).contains(n.get_ref()) {
+                    return Err(at(
+                        n.span(),
+                        &key("max-retries"),
+                        format!("{} is out of range 0..=100", n.get_ref()),
+                    ));
+                }
+                c.max_retries = *n.get_ref() as u32;
+            }
+            if let Some(d) = &r.retry_backoff {
+                c.retry_backoff = parse_duration(d.get_ref())
+                    .map_err(|e| at(d.span(), &key("retry-backoff"), e))?;
+            }
+            if let Some(p) = &r.on_failure {
+                c.on_failure = match p.get_ref().as_str() {
+                    "bisect" => crate::stream_feed::OnFailure::Bisect,
+                    "park" => crate::stream_feed::OnFailure::Park,
+                    other => {
+                        return Err(at(
+                            p.span(),
+                            &key("on-failure"),
+                            format!("`{other}`: use \"bisect\" or \"park\""),
+                        ))
+                    }
+                };
+            }
+            streams.push(c);
+        }
         Ok(Manifest {
             path: path.to_path_buf(),
             functions,
             queues,
             queue_fsync,
             schedules,
+            streams,
         })
     }
 }

@@ -197,3 +197,47 @@ pub fn raw_request(addr: &str, request: &[u8]) -> String {
     stream.read_to_end(&mut out).unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// An HTTP server on loopback that records the lines of every request body it receives
+/// (the recorder guests report what they handled to it). It lives outside the host, so what it
+/// saw survives the host being killed. `delay` slows each answer down.
+pub fn collector(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/record", listener.local_addr().unwrap());
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                std::thread::sleep(delay);
+                sink.lock()
+                    .unwrap()
+                    .extend(String::from_utf8_lossy(&body).lines().map(str::to_string));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    (url, lines)
+}
