@@ -341,3 +341,38 @@ fn send_and_queues_commands_talk_to_the_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `wasmfn serve` running?"));
 }
+
+#[test]
+fn guests_publish_through_the_queue_publisher_import() {
+    let (url, seen) = collector(Duration::ZERO);
+    let f = fixture(&url, "");
+    f.copy_guest("publisher", "publisher");
+    let server = f.serve();
+    let r = client()
+        .post(server.url("/publisher/jobs"))
+        .body("from-guest")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        !r.text().unwrap().is_empty(),
+        "the guest gets the message id"
+    );
+    wait_until(
+        "the published message to be handled",
+        Duration::from_secs(10),
+        || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|(_, _, b)| b == "from-guest")
+        },
+    );
+    let r = client()
+        .post(server.url("/publisher/nope"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.text().unwrap(), "no such queue: nope");
+}

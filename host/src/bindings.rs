@@ -54,3 +54,16 @@ pub mod logging {
         world: "wasmfn:host-bindings/logging-imports",
     });
 }
+
+/// `wasmfn:platform/queue-publisher`, implemented over the app's queues.
+pub mod publisher {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world publisher-imports { import wasmfn:platform/queue-publisher@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/publisher-imports",
+        imports: { default: async },
+    });
+}

@@ -34,6 +34,8 @@ pub struct FunctionSettings {
     pub mode: InstanceMode,
     /// Values the guest reads through `wasi:config/store`.
     pub config: Vec<(String, String)>,
+    /// The app services reachable from the guest (queues to publish to).
+    pub platform: Arc<crate::state::Platform>,
 }
 
 /// A function ready to be invoked. Cheap to clone.
@@ -50,6 +52,7 @@ pub(crate) struct FunctionInner {
     pub(crate) limits: Limits,
     pub(crate) mode: InstanceMode,
     config: Arc<WasiConfigVariables>,
+    platform: Arc<crate::state::Platform>,
     permits: Arc<Semaphore>,
     warm: Mutex<Vec<Lease>>,
     pub(crate) cache_outcome: CacheOutcome,
@@ -136,6 +139,7 @@ impl Function {
                 limits: settings.limits,
                 mode: settings.mode,
                 config: Arc::new(config),
+                platform: settings.platform.clone(),
                 warm: Mutex::new(Vec::new()),
                 cache_outcome,
             }),
@@ -244,6 +248,7 @@ impl FunctionInner {
             self.limits.memory_bytes,
             self.config.clone(),
             deadline,
+            self.platform.clone(),
         );
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

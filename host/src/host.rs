@@ -149,6 +149,8 @@ impl Host {
         let candidates =
             discover(dir).with_context(|| format!("reading functions folder {}", dir.display()))?;
         let mut app = App::default();
+        // Shared by every function of this app; the queues are plugged in once they exist.
+        let platform = Arc::new(crate::state::Platform::default());
         // Manifest entries first (they may point anywhere), then discovered files by name.
         for (name, entry) in &manifest.functions {
             let discovered = candidates.iter().find(|c| &c.name == name);
@@ -176,7 +178,11 @@ impl Host {
                     continue;
                 }
             };
-            let loaded = self.load_component(name, &path, entry.settings.clone());
+            let settings = FunctionSettings {
+                platform: platform.clone(),
+                ..entry.settings.clone()
+            };
+            let loaded = self.load_component(name, &path, settings);
             app.add_loaded(loaded, entry.routes.clone());
         }
         for c in candidates {
@@ -191,7 +197,11 @@ impl Host {
                 });
                 continue;
             }
-            let loaded = self.load_component(&c.name, &c.path, FunctionSettings::default());
+            let settings = FunctionSettings {
+                platform: platform.clone(),
+                ..FunctionSettings::default()
+            };
+            let loaded = self.load_component(&c.name, &c.path, settings);
             app.add_loaded(loaded, None);
         }
         let state = self
@@ -229,7 +239,9 @@ impl Host {
                 app.queue_errors.push(problem);
             }
             tracing::info!(database = %db.display(), queues = manifest.queues.len(), "queues ready");
-            app.queues = Some(Arc::new(queues));
+            let queues = Arc::new(queues);
+            let _ = platform.queues.set(queues.clone());
+            app.queues = Some(queues);
         }
         Ok(app)
     }

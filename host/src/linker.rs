@@ -1,6 +1,8 @@
 //! The imports every function may use, linked once per host: WASI 0.2 (filesystem-less: no
 //! preopens, no sockets unless granted), `wasi:http`, `wasi:config` and `wasi:logging`.
 //!
+//! `wasmfn:platform/queue-publisher` publishes to the app's queues.
+//!
 //! Capabilities that are not implemented by this host are left out, so a component importing
 //! them is refused at load with the import's name rather than failing at run time.
 
@@ -10,6 +12,11 @@ use wasmtime::Engine;
 use wasmtime_wasi_config::WasiConfig;
 
 use crate::bindings::logging::wasi::logging::logging::{self, Level};
+use crate::bindings::publisher::wasmfn::platform::queue_publisher::{
+    self, Error as PublishError, OutgoingMessage,
+};
+use crate::queue::dispatcher::SendError;
+use crate::queue::NewMessage;
 use crate::state::InstanceState;
 
 /// Build the linker shared by all functions of a host.
@@ -21,7 +28,44 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
         WasiConfig::from(&*s.config)
     })?;
     logging::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    queue_publisher::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
     Ok(linker)
+}
+
+impl queue_publisher::Host for InstanceState {
+    async fn send(
+        &mut self,
+        queue: String,
+        message: OutgoingMessage,
+    ) -> Result<String, PublishError> {
+        let mut ids = self.send_batch(queue, vec![message]).await?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+
+    async fn send_batch(
+        &mut self,
+        queue: String,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<String>, PublishError> {
+        let Some(queues) = self.platform.queues.get() else {
+            return Err(PublishError::NoSuchQueue(format!(
+                "{queue} (no queues are declared in wasmfn.toml)"
+            )));
+        };
+        let messages = messages
+            .into_iter()
+            .map(|m| NewMessage {
+                body: m.body,
+                attributes: m.attributes,
+                delay: std::time::Duration::from_millis(m.delay_ms.unwrap_or(0)),
+            })
+            .collect();
+        queues.send(&queue, messages).await.map_err(|e| match e {
+            SendError::UnknownQueue(q, _) => PublishError::NoSuchQueue(q),
+            SendError::TooLarge { limit, .. } => PublishError::TooLarge(limit as u64),
+            SendError::Backend(e) => PublishError::Other(format!("{e:#}")),
+        })
+    }
 }
 
 impl logging::Host for InstanceState {

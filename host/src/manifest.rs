@@ -435,6 +435,7 @@ fn settings_from(
         limits,
         mode,
         config: Vec::new(),
+        platform: Default::default(),
     })
 }
 

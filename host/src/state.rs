@@ -22,6 +22,23 @@ pub struct InstanceState {
     pub(crate) deadline: Instant,
     /// Name of the function, for log lines the guest emits.
     pub(crate) function: Arc<str>,
+    /// The app's services the guest may reach through imports.
+    pub(crate) platform: Arc<Platform>,
+}
+
+/// Services of the app a function belongs to, filled in once the app is assembled (functions
+/// load before the queues that may name them).
+#[derive(Default)]
+pub struct Platform {
+    pub(crate) queues: std::sync::OnceLock<Arc<crate::queue::dispatcher::QueueService>>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("queues", &self.queues.get().map(|q| q.configs().count()))
+            .finish()
+    }
 }
 
 impl InstanceState {
@@ -30,6 +47,7 @@ impl InstanceState {
         memory_limit: u64,
         config: Arc<WasiConfigVariables>,
         deadline: Instant,
+        platform: Arc<Platform>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::stdout(function.clone()))
@@ -42,6 +60,7 @@ impl InstanceState {
             limiter: MemoryLimiter::new(memory_limit),
             deadline,
             function,
+            platform,
         }
     }
 }
