@@ -47,3 +47,8 @@ build_guests() {
     "$WASMFN" build "$ROOT/guests"
     "$WASMFN" build "$ROOT/tests/guests"
 }
+
+# Real servers the tests start on loopback (the distributed queue backend).
+ensure_test_servers() {
+    command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+}

@@ -36,16 +36,88 @@ fn collector(delay: Duration) -> (String, Seen) {
     (url, seen)
 }
 
-fn fixture(collector_url: &str, queue_settings: &str) -> Fixture {
+/// A real `nats-server` with JetStream on a free loopback port, stopped on drop.
+struct Nats {
+    child: std::process::Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "nats-server is not installed: run scripts/test (it installs Debian's nats-server)",
+            );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats {
+            child,
+            port,
+            _store: store,
+        }
+    }
+
+    /// The manifest table selecting this server as the queue backend.
+    fn manifest(&self) -> String {
+        format!(
+            "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which queue backend a test runs on: the embedded default, or a real NATS server.
+enum Backend {
+    Sqlite,
+    Nats(Nats),
+}
+
+impl Backend {
+    fn manifest(&self) -> String {
+        match self {
+            Backend::Sqlite => String::new(),
+            Backend::Nats(n) => n.manifest(),
+        }
+    }
+}
+
+fn fixture_on(backend: &Backend, collector_url: &str, queue_settings: &str) -> Fixture {
     let f = Fixture::with_guests(&["queue-recorder", "hello"]);
     f.write(
         "wasmfn.toml",
         format!(
-            "[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
-             [queues.jobs]\nfunction = \"queue-recorder\"\n{queue_settings}\n"
+            "{}[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
+             [queues.jobs]\nfunction = \"queue-recorder\"\n{queue_settings}\n",
+            backend.manifest()
         ),
     );
     f
+}
+
+fn fixture(collector_url: &str, queue_settings: &str) -> Fixture {
+    fixture_on(&Backend::Sqlite, collector_url, queue_settings)
 }
 
 fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
@@ -87,8 +159,18 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn failed_messages_alone_are_retried_then_dead_lettered() {
+    partial_failure(Backend::Sqlite);
+}
+
+#[test]
+fn nats_failed_messages_alone_are_retried_then_dead_lettered() {
+    partial_failure(Backend::Nats(Nats::start()));
+}
+
+fn partial_failure(backend: Backend) {
     let (url, seen) = collector(Duration::ZERO);
-    let f = fixture(
+    let f = fixture_on(
+        &backend,
         &url,
         "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"100ms\"",
     );
@@ -171,8 +253,18 @@ fn failed_messages_alone_are_retried_then_dead_lettered() {
 
 #[test]
 fn ten_thousand_messages_survive_kill_9() {
+    survive_kill_9(Backend::Sqlite);
+}
+
+#[test]
+fn nats_ten_thousand_messages_survive_kill_9() {
+    survive_kill_9(Backend::Nats(Nats::start()));
+}
+
+fn survive_kill_9(backend: Backend) {
     let (url, seen) = collector(Duration::from_millis(2));
-    let f = fixture(
+    let f = fixture_on(
+        &backend,
         &url,
         "batch-size = 10\nconcurrency = 2\nvisibility-timeout = \"2s\"",
     );
@@ -237,8 +329,9 @@ fn ten_thousand_messages_survive_kill_9() {
     }
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     eprintln!(
-        "kill -9 after {at_kill} of {total} handled: none lost, {duplicates} duplicate deliveries \
-         (messages in flight at the kill, redelivered after their visibility timeout)"
+        "{}: kill -9 after {at_kill} of {total} handled: none lost, {duplicates} duplicate deliveries \
+         (messages in flight at the kill, redelivered after their visibility timeout)",
+        if matches!(backend, Backend::Sqlite) { "sqlite" } else { "nats" }
     );
     assert!(
         duplicates <= 100,
@@ -344,8 +437,17 @@ fn send_and_queues_commands_talk_to_the_server() {
 
 #[test]
 fn guests_publish_through_the_queue_publisher_import() {
+    guest_publish(Backend::Sqlite);
+}
+
+#[test]
+fn nats_guests_publish_through_the_queue_publisher_import() {
+    guest_publish(Backend::Nats(Nats::start()));
+}
+
+fn guest_publish(backend: Backend) {
     let (url, seen) = collector(Duration::ZERO);
-    let f = fixture(&url, "");
+    let f = fixture_on(&backend, &url, "");
     f.copy_guest("publisher", "publisher");
     let server = f.serve();
     let r = client()

@@ -13,7 +13,7 @@ use crate::discovery::discover;
 use crate::engine::{Allocator, EngineOptions, HostEngine};
 use crate::error::LoadError;
 use crate::function::{Function, FunctionSettings};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, QueueBackendChoice};
 use crate::queue::dispatcher::QueueService;
 use crate::queue::SqliteQueues;
 use crate::router::Route;
@@ -231,14 +231,40 @@ impl Host {
             app.streams = Some(Arc::new(feed));
         }
         if !manifest.queues.is_empty() {
-            let db = state.join("queues.sqlite");
-            let backend = SqliteQueues::open(&db, manifest.queue_fsync)?;
-            let mut queues = QueueService::new(Arc::new(backend), manifest.queues.clone());
+            let backend: Arc<dyn crate::queue::QueueBackend> = match &manifest.queue_backend {
+                QueueBackendChoice::Sqlite { fsync } => {
+                    let db = state.join("queues.sqlite");
+                    tracing::info!(database = %db.display(), "queues: embedded SQLite backend");
+                    Arc::new(SqliteQueues::open(&db, *fsync)?)
+                }
+                QueueBackendChoice::Nats { url, stream } => {
+                    let visibility: Vec<_> = manifest
+                        .queues
+                        .iter()
+                        .flat_map(|q| {
+                            [
+                                (q.name.clone(), q.visibility_timeout),
+                                (q.dead_letter_queue.clone(), q.visibility_timeout),
+                            ]
+                        })
+                        .collect();
+                    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                        anyhow::anyhow!("the NATS queue backend needs a tokio runtime")
+                    })?;
+                    // The client's tasks must live on the long-lived runtime, so connect on it.
+                    let nats = tokio::task::block_in_place(|| {
+                        handle.block_on(crate::queue::NatsQueues::connect(url, stream, &visibility))
+                    })?;
+                    tracing::info!(%url, %stream, "queues: NATS JetStream backend");
+                    Arc::new(nats)
+                }
+            };
+            let mut queues = QueueService::new(backend, manifest.queues.clone());
             for problem in queues.validate(&app) {
                 tracing::error!("{problem}");
                 app.queue_errors.push(problem);
             }
-            tracing::info!(database = %db.display(), queues = manifest.queues.len(), "queues ready");
+            tracing::info!(queues = manifest.queues.len(), "queues ready");
             let queues = Arc::new(queues);
             let _ = platform.queues.set(queues.clone());
             app.queues = Some(queues);

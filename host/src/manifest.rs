@@ -41,12 +41,35 @@ pub struct Manifest {
     pub functions: BTreeMap<String, FunctionEntry>,
     /// `[queues.NAME]` entries.
     pub queues: Vec<crate::queue::QueueConfig>,
-    /// `[queue-backend] fsync = true`: flush every queue commit to stable storage.
-    pub queue_fsync: bool,
+    /// `[queue-backend]`: where queues live.
+    pub queue_backend: QueueBackendChoice,
     /// `[schedules.NAME]` entries.
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
     /// `[streams.NAME]` entries.
     pub streams: Vec<crate::stream_feed::StreamConfig>,
+}
+
+/// The `[queue-backend]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueBackendChoice {
+    /// Embedded SQLite (default); `fsync` flushes every commit to stable storage.
+    Sqlite {
+        /// Survive power loss, not only crashes, at the cost of an fsync per group commit.
+        fsync: bool,
+    },
+    /// NATS JetStream at `url`, in stream `stream`.
+    Nats {
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: String,
+        /// JetStream stream holding every queue (default `WASMFN_QUEUES`).
+        stream: String,
+    },
+}
+
+impl Default for QueueBackendChoice {
+    fn default() -> Self {
+        QueueBackendChoice::Sqlite { fsync: false }
+    }
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -100,10 +123,11 @@ struct RawSchedule {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawQueueBackend {
-    /// Only the embedded SQLite backend exists today.
     kind: Option<Spanned<String>>,
     #[serde(default)]
     fsync: bool,
+    url: Option<String>,
+    stream: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -251,21 +275,20 @@ impl Manifest {
                 .map_err(|m| ManifestError(format!("{}: [queues.{name}]: {m}", path.display())))?;
             queues.push(queue_from(name, q, &at)?);
         }
-        let mut queue_fsync = false;
+        let mut queue_backend = QueueBackendChoice::default();
         if let Some(b) = &raw.queue_backend {
-            if let Some(kind) = &b.kind {
-                if kind.get_ref() != "sqlite" {
-                    return Err(at(
-                        kind.span(),
-                        "queue-backend.kind",
-                        format!(
-                            "unknown queue backend `{}`: the embedded backend is `sqlite`",
-                            kind.get_ref()
-                        ),
-                    ));
+            let kind = b.kind.as_ref().map(|k| (k.span(), k.get_ref().as_str()));
+            queue_backend = match kind {
+                None | Some((_, "sqlite")) => QueueBackendChoice::Sqlite { fsync: b.fsync },
+                Some((_, "nats")) => QueueBackendChoice::Nats {
+                    url: b.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+                    stream: b.stream.clone().unwrap_or_else(|| "WASMFN_QUEUES".into()),
+                },
+                Some((span, other)) => {
+                    return Err(at(span, "queue-backend.kind", format!(
+                        "unknown queue backend `{other}`: use \"sqlite\" (embedded) or \"nats\" (JetStream)")))
                 }
-            }
-            queue_fsync = b.fsync;
+            };
         }
         let mut schedules = Vec::new();
         for (name, r) in &raw.schedules {
@@ -352,7 +375,7 @@ impl Manifest {
             path: path.to_path_buf(),
             functions,
             queues,
-            queue_fsync,
+            queue_backend,
             schedules,
             streams,
         })

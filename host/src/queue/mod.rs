@@ -8,6 +8,7 @@
 //! - [`dispatcher`]: the consumer loops that receive batches and invoke functions.
 
 pub mod dispatcher;
+mod nats;
 mod sqlite;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+pub use nats::NatsQueues;
 pub use sqlite::SqliteQueues;
 
 /// Types of the `queue` world (`wasmfn:platform/queue-handler`).

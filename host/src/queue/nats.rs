@@ -1,0 +1,375 @@
+//! The distributed queue backend: NATS JetStream, for several hosts sharing queues.
+//!
+//! All queues live in one work-queue stream (`WASMFN_QUEUES` by default), queue `NAME` on
+//! subject `wasmfn.queue.NAME`, each consumed by a durable pull consumer `NAME` with explicit
+//! acknowledgement and `ack_wait` = the queue's visibility timeout. A publish is acknowledged by
+//! the server only once stored, so an accepted message is durable as with the embedded backend.
+//! A failure naks with the backoff as delay; at the maximum receive count the message is
+//! republished to the dead-letter queue's subject (with its last error) and acknowledged.
+//!
+//! Difference from the embedded backend: JetStream 2.9 has no delayed publish, so a delayed
+//! message is held back with a nak-with-delay when first fetched; that wait counts as one
+//! delivery in its attempt number.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use async_nats::jetstream::{self, consumer::pull, stream, AckKind};
+use async_nats::HeaderMap;
+use futures::StreamExt as _;
+
+use super::{
+    now_ms, BackendFuture, DeadLetter, FailOutcome, NewMessage, QueueBackend, QueueStats, Received,
+};
+
+const SUBJECT_PREFIX: &str = "wasmfn.queue.";
+const NOT_BEFORE: &str = "Wasmfn-Not-Before";
+const ENQUEUED_AT: &str = "Wasmfn-Enqueued-At";
+const LAST_ERROR: &str = "Wasmfn-Last-Error";
+const RECEIVE_COUNT: &str = "Wasmfn-Receive-Count";
+const ATTRIBUTE: &str = "Wasmfn-Attr-";
+
+/// Queues in a NATS JetStream stream.
+pub struct NatsQueues {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    js: jetstream::Context,
+    stream: String,
+    visibility: HashMap<String, Duration>,
+    /// Delivered, not yet settled messages by id, to ack or nak them later.
+    held: Mutex<HashMap<String, jetstream::Message>>,
+}
+
+impl NatsQueues {
+    /// Connect to `url` and make sure the stream and one consumer per queue exist.
+    /// `queues` gives each queue's visibility timeout (its consumer's `ack_wait`).
+    pub async fn connect(
+        url: &str,
+        stream_name: &str,
+        queues: &[(String, Duration)],
+    ) -> Result<Self> {
+        let client = async_nats::connect(url).await.with_context(|| {
+            format!("cannot connect to NATS at {url}; is nats-server running with -js?")
+        })?;
+        let js = jetstream::new(client);
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: stream_name.to_string(),
+                subjects: vec![format!("{SUBJECT_PREFIX}>")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow!("creating JetStream stream {stream_name}: {e}"))?;
+        for (name, visibility) in queues {
+            stream
+                .get_or_create_consumer(name, consumer_config(name, *visibility))
+                .await
+                .map_err(|e| anyhow!("creating JetStream consumer for queue {name}: {e}"))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                js,
+                stream: stream_name.to_string(),
+                visibility: queues.iter().cloned().collect(),
+                held: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn consumer_config(queue: &str, visibility: Duration) -> pull::Config {
+    pull::Config {
+        durable_name: Some(queue.to_string()),
+        filter_subject: format!("{SUBJECT_PREFIX}{queue}"),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: visibility,
+        max_deliver: -1,
+        ..Default::default()
+    }
+}
+
+fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    headers?.get(name).map(|v| v.as_str().to_string())
+}
+
+impl Inner {
+    async fn consumer(&self, queue: &str) -> Result<jetstream::consumer::Consumer<pull::Config>> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let visibility = self
+            .visibility
+            .get(queue)
+            .copied()
+            .unwrap_or(Duration::from_secs(30));
+        stream
+            .get_or_create_consumer(queue, consumer_config(queue, visibility))
+            .await
+            .map_err(|e| anyhow!("JetStream consumer for queue {queue}: {e}"))
+    }
+
+    async fn publish(
+        &self,
+        queue: &str,
+        m: NewMessage,
+        extra: &[(&str, String)],
+    ) -> Result<String> {
+        let mut headers = HeaderMap::new();
+        let now = now_ms();
+        headers.insert(ENQUEUED_AT, now.to_string().as_str());
+        if !m.delay.is_zero() {
+            headers.insert(
+                NOT_BEFORE,
+                (now + m.delay.as_millis() as u64).to_string().as_str(),
+            );
+        }
+        for (k, v) in &m.attributes {
+            headers.append(format!("{ATTRIBUTE}{k}").as_str(), v.as_str());
+        }
+        for (k, v) in extra {
+            headers.insert(*k, v.as_str());
+        }
+        let ack = self
+            .js
+            .publish_with_headers(format!("{SUBJECT_PREFIX}{queue}"), headers, m.body.into())
+            .await
+            .map_err(|e| anyhow!("publishing to {queue}: {e}"))?
+            .await
+            .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
+        Ok(ack.sequence.to_string())
+    }
+
+    async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
+        let consumer = self.consumer(queue).await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(max)
+            .expires(Duration::from_millis(100))
+            .messages()
+            .await
+            .map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
+            let info = message.info().map_err(|e| anyhow!("{e}"))?;
+            let (id, delivered) = (info.stream_sequence.to_string(), info.delivered as u32);
+            let headers = message.headers.as_ref();
+            let not_before: u64 = header(headers, NOT_BEFORE)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let now = now_ms();
+            if not_before > now {
+                let wait = Duration::from_millis(not_before - now);
+                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+                continue;
+            }
+            let attributes = headers
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, vs)| {
+                            let key = AsRef::<str>::as_ref(k).strip_prefix(ATTRIBUTE)?.to_string();
+                            Some(
+                                vs.iter()
+                                    .map(move |v| (key.clone(), v.as_str().to_string())),
+                            )
+                        })
+                        .flatten()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let enqueued_at = header(headers, ENQUEUED_AT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            out.push(Received {
+                id: id.clone(),
+                body: message.payload.to_vec(),
+                attributes,
+                attempt: delivered,
+                enqueued_at,
+            });
+            self.held.lock().unwrap().insert(id, message);
+        }
+        Ok(out)
+    }
+}
+
+impl QueueBackend for NatsQueues {
+    fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> BackendFuture<Vec<String>> {
+        let queue = queue.to_string();
+        let this = self.inner.clone();
+        Box::pin(async move {
+            let mut ids = Vec::with_capacity(messages.len());
+            for m in messages {
+                ids.push(this.publish(&queue, m, &[]).await?);
+            }
+            Ok(ids)
+        })
+    }
+
+    fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        _visibility: Duration,
+    ) -> BackendFuture<Vec<Received>> {
+        let queue = queue.to_string();
+        let this = self.inner.clone();
+        Box::pin(async move { this.do_receive(&queue, max).await })
+    }
+
+    fn ack(&self, _queue: &str, ids: Vec<String>) -> BackendFuture<()> {
+        let this = self.inner.clone();
+        Box::pin(async move {
+            for id in ids {
+                let held = this.held.lock().unwrap().remove(&id);
+                if let Some(m) = held {
+                    m.double_ack()
+                        .await
+                        .map_err(|e| anyhow!("acknowledging message {id}: {e}"))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn fail(
+        &self,
+        queue: &str,
+        id: &str,
+        reason: &str,
+        backoff: Duration,
+        max_receives: u32,
+        dead_letter_queue: &str,
+    ) -> BackendFuture<FailOutcome> {
+        let (queue, id, reason, dlq) = (
+            queue.to_string(),
+            id.to_string(),
+            reason.to_string(),
+            dead_letter_queue.to_string(),
+        );
+        let this = self.inner.clone();
+        Box::pin(async move {
+            let Some(m) = this.held.lock().unwrap().remove(&id) else {
+                return Ok(FailOutcome::Retried);
+            };
+            let delivered = m.info().map(|i| i.delivered as u32).unwrap_or(1);
+            if delivered < max_receives {
+                m.ack_with(AckKind::Nak(Some(backoff)))
+                    .await
+                    .map_err(|e| anyhow!("nak of {id} on {queue}: {e}"))?;
+                return Ok(FailOutcome::Retried);
+            }
+            let copy = NewMessage {
+                body: m.payload.to_vec(),
+                attributes: Vec::new(),
+                delay: Duration::ZERO,
+            };
+            this.publish(
+                &dlq,
+                copy,
+                &[(LAST_ERROR, reason), (RECEIVE_COUNT, delivered.to_string())],
+            )
+            .await?;
+            m.double_ack()
+                .await
+                .map_err(|e| anyhow!("acknowledging dead-lettered {id}: {e}"))?;
+            Ok(FailOutcome::DeadLettered)
+        })
+    }
+
+    fn stats(&self, queue: &str) -> BackendFuture<QueueStats> {
+        let queue = queue.to_string();
+        let this = self.inner.clone();
+        Box::pin(async move {
+            let mut consumer = this.consumer(&queue).await?;
+            let info = consumer.info().await.map_err(|e| anyhow!("{e}"))?;
+            Ok(QueueStats {
+                name: queue,
+                waiting: info.num_pending,
+                in_flight: info.num_ack_pending as u64,
+            })
+        })
+    }
+
+    fn peek(&self, queue: &str, limit: usize) -> BackendFuture<Vec<DeadLetter>> {
+        let queue = queue.to_string();
+        let this = self.inner.clone();
+        Box::pin(async move {
+            let mut stream = this
+                .js
+                .get_stream(&this.stream)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            let state = stream
+                .info()
+                .await
+                .map_err(|e| anyhow!("{e}"))?
+                .state
+                .clone();
+            let subject = format!("{SUBJECT_PREFIX}{queue}");
+            let mut out = Vec::new();
+            for seq in state.first_sequence..=state.last_sequence {
+                if out.len() >= limit {
+                    break;
+                }
+                let Ok(m) = stream.get_raw_message(seq).await else {
+                    continue;
+                };
+                if m.subject.as_str() != subject {
+                    continue;
+                }
+                out.push(DeadLetter {
+                    id: seq.to_string(),
+                    body: String::from_utf8_lossy(&m.payload).into_owned(),
+                    receive_count: header(Some(&m.headers), RECEIVE_COUNT)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    last_error: header(Some(&m.headers), LAST_ERROR),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn redrive(&self, from: &str, to: &str) -> BackendFuture<u64> {
+        let (from, to) = (from.to_string(), to.to_string());
+        let this = self.inner.clone();
+        Box::pin(async move {
+            let mut moved = 0;
+            loop {
+                let batch = this.do_receive(&from, 100).await?;
+                if batch.is_empty() {
+                    return Ok(moved);
+                }
+                for m in batch {
+                    let copy = NewMessage {
+                        body: m.body,
+                        attributes: m.attributes,
+                        delay: Duration::ZERO,
+                    };
+                    this.publish(&to, copy, &[]).await?;
+                    let held = this.held.lock().unwrap().remove(&m.id);
+                    if let Some(h) = held {
+                        h.double_ack().await.map_err(|e| anyhow!("{e}"))?;
+                    }
+                    moved += 1;
+                }
+            }
+        })
+    }
+
+    fn wait_for_work(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        // `receive` already long-polls the server for up to 100 ms.
+        Box::pin(async {})
+    }
+}
