@@ -142,6 +142,16 @@ fn find_rust_guests(dir: &Path) -> Result<Vec<RustGuest>> {
         else {
             continue;
         };
+        // Only crates that produce a component: a `cdylib` library (or a command's main.rs).
+        // Plain libraries shared by guests are built as their dependencies.
+        let cdylib = parsed
+            .get("lib")
+            .and_then(|l| l.get("crate-type"))
+            .and_then(|t| t.as_array())
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+        if !cdylib && !folder.join("src/main.rs").exists() {
+            continue;
+        }
         guests.push(RustGuest {
             name: entry.file_name().to_string_lossy().into_owned(),
             folder,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, Fixture, Server};
+use common::{client, wait_until, Fixture, Server};
 
 /// One line the recorder guest reported: (message id, attempt, body).
 type Seen = Arc<Mutex<Vec<(String, u32, String)>>>;
@@ -149,14 +149,6 @@ fn get_json(server: &Server, path: &str) -> serde_json::Value {
         .unwrap()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn failed_messages_alone_are_retried_then_dead_lettered() {
     partial_failure(Backend::Sqlite);
@@ -172,7 +164,7 @@ fn partial_failure(backend: Backend) {
     let f = fixture_on(
         &backend,
         &url,
-        "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"100ms\"",
+        "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"100ms\"\nvisibility-timeout = \"3s\"",
     );
     let server = f.serve();
     let bodies: Vec<String> = ["ok-1", "ok-2", "fail-3", "ok-4", "fail-5"]
@@ -180,7 +172,7 @@ fn partial_failure(backend: Backend) {
         .map(|s| s.to_string())
         .collect();
     send_batch(&server, "jobs", &bodies);
-    wait_until("two dead letters", Duration::from_secs(20), || {
+    wait_until("two dead letters", Duration::from_secs(40), || {
         get_json(&server, "/_wasmfn/queues/jobs-dlq/messages")["messages"]
             .as_array()
             .unwrap()
@@ -447,7 +439,7 @@ fn nats_guests_publish_through_the_queue_publisher_import() {
 
 fn guest_publish(backend: Backend) {
     let (url, seen) = collector(Duration::ZERO);
-    let f = fixture_on(&backend, &url, "");
+    let f = fixture_on(&backend, &url, "visibility-timeout = \"3s\"");
     f.copy_guest("publisher", "publisher");
     let server = f.serve();
     let r = client()

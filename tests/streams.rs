@@ -4,9 +4,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{client, Fixture, Server};
+use common::{client, wait_until, Fixture, Server};
 
 fn fixture(url: &str, settings: &str) -> Fixture {
     let f = Fixture::with_guests(&["stream-recorder"]);
@@ -31,14 +31,6 @@ fn append(server: &Server, keys: &[String]) {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

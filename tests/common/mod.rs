@@ -241,3 +241,12 @@ pub fn collector(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
     });
     (url, lines)
 }
+
+/// Poll `done` every 20 ms until it holds; fail the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
