@@ -29,6 +29,11 @@ use crate::function::FunctionSettings;
 use crate::limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 use crate::world::World;
 
+mod triggers;
+
+pub use triggers::QueueBackendChoice;
+use triggers::{RawQueue, RawQueueBackend, RawSchedule, RawStream};
+
 /// The manifest's file name inside a functions folder.
 pub const FILE_NAME: &str = "wasmfn.toml";
 
@@ -47,29 +52,6 @@ pub struct Manifest {
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
     /// `[streams.NAME]` entries.
     pub streams: Vec<crate::stream_feed::StreamConfig>,
-}
-
-/// The `[queue-backend]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueBackendChoice {
-    /// Embedded SQLite (default); `fsync` flushes every commit to stable storage.
-    Sqlite {
-        /// Survive power loss, not only crashes, at the cost of an fsync per group commit.
-        fsync: bool,
-    },
-    /// NATS JetStream at `url`, in stream `stream`.
-    Nats {
-        /// Server URL, e.g. `nats://127.0.0.1:4222`.
-        url: String,
-        /// JetStream stream holding every queue (default `WASMFN_QUEUES`).
-        stream: String,
-    },
-}
-
-impl Default for QueueBackendChoice {
-    fn default() -> Self {
-        QueueBackendChoice::Sqlite { fsync: false }
-    }
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -97,51 +79,6 @@ struct RawManifest {
     schedules: BTreeMap<String, RawSchedule>,
     #[serde(default)]
     streams: BTreeMap<String, RawStream>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawStream {
-    function: String,
-    batch_size: Option<Spanned<i64>>,
-    max_retries: Option<Spanned<i64>>,
-    retry_backoff: Option<Spanned<String>>,
-    on_failure: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawSchedule {
-    function: String,
-    expression: Spanned<String>,
-    timezone: Option<Spanned<String>>,
-    #[serde(default)]
-    overlap: bool,
-    missed: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawQueueBackend {
-    kind: Option<Spanned<String>>,
-    #[serde(default)]
-    fsync: bool,
-    url: Option<String>,
-    stream: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawQueue {
-    function: Option<String>,
-    batch_size: Option<Spanned<i64>>,
-    batch_window: Option<Spanned<String>>,
-    visibility_timeout: Option<Spanned<String>>,
-    max_receive_count: Option<Spanned<i64>>,
-    dead_letter_queue: Option<String>,
-    retry_backoff: Option<Spanned<String>>,
-    concurrency: Option<Spanned<i64>>,
-    max_message_size: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -269,108 +206,10 @@ impl Manifest {
                 },
             );
         }
-        let mut queues = Vec::new();
-        for (name, q) in &raw.queues {
-            validate_name(name)
-                .map_err(|m| ManifestError(format!("{}: [queues.{name}]: {m}", path.display())))?;
-            queues.push(queue_from(name, q, &at)?);
-        }
-        let mut queue_backend = QueueBackendChoice::default();
-        if let Some(b) = &raw.queue_backend {
-            let kind = b.kind.as_ref().map(|k| (k.span(), k.get_ref().as_str()));
-            queue_backend = match kind {
-                None | Some((_, "sqlite")) => QueueBackendChoice::Sqlite { fsync: b.fsync },
-                Some((_, "nats")) => QueueBackendChoice::Nats {
-                    url: b.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-                    stream: b.stream.clone().unwrap_or_else(|| "WASMFN_QUEUES".into()),
-                },
-                Some((span, other)) => {
-                    return Err(at(span, "queue-backend.kind", format!(
-                        "unknown queue backend `{other}`: use \"sqlite\" (embedded) or \"nats\" (JetStream)")))
-                }
-            };
-        }
-        let mut schedules = Vec::new();
-        for (name, r) in &raw.schedules {
-            validate_name(name).map_err(|m| {
-                ManifestError(format!("{}: [schedules.{name}]: {m}", path.display()))
-            })?;
-            let tz = r.timezone.as_ref().map(|t| t.get_ref().as_str());
-            let expression = crate::scheduler::Expression::parse(r.expression.get_ref(), tz)
-                .map_err(|e| {
-                    let span = match (&r.timezone, e.contains("time zone")) {
-                        (Some(t), true) => t.span(),
-                        _ => r.expression.span(),
-                    };
-                    at(span, &format!("schedules.{name}.expression"), e)
-                })?;
-            let missed = match r.missed.as_ref().map(|m| (m, m.get_ref().as_str())) {
-                None | Some((_, "skip")) => crate::scheduler::MissedRuns::Skip,
-                Some((_, "run-once")) => crate::scheduler::MissedRuns::RunOnce,
-                Some((m, other)) => {
-                    return Err(at(
-                        m.span(),
-                        &format!("schedules.{name}.missed"),
-                        format!(
-                            "`{other}` is not a missed-run policy: use \"skip\" or \"run-once\""
-                        ),
-                    ))
-                }
-            };
-            schedules.push(crate::scheduler::ScheduleConfig {
-                name: name.clone(),
-                function: r.function.clone(),
-                expression_text: r.expression.get_ref().clone(),
-                expression,
-                overlap: r.overlap,
-                missed,
-            });
-        }
-        let mut streams = Vec::new();
-        for (name, r) in &raw.streams {
-            validate_name(name)
-                .map_err(|m| ManifestError(format!("{}: [streams.{name}]: {m}", path.display())))?;
-            let mut c = crate::stream_feed::StreamConfig::new(name, &r.function);
-            let key = |k: &str| format!("streams.{name}.{k}");
-            if let Some(n) = &r.batch_size {
-                if !(1..=10_000).contains(n.get_ref()) {
-                    return Err(at(
-                        n.span(),
-                        &key("batch-size"),
-                        format!("{} is out of range 1..=10000", n.get_ref()),
-                    ));
-                }
-                c.batch_size = *n.get_ref() as usize;
-            }
-            if let Some(n) = &r.max_retries {
-                if !(0..=100).contains(n.get_ref()) {
-                    return Err(at(
-                        n.span(),
-                        &key("max-retries"),
-                        format!("{} is out of range 0..=100", n.get_ref()),
-                    ));
-                }
-                c.max_retries = *n.get_ref() as u32;
-            }
-            if let Some(d) = &r.retry_backoff {
-                c.retry_backoff = parse_duration(d.get_ref())
-                    .map_err(|e| at(d.span(), &key("retry-backoff"), e))?;
-            }
-            if let Some(p) = &r.on_failure {
-                c.on_failure = match p.get_ref().as_str() {
-                    "bisect" => crate::stream_feed::OnFailure::Bisect,
-                    "park" => crate::stream_feed::OnFailure::Park,
-                    other => {
-                        return Err(at(
-                            p.span(),
-                            &key("on-failure"),
-                            format!("`{other}`: use \"bisect\" or \"park\""),
-                        ))
-                    }
-                };
-            }
-            streams.push(c);
-        }
+        let queues = triggers::queues(path, &raw.queues, &at)?;
+        let queue_backend = triggers::queue_backend(raw.queue_backend.as_ref(), &at)?;
+        let schedules = triggers::schedules(path, &raw.schedules, &at)?;
+        let streams = triggers::streams(path, &raw.streams, &at)?;
         Ok(Manifest {
             path: path.to_path_buf(),
             functions,
@@ -382,7 +221,7 @@ impl Manifest {
     }
 }
 
-type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError + 'a;
+pub(crate) type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError + 'a;
 
 /// Merge a function's raw settings over the `[defaults]` ones and validate them.
 fn settings_from(
@@ -460,77 +299,6 @@ fn settings_from(
         config: Vec::new(),
         platform: Default::default(),
     })
-}
-
-fn queue_from(
-    name: &str,
-    q: &RawQueue,
-    at: &At<'_>,
-) -> Result<crate::queue::QueueConfig, ManifestError> {
-    let mut c = crate::queue::QueueConfig::new(name);
-    let key = |k: &str| format!("queues.{name}.{k}");
-    let int = |v: &Option<Spanned<i64>>,
-               k: &str,
-               lo: i64,
-               hi: i64|
-     -> Result<Option<i64>, ManifestError> {
-        match v {
-            None => Ok(None),
-            Some(v) if (lo..=hi).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
-            Some(v) => Err(at(
-                v.span(),
-                &key(k),
-                format!("{} is out of range {lo}..={hi}", v.get_ref()),
-            )),
-        }
-    };
-    let dur = |v: &Option<Spanned<String>>,
-               k: &str|
-     -> Result<Option<std::time::Duration>, ManifestError> {
-        match v {
-            None => Ok(None),
-            Some(v)
-                if v.get_ref().trim() == "0"
-                    || v.get_ref().trim() == "0ms"
-                    || v.get_ref().trim() == "0s" =>
-            {
-                Ok(Some(std::time::Duration::ZERO))
-            }
-            Some(v) => parse_duration(v.get_ref())
-                .map(Some)
-                .map_err(|e| at(v.span(), &key(k), e)),
-        }
-    };
-    c.function = q.function.clone();
-    if let Some(n) = int(&q.batch_size, "batch-size", 1, 10_000)? {
-        c.batch_size = n as usize;
-    }
-    if let Some(n) = int(&q.max_receive_count, "max-receive-count", 1, 1000)? {
-        c.max_receive_count = n as u32;
-    }
-    if let Some(n) = int(&q.concurrency, "concurrency", 1, 1000)? {
-        c.concurrency = n as usize;
-    }
-    if let Some(d) = dur(&q.batch_window, "batch-window")? {
-        c.batch_window = d;
-    }
-    if let Some(d) = dur(&q.visibility_timeout, "visibility-timeout")? {
-        c.visibility_timeout = d;
-    }
-    if let Some(d) = dur(&q.retry_backoff, "retry-backoff")? {
-        c.retry_backoff = d;
-    }
-    if let Some(s) = &q.max_message_size {
-        c.max_message_bytes = parse_size(s.get_ref())
-            .map_err(|e| at(s.span(), &key("max-message-size"), e))?
-            as usize;
-    }
-    if let Some(d) = &q.dead_letter_queue {
-        validate_name(d)
-            .map_err(|m| ManifestError(format!("[queues.{name}] dead-letter-queue: {m}")))?;
-        c.dead_letter_queue = d.clone();
-    }
-    Ok(c)
 }
 
 /// Function names become URL path segments and file names: keep them simple.
