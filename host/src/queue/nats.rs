@@ -122,6 +122,21 @@ impl Inner {
         m: NewMessage,
         extra: &[(&str, String)],
     ) -> Result<String> {
+        let pending = self.send(queue, m, extra).await?;
+        let ack = pending
+            .await
+            .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
+        Ok(ack.sequence.to_string())
+    }
+
+    /// Send one message; the returned future resolves once the server stored it. Sending a
+    /// whole batch before awaiting any acknowledgement pipelines it.
+    async fn send(
+        &self,
+        queue: &str,
+        m: NewMessage,
+        extra: &[(&str, String)],
+    ) -> Result<jetstream::context::PublishAckFuture> {
         let mut headers = HeaderMap::new();
         let now = now_ms();
         headers.insert(ENQUEUED_AT, now.to_string().as_str());
@@ -137,14 +152,10 @@ impl Inner {
         for (k, v) in extra {
             headers.insert(*k, v.as_str());
         }
-        let ack = self
-            .js
+        self.js
             .publish_with_headers(format!("{SUBJECT_PREFIX}{queue}"), headers, m.body.into())
             .await
-            .map_err(|e| anyhow!("publishing to {queue}: {e}"))?
-            .await
-            .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
-        Ok(ack.sequence.to_string())
+            .map_err(|e| anyhow!("publishing to {queue}: {e}"))
     }
 
     async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
@@ -206,9 +217,16 @@ impl QueueBackend for NatsQueues {
         let queue = queue.to_string();
         let this = self.inner.clone();
         Box::pin(async move {
-            let mut ids = Vec::with_capacity(messages.len());
+            let mut pending = Vec::with_capacity(messages.len());
             for m in messages {
-                ids.push(this.publish(&queue, m, &[]).await?);
+                pending.push(this.send(&queue, m, &[]).await?);
+            }
+            let mut ids = Vec::with_capacity(pending.len());
+            for ack in pending {
+                let ack = ack
+                    .await
+                    .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
+                ids.push(ack.sequence.to_string());
             }
             Ok(ids)
         })
