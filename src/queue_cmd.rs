@@ -55,6 +55,22 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+impl ServerArg {
+    /// The full URL of host API `path` (under `/_wasmfn/`).
+    fn url(&self, path: &str) -> String {
+        format!("{}/_wasmfn/{path}", self.server.trim_end_matches('/'))
+    }
+
+    /// Send `request`, turning connection failures into a hint and non-2xx into an error.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| unreachable_hint(&self.server))?;
+        check(response).await
+    }
+}
+
 fn unreachable_hint(server: &str) -> String {
     format!("cannot reach wasmfn at {server}; is `wasmfn serve` running? (set --server)")
 }
@@ -69,11 +85,7 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
             b
         }
     };
-    let url = format!(
-        "{}/_wasmfn/queues/{}/messages",
-        args.server.server.trim_end_matches('/'),
-        args.queue
-    );
+    let url = args.server.url(&format!("queues/{}/messages", args.queue));
     let mut request = client().post(&url).body(body);
     for (k, v) in &args.attributes {
         request = request.header(format!("x-wasmfn-attr-{k}"), v);
@@ -81,23 +93,13 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
     if let Some(d) = args.delay {
         request = request.header("x-wasmfn-delay-ms", d.as_millis().to_string());
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| unreachable_hint(&args.server.server))?;
-    let value = check(response).await?;
+    let value = args.server.call(request).await?;
     println!("accepted: {}", value["ids"]);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn list(server: ServerArg) -> Result<ExitCode> {
-    let url = format!("{}/_wasmfn/queues", server.server.trim_end_matches('/'));
-    let response = client()
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| unreachable_hint(&server.server))?;
-    let value = check(response).await?;
+    let value = server.call(client().get(server.url("queues"))).await?;
     println!(
         "{:<24} {:>9} {:>9}  {:<20} DEAD-LETTER QUEUE",
         "QUEUE", "WAITING", "IN-FLIGHT", "FUNCTION"
@@ -116,48 +118,27 @@ pub async fn list(server: ServerArg) -> Result<ExitCode> {
 }
 
 pub async fn dead_letters(queue: String, server: ServerArg) -> Result<ExitCode> {
-    let url = format!(
-        "{}/_wasmfn/queues/{queue}/messages",
-        server.server.trim_end_matches('/')
-    );
-    let response = client()
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| unreachable_hint(&server.server))?;
-    println!("{}", serde_json::to_string_pretty(&check(response).await?)?);
+    let value = server
+        .call(client().get(server.url(&format!("queues/{queue}/messages"))))
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn redrive(queue: String, to: Option<String>, server: ServerArg) -> Result<ExitCode> {
-    let mut url = format!(
-        "{}/_wasmfn/queues/{queue}/redrive",
-        server.server.trim_end_matches('/')
-    );
+    let mut url = server.url(&format!("queues/{queue}/redrive"));
     if let Some(to) = to {
         url.push_str(&format!("?to={to}"));
     }
-    let response = client()
-        .post(&url)
-        .send()
-        .await
-        .with_context(|| unreachable_hint(&server.server))?;
-    let value = check(response).await?;
+    let value = server.call(client().post(&url)).await?;
     println!("moved {} message(s) to {}", value["moved"], value["to"]);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn trigger(schedule: String, server: ServerArg) -> Result<ExitCode> {
-    let url = format!(
-        "{}/_wasmfn/schedules/{schedule}/trigger",
-        server.server.trim_end_matches('/')
-    );
-    let response = client()
-        .post(&url)
-        .send()
-        .await
-        .with_context(|| unreachable_hint(&server.server))?;
-    let value = check(response).await?;
+    let value = server
+        .call(client().post(server.url(&format!("schedules/{schedule}/trigger"))))
+        .await?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(if value["ok"] == true {
         ExitCode::SUCCESS
