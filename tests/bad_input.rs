@@ -25,7 +25,6 @@ fn broken_components_are_refused_by_name_and_the_rest_is_served() {
         200,
         "good functions are still served"
     );
-    let logs = server.wait_for_log("misdeclared");
     let expect = [
         ("notes.wasm", "not a WebAssembly file"),
         (
@@ -43,6 +42,8 @@ fn broken_components_are_refused_by_name_and_the_rest_is_served() {
         ("misdeclared.wasm", "expected a component of world `http`"),
     ];
     for (file, message) in expect {
+        // Log lines arrive asynchronously: wait for each one.
+        let logs = server.wait_for_log(message);
         let line = logs
             .lines()
             .find(|l| l.contains(file) && l.contains(message))
@@ -50,6 +51,7 @@ fn broken_components_are_refused_by_name_and_the_rest_is_served() {
         assert!(line.contains("ERROR"), "{line}");
     }
     // The wrong-world message also says what the component does export and how to fix it.
+    let logs = server.logs();
     assert!(logs.contains("it exports add"), "{logs}");
     assert!(logs.contains("build it against a world in wit/"), "{logs}");
     let stdout = server.stdout.lock().unwrap().clone();
