@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{client, wait_until, Fixture, Server};
 
@@ -60,11 +60,9 @@ impl Nats {
             .expect(
                 "nats-server is not installed: run scripts/test (it installs Debian's nats-server)",
             );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("nats-server to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Nats {
             child,
             port,
