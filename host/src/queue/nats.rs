@@ -30,6 +30,8 @@ const ENQUEUED_AT: &str = "Wasmfn-Enqueued-At";
 const LAST_ERROR: &str = "Wasmfn-Last-Error";
 const RECEIVE_COUNT: &str = "Wasmfn-Receive-Count";
 const ATTRIBUTE: &str = "Wasmfn-Attr-";
+/// How long one pull request waits on the server for messages.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
 
 /// Queues in a NATS JetStream stream.
 pub struct NatsQueues {
@@ -160,10 +162,13 @@ impl Inner {
 
     async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
         let consumer = self.consumer(queue).await?;
+        // Each expiring pull request is a window in which the server may hand a message to a
+        // request the client has stopped reading: that delivery is counted but never seen and
+        // only comes back after `ack_wait`. Long pulls keep such windows rare.
         let mut batch = consumer
             .fetch()
             .max_messages(max)
-            .expires(Duration::from_millis(100))
+            .expires(FETCH_WAIT)
             .messages()
             .await
             .map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
@@ -387,7 +392,7 @@ impl QueueBackend for NatsQueues {
     fn wait_for_work(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        // `receive` already long-polls the server for up to 100 ms.
+        // `receive` already long-polls the server (FETCH_WAIT).
         Box::pin(async {})
     }
 }
