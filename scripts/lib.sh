@@ -37,7 +37,14 @@ ensure_guest_toolchain() {
     done
 }
 
+# Build-time tools: libclang lets rusqlite generate bindings for SQLite's pre-update hook
+# (the embedded SQL store's change capture).
+ensure_build_tools() {
+    apt_install libclang-dev
+}
+
 build_host() {
+    ensure_build_tools
     say "building wasmfn (release; first build takes several minutes, later ones seconds)"
     (cd "$ROOT" && cargo build --release --locked --bin wasmfn)
 }
@@ -48,7 +55,21 @@ build_guests() {
     "$WASMFN" build "$ROOT/tests/guests"
 }
 
-# Real servers the tests start on loopback (the distributed queue backend).
+# Real servers the tests start on loopback: NATS (queue backend), Redis (key-value), PostgreSQL
+# (SQL) and moto's S3-compatible server (blob storage).
 ensure_test_servers() {
     command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    [ -x "$(pg_bindir)/initdb" ] || apt_install postgresql
+    command -v moto_server >/dev/null 2>&1 || {
+        say "installing moto (S3-compatible test server) from PyPI"
+        python3 -m pip install --quiet 'moto[server]==5.*'
+    }
+}
+
+# Where PostgreSQL's server programs live (Debian keeps them out of PATH).
+pg_bindir() {
+    local d
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    echo "${d:-/usr/lib/postgresql/15/bin}"
 }

@@ -1,6 +1,7 @@
 //! `wasmfn`: the command-line shell over the `wasmfn-host` library.
 
 mod build;
+mod check;
 mod invoke;
 mod queue_cmd;
 
@@ -31,6 +32,10 @@ struct Cli {
     /// Where durable state (queue database) lives [default: DIR/.wasmfn].
     #[arg(long, global = true, env = "WASMFN_STATE_DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Apply the manifest's `[env.NAME]` overlay (e.g. `staging`).
+    #[arg(long = "env", global = true, env = "WASMFN_ENV", value_name = "NAME")]
+    environment: Option<String>,
 
     /// Compile in memory on every start instead of using the compile cache.
     #[arg(long, global = true)]
@@ -70,6 +75,15 @@ enum Command {
     },
     /// Build every guest source in a folder into `NAME/NAME.wasm`.
     Build(build::BuildArgs),
+    /// Validate `wasmfn.toml` and every component against it (bindings, worlds, imports),
+    /// opening each declared store; exits non-zero on any problem. Never prints secret values.
+    Check {
+        /// The functions folder.
+        #[arg(default_value = "guests")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of `wasmfn.toml` (for editors and CI validation).
+    Schema,
     /// Send one message to a queue of a running `wasmfn serve`.
     Send(queue_cmd::SendArgs),
     /// List the queues of a running `wasmfn serve` with their depths.
@@ -144,6 +158,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let builder = host_builder(&cli);
     match cli.command {
         Command::Build(args) => build::run(&args),
+        Command::Check { dir } => check::run(builder.build()?, &dir),
+        Command::Schema => {
+            print!("{}", check::SCHEMA);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send(args) => queue_cmd::send(args).await,
         Command::Queues(server) => queue_cmd::list(server).await,
         Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server).await,
@@ -170,6 +189,9 @@ fn host_builder(cli: &Cli) -> HostBuilder {
     });
     if let Some(dir) = &cli.state_dir {
         builder = builder.state_dir(dir);
+    }
+    if let Some(env) = &cli.environment {
+        builder = builder.environment(env);
     }
     if cli.no_cache {
         builder = builder.disable_cache();

@@ -146,7 +146,7 @@ impl App {
         self.streams.as_ref()
     }
 
-    /// Problems with queue and schedule bindings found at load.
+    /// Problems found at load with trigger bindings (queues, schedules, streams) and stores.
     pub fn queue_errors(&self) -> &[String] {
         &self.queue_errors
     }

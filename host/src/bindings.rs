@@ -67,3 +67,32 @@ pub mod publisher {
         imports: { default: async },
     });
 }
+
+/// The platform's storage imports: `wasi:keyvalue` with `kv-extensions`, `sql` and `blob`.
+/// Their resources are host-side handles of the stores bound to the function.
+pub mod stores {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world store-imports {
+                import wasi:keyvalue/store@0.2.0-draft;
+                import wasi:keyvalue/atomics@0.2.0-draft;
+                import wasi:keyvalue/batch@0.2.0-draft;
+                import wasmfn:platform/kv-extensions@0.1.0;
+                import wasmfn:platform/sql@0.1.0;
+                import wasmfn:platform/blob@0.1.0;
+            }
+        ",
+        world: "wasmfn:host-bindings/store-imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:keyvalue/store.bucket": crate::kv::Bucket,
+            "wasmfn:platform/sql.connection": crate::sql::Connection,
+            "wasmfn:platform/sql.transaction": crate::sql::Transaction,
+            "wasmfn:platform/blob.container": crate::blob::Container,
+            "wasmfn:platform/blob.object-writer": crate::blob::ObjectWriter,
+        },
+    });
+}

@@ -36,6 +36,10 @@ pub struct FunctionSettings {
     pub config: Vec<(String, String)>,
     /// The app services reachable from the guest (queues to publish to).
     pub platform: Arc<crate::state::Platform>,
+    /// Store bindings and outbound hosts granted to this function.
+    pub grants: crate::state::Grants,
+    /// Secrets the guest reads through `wasi:config` beside `config` (never logged).
+    pub secrets: Vec<(String, crate::secrets::SecretString)>,
 }
 
 /// A function ready to be invoked. Cheap to clone.
@@ -53,9 +57,14 @@ pub(crate) struct FunctionInner {
     pub(crate) mode: InstanceMode,
     config: Arc<WasiConfigVariables>,
     platform: Arc<crate::state::Platform>,
+    pub(crate) grants: Arc<crate::state::Grants>,
     permits: Arc<Semaphore>,
     warm: Mutex<Vec<Lease>>,
     pub(crate) cache_outcome: CacheOutcome,
+    /// The store kinds its component imports.
+    pub(crate) uses: crate::stores::StoreUse,
+    config_names: Vec<String>,
+    secret_names: Vec<String>,
 }
 
 /// The pre-instantiated component, typed by world.
@@ -124,10 +133,20 @@ impl Function {
                 )));
             }
         }
+        let uses = crate::stores::StoreUse::from_imports(
+            component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name),
+        );
+        uses.check(name, &settings.grants.stores).map_err(fail)?;
         let handler = pre_instantiate(world, &component, linker).map_err(fail)?;
         let mut config = WasiConfigVariables::new();
         for (k, v) in &settings.config {
             config.insert(k, v);
+        }
+        for (k, v) in &settings.secrets {
+            config.insert(k, v.expose());
         }
         Ok(Function {
             inner: Arc::new(FunctionInner {
@@ -140,10 +159,24 @@ impl Function {
                 mode: settings.mode,
                 config: Arc::new(config),
                 platform: settings.platform.clone(),
+                grants: Arc::new(settings.grants.clone()),
                 warm: Mutex::new(Vec::new()),
                 cache_outcome,
+                uses,
+                config_names: settings.config.iter().map(|(k, _)| k.clone()).collect(),
+                secret_names: settings.secrets.iter().map(|(k, _)| k.clone()).collect(),
             }),
         })
+    }
+
+    /// Store bindings and outbound hosts granted to it.
+    pub fn grants(&self) -> &crate::state::Grants {
+        &self.inner.grants
+    }
+
+    /// The names (never the values) of its config values and of its secrets.
+    pub fn config_names(&self) -> (&[String], &[String]) {
+        (&self.inner.config_names, &self.inner.secret_names)
     }
 
     /// The function's name.
@@ -249,6 +282,7 @@ impl FunctionInner {
             self.config.clone(),
             deadline,
             self.platform.clone(),
+            self.grants.clone(),
         );
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

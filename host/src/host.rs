@@ -28,6 +28,7 @@ pub struct Host {
     linker: Arc<Linker<InstanceState>>,
     cache: CompileCache,
     state_dir: Option<PathBuf>,
+    environment: Option<String>,
 }
 
 /// Builder for [`Host`].
@@ -36,6 +37,7 @@ pub struct HostBuilder {
     engine: EngineOptions,
     cache: CompileCache,
     state_dir: Option<PathBuf>,
+    environment: Option<String>,
 }
 
 impl Default for HostBuilder {
@@ -44,6 +46,7 @@ impl Default for HostBuilder {
             engine: EngineOptions::default(),
             cache: CompileCache::new(CompileCache::default_dir()),
             state_dir: None,
+            environment: None,
         }
     }
 }
@@ -52,6 +55,12 @@ impl HostBuilder {
     /// Engine settings (allocator, pool size, memory recycling).
     pub fn engine_options(mut self, options: EngineOptions) -> Self {
         self.engine = options;
+        self
+    }
+
+    /// Apply the manifest's `[env.NAME]` overlay when loading folders.
+    pub fn environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = Some(name.into());
         self
     }
 
@@ -88,6 +97,7 @@ impl HostBuilder {
             linker: Arc::new(linker),
             cache: self.cache,
             state_dir: self.state_dir,
+            environment: self.environment,
         })
     }
 }
@@ -145,7 +155,16 @@ impl Host {
     /// cannot load is recorded in [`App::load_errors`] and the others are served.
     pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<App> {
         let dir = dir.as_ref();
-        let manifest = Manifest::load_from_dir(dir)?.unwrap_or_default();
+        let manifest = Manifest::load_from_dir_env(dir, self.environment.as_deref())?;
+        // Without a manifest every function may use the embedded `default` store of each kind.
+        let implicit_grants = match &manifest {
+            None => crate::state::Grants {
+                stores: crate::stores::StoreBindings::defaults(),
+                ..Default::default()
+            },
+            Some(_) => crate::state::Grants::default(),
+        };
+        let manifest = manifest.unwrap_or_default();
         let candidates =
             discover(dir).with_context(|| format!("reading functions folder {}", dir.display()))?;
         let mut app = App::default();
@@ -178,10 +197,25 @@ impl Host {
                     continue;
                 }
             };
-            let settings = FunctionSettings {
+            let mut settings = FunctionSettings {
                 platform: platform.clone(),
                 ..entry.settings.clone()
             };
+            for (key, source) in &entry.secrets {
+                match source.resolve() {
+                    Ok(value) => settings.secrets.push((key.clone(), value)),
+                    Err(message) => {
+                        app.record_error(LoadError {
+                            path: manifest.path.clone(),
+                            function: name.clone(),
+                            message: format!("secret `{key}`: {message}"),
+                        });
+                    }
+                }
+            }
+            if settings.secrets.len() != entry.secrets.len() {
+                continue;
+            }
             let loaded = self.load_component(name, &path, settings);
             app.add_loaded(loaded, entry.routes.clone());
         }
@@ -199,6 +233,7 @@ impl Host {
             }
             let settings = FunctionSettings {
                 platform: platform.clone(),
+                grants: implicit_grants.clone(),
                 ..FunctionSettings::default()
             };
             let loaded = self.load_component(&c.name, &c.path, settings);
@@ -230,6 +265,21 @@ impl Host {
             }
             app.streams = Some(Arc::new(feed));
         }
+        let mut defaults_needed = crate::stores::StoreUse::default();
+        for f in app.functions() {
+            let (u, g) = (f.inner.uses, &f.inner.grants.stores);
+            let has = |list: &Vec<String>| list.iter().any(|n| n == "default");
+            defaults_needed.kv |= u.kv && has(&g.kv);
+            defaults_needed.sql |= u.sql && has(&g.sql);
+            defaults_needed.blob |= u.blob && has(&g.blob);
+        }
+        let (stores, store_errors) =
+            crate::stores::open_all(&manifest, defaults_needed, &state, app.streams.as_ref());
+        for problem in store_errors {
+            tracing::error!("{problem}");
+            app.queue_errors.push(problem);
+        }
+        let _ = platform.stores.set(Arc::new(stores));
         if !manifest.queues.is_empty() {
             let backend: Arc<dyn crate::queue::QueueBackend> = match &manifest.queue_backend {
                 QueueBackendChoice::Sqlite { fsync } => {

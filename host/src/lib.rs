@@ -20,6 +20,7 @@
 
 mod app;
 mod bindings;
+pub mod blob;
 mod compile_cache;
 mod control_api;
 mod discovery;
@@ -31,14 +32,20 @@ mod function;
 mod guest_output;
 mod host;
 mod http_invoke;
+pub mod kv;
 mod limits;
 mod linker;
 pub mod manifest;
+pub mod outbound;
 pub mod queue;
 mod router;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
+pub mod sql;
+mod sqlite_pool;
 mod state;
+pub mod stores;
 pub mod stream_feed;
 mod world;
 
@@ -52,5 +59,5 @@ pub use host::{Host, HostBuilder};
 pub use http_invoke::{error_response, full_body, text_response, HttpResponse, RequestBody};
 pub use limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 pub use router::Route;
-pub use state::InstanceState;
+pub use state::{Grants, InstanceState, Platform};
 pub use world::{World, WorldError};

@@ -1,7 +1,9 @@
 //! The imports every function may use, linked once per host: WASI 0.2 (filesystem-less: no
 //! preopens, no sockets unless granted), `wasi:http`, `wasi:config` and `wasi:logging`.
 //!
-//! `wasmfn:platform/queue-publisher` publishes to the app's queues.
+//! `wasmfn:platform/queue-publisher` publishes to the app's queues; `wasi:keyvalue` (with
+//! `kv-extensions`), `sql` and `blob` reach the app's stores (see [`crate::kv`], [`crate::sql`],
+//! [`crate::blob`]).
 //!
 //! Capabilities that are not implemented by this host are left out, so a component importing
 //! them is refused at load with the import's name rather than failing at run time.
@@ -29,6 +31,16 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     })?;
     logging::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
     queue_publisher::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    {
+        use crate::bindings::stores::wasi::keyvalue::{atomics, batch, store};
+        use crate::bindings::stores::wasmfn::platform::{blob, kv_extensions, sql};
+        store::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        atomics::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        batch::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        kv_extensions::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        sql::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        blob::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    }
     Ok(linker)
 }
 

@@ -10,12 +10,16 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_output::GuestOutput;
+use crate::stores::{StoreBindings, StoreRegistry};
 
 /// Store data for one instance of a function.
 pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    outbound: crate::outbound::OutboundHooks,
+    /// The stores this function may open.
+    pub(crate) grants: Arc<Grants>,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) limiter: MemoryLimiter,
     /// When the current invocation must end.
@@ -31,12 +35,23 @@ pub struct InstanceState {
 #[derive(Default)]
 pub struct Platform {
     pub(crate) queues: std::sync::OnceLock<Arc<crate::queue::dispatcher::QueueService>>,
+    pub(crate) stores: std::sync::OnceLock<Arc<StoreRegistry>>,
+}
+
+/// What one function was granted in the manifest: store bindings and outbound hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Stores it may open, by kind and binding name.
+    pub stores: StoreBindings,
+    /// Hosts it may call.
+    pub outbound: Arc<crate::outbound::OutboundPolicy>,
 }
 
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Platform")
             .field("queues", &self.queues.get().map(|q| q.configs().count()))
+            .field("stores", &self.stores.get())
             .finish()
     }
 }
@@ -48,6 +63,7 @@ impl InstanceState {
         config: Arc<WasiConfigVariables>,
         deadline: Instant,
         platform: Arc<Platform>,
+        grants: Arc<Grants>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::stdout(function.clone()))
@@ -56,6 +72,11 @@ impl InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            outbound: crate::outbound::OutboundHooks {
+                function: function.clone(),
+                policy: grants.outbound.clone(),
+            },
+            grants,
             config,
             limiter: MemoryLimiter::new(memory_limit),
             deadline,
@@ -79,8 +100,35 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
+    }
+}
+
+impl InstanceState {
+    /// The store `name` of one kind, if this function was granted it and it is open. A refusal
+    /// is logged with the fix (the interfaces' own errors carry at most the name).
+    pub(crate) fn granted_store<T>(
+        &self,
+        kind: &str,
+        name: &str,
+        granted: impl Fn(&StoreBindings) -> &Vec<String>,
+        find: impl Fn(&StoreRegistry) -> Option<Arc<T>>,
+    ) -> Result<Arc<T>, ()> {
+        let function = &*self.function;
+        if !granted(&self.grants.stores).iter().any(|g| g == name) {
+            tracing::warn!(
+                target: "guest",
+                function,
+                "{kind} store `{name}` is not bound to this function; add \"{name}\" to `{kind}` in [functions.{function}] of wasmfn.toml"
+            );
+            return Err(());
+        }
+        let found = self.platform.stores.get().and_then(|r| find(r));
+        if found.is_none() {
+            tracing::warn!(target: "guest", function, "{kind} store `{name}` is bound but not open (see the errors at start-up)");
+        }
+        found.ok_or(())
     }
 }
 

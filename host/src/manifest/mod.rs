@@ -29,8 +29,11 @@ use crate::function::FunctionSettings;
 use crate::limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 use crate::world::World;
 
+mod bindings;
+mod merge;
 mod triggers;
 
+pub use bindings::StoreDecl;
 pub use triggers::QueueBackendChoice;
 use triggers::{RawQueue, RawQueueBackend, RawSchedule, RawStream};
 
@@ -52,6 +55,16 @@ pub struct Manifest {
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
     /// `[streams.NAME]` entries.
     pub streams: Vec<crate::stream_feed::StreamConfig>,
+    /// `[kv.NAME]` stores.
+    pub kv: BTreeMap<String, StoreDecl<crate::kv::KvBackendConfig>>,
+    /// `[sql.NAME]` databases.
+    pub sql: BTreeMap<String, StoreDecl<crate::sql::SqlBackendConfig>>,
+    /// `[blob.NAME]` stores.
+    pub blob: BTreeMap<String, StoreDecl<crate::blob::BlobBackendConfig>>,
+    /// The environment applied (`--env`), if any.
+    pub environment: Option<String>,
+    /// Every `[env.NAME]` declared.
+    pub environments: Vec<String>,
 }
 
 /// One `[functions.NAME]` entry, validated.
@@ -63,6 +76,8 @@ pub struct FunctionEntry {
     pub routes: Option<Vec<String>>,
     /// Everything else.
     pub settings: FunctionSettings,
+    /// Secrets to read at load, by the name the guest asks `wasi:config` for.
+    pub secrets: Vec<(String, crate::secrets::SecretSource)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +94,15 @@ struct RawManifest {
     schedules: BTreeMap<String, RawSchedule>,
     #[serde(default)]
     streams: BTreeMap<String, RawStream>,
+    #[serde(default)]
+    kv: BTreeMap<String, bindings::RawStore>,
+    #[serde(default)]
+    sql: BTreeMap<String, bindings::RawStore>,
+    #[serde(default)]
+    blob: BTreeMap<String, bindings::RawStore>,
+    /// `[env.NAME]`: the same tables again, overlaid when the environment is chosen.
+    #[serde(default)]
+    env: BTreeMap<String, RawManifest>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -108,6 +132,20 @@ struct RawFunction {
     idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<RawSecret>>,
+    kv: Option<Vec<Spanned<String>>>,
+    sql: Option<Vec<Spanned<String>>>,
+    blob: Option<Vec<Spanned<String>>>,
+    allowed_outbound_hosts: Option<Vec<Spanned<String>>>,
+}
+
+/// `NAME = { env = "VAR" }` or `NAME = { file = "path" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: Option<String>,
+    file: Option<String>,
 }
 
 impl RawFunction {
@@ -138,25 +176,73 @@ impl std::error::Error for ManifestError {}
 impl Manifest {
     /// Read `dir/wasmfn.toml` if it exists.
     pub fn load_from_dir(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
+        Self::load_from_dir_env(dir, None)
+    }
+
+    /// Read `dir/wasmfn.toml` if it exists, with `[env.NAME]` applied when `env` is given.
+    pub fn load_from_dir_env(
+        dir: &Path,
+        env: Option<&str>,
+    ) -> Result<Option<Manifest>, ManifestError> {
         let path = dir.join(FILE_NAME);
+        if !path.exists() && env.is_some() {
+            return Err(ManifestError(format!(
+                "--env {} needs a manifest, but {} does not exist",
+                env.unwrap_or_default(),
+                path.display()
+            )));
+        }
         if !path.exists() {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ManifestError(format!("{}: cannot read: {e}", path.display())))?;
-        Manifest::parse(&path, &text).map(Some)
+        Manifest::parse_env(&path, &text, env).map(Some)
     }
 
     /// Parse manifest text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        Self::parse_env(path, text, None)
+    }
+
+    /// Parse manifest text read from `path`, overlaying `[env.NAME]` when `env` is given.
+    pub fn parse_env(
+        path: &Path,
+        text: &str,
+        env: Option<&str>,
+    ) -> Result<Manifest, ManifestError> {
+        let mut raw: RawManifest = toml::from_str(text).map_err(|e| {
             ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
+        let environments: Vec<String> = raw.env.keys().cloned().collect();
+        if let Some(name) = env {
+            let Some(overlay) = raw.env.remove(name) else {
+                return Err(ManifestError(format!(
+                    "{}: no environment `{name}`; declared: {}",
+                    path.display(),
+                    if environments.is_empty() {
+                        "none (add an [env.NAME] table)".to_string()
+                    } else {
+                        environments.join(", ")
+                    }
+                )));
+            };
+            if !overlay.env.is_empty() {
+                return Err(ManifestError(format!(
+                    "{}: [env.{name}] must not contain [env.*] tables",
+                    path.display()
+                )));
+            }
+            merge::overlay(&mut raw, overlay);
+        }
         let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             ManifestError(format!("{}:{line}: `{key}`: {msg}", path.display()))
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let kv = bindings::kv(path, &raw.kv, &at)?;
+        let sql = bindings::sql(path, &raw.sql, &at)?;
+        let blob = bindings::blob(path, &raw.blob, &at)?;
         // Validated on its own so that a bad default is reported against `[defaults]`.
         settings_from(&raw.defaults, &RawSettings::default(), "defaults", &at)?;
         let mut functions = BTreeMap::new();
@@ -178,6 +264,57 @@ impl Manifest {
                 );
             }
             settings.config = f.config.clone().into_iter().collect();
+            let table = format!("functions.{name}");
+            let names = |list: &Option<Vec<Spanned<String>>>,
+                         kind: &str,
+                         declared: &dyn Fn(&str) -> bool| {
+                let mut out = Vec::new();
+                for b in list.iter().flatten() {
+                    let n = b.get_ref();
+                    if n != "default" && !declared(n) {
+                        return Err(at(b.span(), &format!("{table}.{kind}"), format!(
+                            "no {kind} store `{n}` is declared; add a [{kind}.{n}] table (or use the built-in \"default\")")));
+                    }
+                    out.push(n.clone());
+                }
+                Ok(out)
+            };
+            settings.grants.stores.kv = names(&f.kv, "kv", &|n| kv.contains_key(n))?;
+            settings.grants.stores.sql = names(&f.sql, "sql", &|n| sql.contains_key(n))?;
+            settings.grants.stores.blob = names(&f.blob, "blob", &|n| blob.contains_key(n))?;
+            let mut allowed = Vec::new();
+            for h in f.allowed_outbound_hosts.iter().flatten() {
+                allowed.push(
+                    h.get_ref()
+                        .parse()
+                        .map_err(|m| at(h.span(), &format!("{table}.allowed-outbound-hosts"), m))?,
+                );
+            }
+            settings.grants.outbound =
+                std::sync::Arc::new(crate::outbound::OutboundPolicy { allowed });
+            let mut secrets = Vec::new();
+            for (key, sec) in &f.secrets {
+                let k = format!("{table}.secrets.{key}");
+                if f.config.contains_key(key) {
+                    return Err(at(
+                        sec.span(),
+                        &k,
+                        format!("`{key}` is both a config value and a secret; rename one"),
+                    ));
+                }
+                let source = match (&sec.get_ref().env, &sec.get_ref().file) {
+                    (Some(v), None) => crate::secrets::SecretSource::Env(v.clone()),
+                    (None, Some(p)) => crate::secrets::SecretSource::File(base.join(p)),
+                    _ => {
+                        return Err(at(
+                            sec.span(),
+                            &k,
+                            "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`".into(),
+                        ))
+                    }
+                };
+                secrets.push((key.clone(), source));
+            }
             let routes = match &f.routes {
                 None => None,
                 Some(list) => Some(
@@ -203,6 +340,7 @@ impl Manifest {
                     component: f.component.as_ref().map(|c| base.join(c)),
                     routes,
                     settings,
+                    secrets,
                 },
             );
         }
@@ -210,6 +348,22 @@ impl Manifest {
         let queue_backend = triggers::queue_backend(raw.queue_backend.as_ref(), &at)?;
         let schedules = triggers::schedules(path, &raw.schedules, &at)?;
         let streams = triggers::streams(path, &raw.streams, &at)?;
+        let stream_names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        let store_streams = kv
+            .iter()
+            .map(|(n, d)| ("kv", n, &d.stream))
+            .chain(sql.iter().map(|(n, d)| ("sql", n, &d.stream)))
+            .chain(blob.iter().map(|(n, d)| ("blob", n, &d.stream)));
+        for (kind, name, stream) in store_streams {
+            if let Some(st) = stream {
+                if !stream_names.contains(&st.as_str()) {
+                    return Err(ManifestError(format!(
+                        "{}: [{kind}.{name}]: stream `{st}` is not declared; add a [streams.{st}] table naming its function",
+                        path.display()
+                    )));
+                }
+            }
+        }
         Ok(Manifest {
             path: path.to_path_buf(),
             functions,
@@ -217,6 +371,11 @@ impl Manifest {
             queue_backend,
             schedules,
             streams,
+            kv,
+            sql,
+            blob,
+            environment: env.map(str::to_string),
+            environments,
         })
     }
 }
@@ -298,6 +457,8 @@ fn settings_from(
         mode,
         config: Vec::new(),
         platform: Default::default(),
+        grants: Default::default(),
+        secrets: Vec::new(),
     })
 }
 
