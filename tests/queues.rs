@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::servers::Nats;
 use common::{client, wait_until, Fixture, Server};
 
 /// One line the recorder guest reported: (message id, attempt, body).
@@ -36,56 +37,6 @@ fn collector(delay: Duration) -> (String, Seen) {
     (url, seen)
 }
 
-/// A real `nats-server` with JetStream on a free loopback port, stopped on drop.
-struct Nats {
-    child: std::process::Child,
-    port: u16,
-    _store: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let store = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect(
-                "nats-server is not installed: run scripts/test (it installs Debian's nats-server)",
-            );
-        wait_until("nats-server to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Nats {
-            child,
-            port,
-            _store: store,
-        }
-    }
-
-    /// The manifest table selecting this server as the queue backend.
-    fn manifest(&self) -> String {
-        format!(
-            "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n",
-            self.port
-        )
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Which queue backend a test runs on: the embedded default, or a real NATS server.
 enum Backend {
     Sqlite,
@@ -96,7 +47,10 @@ impl Backend {
     fn manifest(&self) -> String {
         match self {
             Backend::Sqlite => String::new(),
-            Backend::Nats(n) => n.manifest(),
+            Backend::Nats(n) => format!(
+                "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n",
+                n.port
+            ),
         }
     }
 }
@@ -106,7 +60,7 @@ fn fixture_on(backend: &Backend, collector_url: &str, queue_settings: &str) -> F
     f.write(
         "wasmfn.toml",
         format!(
-            "{}[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
+            "{}[functions.queue-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
              [queues.jobs]\nfunction = \"queue-recorder\"\n{queue_settings}\n",
             backend.manifest()
         ),

@@ -13,7 +13,7 @@ fn fixture(url: &str, settings: &str) -> Fixture {
     f.write(
         "wasmfn.toml",
         format!(
-            "[functions.stream-recorder.config]\ncollector = \"{url}\"\n\n\
+            "[functions.stream-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n[functions.stream-recorder.config]\ncollector = \"{url}\"\n\n\
              [streams.users]\nfunction = \"stream-recorder\"\n{settings}\n"
         ),
     );

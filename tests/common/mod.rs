@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -62,6 +64,11 @@ impl Fixture {
     pub fn serve(&self) -> Server {
         Server::start(self.dir.path(), self.cache.path(), &[])
     }
+
+    /// Start `wasmfn serve` on this folder with extra arguments and environment variables.
+    pub fn serve_with(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_env(self.dir.path(), self.cache.path(), args, env)
+    }
 }
 
 /// A running `wasmfn serve`.
@@ -75,7 +82,13 @@ pub struct Server {
 impl Server {
     /// Start serving `dir` on a free loopback port and wait until it listens.
     pub fn start(dir: &Path, cache: &Path, extra: &[&str]) -> Server {
+        Self::start_env(dir, cache, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables for the server process.
+    pub fn start_env(dir: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = wasmfn()
+            .envs(env.iter().copied())
             .arg("serve")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
