@@ -82,7 +82,7 @@ fn secrets_reach_the_guest_and_nothing_else() {
     f.write("token.txt", format!("{FILE_SECRET}\n"));
     f.write(
         "wasmfn.toml",
-        "[functions.caps]\n[functions.caps.config]\nregion = \"eu\"\n\
+        "[functions.caps]\nkv = [\"default\"]\nsql = [\"default\"]\nblob = [\"default\"]\n[functions.caps.config]\nregion = \"eu\"\n\
          [functions.caps.secrets]\napi-key = { env = \"TEST_API_KEY\" }\ntoken = { file = \"token.txt\" }\n",
     );
     let server = f.serve_with(&[], &[("TEST_API_KEY", SECRET), ("WASMFN_LOG", "trace")]);
@@ -135,7 +135,7 @@ fn outbound_http_is_denied_unless_the_host_is_allowed() {
     f.copy_guest("capabilities", "closed");
     f.write(
         "wasmfn.toml",
-        format!("[functions.open]\nallowed-outbound-hosts = [\"http://127.0.0.1:{port}\"]\n[functions.closed]\nallowed-outbound-hosts = [\"*.example.com\"]\n"),
+        format!("[functions.open]\nkv = [\"default\"]\nsql = [\"default\"]\nblob = [\"default\"]\nallowed-outbound-hosts = [\"http://127.0.0.1:{port}\"]\n[functions.closed]\nkv = [\"default\"]\nsql = [\"default\"]\nblob = [\"default\"]\nallowed-outbound-hosts = [\"*.example.com\"]\n"),
     );
     let server = f.serve();
     let (status, body) = server.get(&format!("/closed/fetch?url={target}"));
@@ -167,7 +167,7 @@ fn environments_overlay_the_base_manifest() {
     f.copy_guest("capabilities", "caps");
     f.write(
         "wasmfn.toml",
-        "[functions.caps]\nkv = [\"default\"]\n[functions.caps.config]\nstage = \"dev\"\ncolour = \"blue\"\n\n\
+        "[functions.caps]\nkv = [\"default\"]\nsql = [\"default\"]\nblob = [\"default\"]\n[functions.caps.config]\nstage = \"dev\"\ncolour = \"blue\"\n\n\
          [env.staging.functions.caps.config]\nstage = \"staging\"\n\n\
          [env.staging.kv.default]\npath = \"staging-kv.sqlite\"\n",
     );
