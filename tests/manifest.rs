@@ -233,3 +233,42 @@ fn the_published_schema_accepts_real_manifests_and_rejects_unknown_keys() {
     let bad = as_json("[kv.a]\nbackend = \"memcached\"\n");
     assert!(!validator.is_valid(&bad));
 }
+
+#[test]
+fn guest_logs_are_tagged_with_function_and_invocation() {
+    let f = Fixture::with_guests(&[]);
+    f.copy_guest("capabilities", "caps");
+    let server = f.serve_with(&["--log-format", "json"], &[]);
+    assert_eq!(server.get("/caps/log?msg=m1").0, 200);
+    assert_eq!(server.get("/caps/log?msg=m2").0, 200);
+    server.wait_for_log("stderr m2");
+    let lines: Vec<serde_json::Value> = server
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |text: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str() == Some(text))
+            .unwrap_or_else(|| panic!("no log line {text}: {lines:#?}"))
+            .clone()
+    };
+    let finished: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["message"] == "invocation finished")
+        .map(|l| l["invocation"].as_u64().unwrap())
+        .collect();
+    for (msg, invocation) in [("m1", finished[0]), ("m2", finished[1])] {
+        for (text, level) in [
+            (format!("structured {msg}"), "WARN"),
+            (format!("stdout {msg}"), "INFO"),
+            (format!("stderr {msg}"), "WARN"),
+        ] {
+            let line = find(&text);
+            assert_eq!(line["function"], "caps", "{line}");
+            assert_eq!(line["invocation"].as_u64(), Some(invocation), "{line}");
+            assert_eq!(line["level"], level, "{line}");
+        }
+    }
+}

@@ -28,10 +28,10 @@ pub mod schedule {
 
 /// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
 macro_rules! call_handle {
-    ($function:expr, $variant:ident, $export:ident, $arg:expr) => {
+    ($function:expr, $invocation:expr, $variant:ident, $export:ident, $arg:expr) => {
         $function
             .inner
-            .run(|mut lease| async move {
+            .run($invocation, |mut lease| async move {
                 let result = {
                     let Lease {
                         store, bindings, ..
@@ -56,9 +56,15 @@ impl Function {
         &self,
         batch: &queue::Batch,
     ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
-        let started = self.begin(World::Queue)?;
-        let result = call_handle!(self, Queue, wasmfn_platform_queue_handler, batch);
-        self.log_event(started, &result, |r| match r {
+        let (started, invocation) = self.begin(World::Queue)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Queue,
+            wasmfn_platform_queue_handler,
+            batch
+        );
+        self.log_event(started, invocation, &result, |r| match r {
             Ok(failures) => format!(
                 "{} of {} messages failed",
                 failures.len(),
@@ -74,9 +80,15 @@ impl Function {
         &self,
         events: &[stream::StreamEvent],
     ) -> Result<Result<(), stream::BatchFailure>, InvokeError> {
-        let started = self.begin(World::Stream)?;
-        let result = call_handle!(self, Stream, wasmfn_platform_stream_handler, events);
-        self.log_event(started, &result, |r| match r {
+        let (started, invocation) = self.begin(World::Stream)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Stream,
+            wasmfn_platform_stream_handler,
+            events
+        );
+        self.log_event(started, invocation, &result, |r| match r {
             Ok(()) => format!("{} events processed", events.len()),
             Err(f) => format!("batch failed: {}", f.reason),
         });
@@ -88,19 +100,25 @@ impl Function {
         &self,
         event: &schedule::ScheduledEvent,
     ) -> Result<Result<(), String>, InvokeError> {
-        let started = self.begin(World::Schedule)?;
-        let result = call_handle!(self, Schedule, wasmfn_platform_schedule_handler, event);
-        self.log_event(started, &result, |r| match r {
+        let (started, invocation) = self.begin(World::Schedule)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Schedule,
+            wasmfn_platform_schedule_handler,
+            event
+        );
+        self.log_event(started, invocation, &result, |r| match r {
             Ok(()) => "run succeeded".to_string(),
             Err(reason) => format!("run failed: {reason}"),
         });
         result
     }
 
-    /// Check the event fits the function's world; returns the invocation's start time.
-    fn begin(&self, world: World) -> Result<Instant, InvokeError> {
+    /// Check the event fits the function's world; returns the invocation's start time and id.
+    fn begin(&self, world: World) -> Result<(Instant, u64), InvokeError> {
         self.expect_world(world)?;
-        Ok(Instant::now())
+        Ok((Instant::now(), next_invocation_id()))
     }
 
     fn expect_world(&self, world: World) -> Result<(), InvokeError> {
@@ -119,10 +137,10 @@ impl Function {
     fn log_event<T, E>(
         &self,
         started: Instant,
+        invocation: u64,
         result: &Result<Result<T, E>, InvokeError>,
         summary: impl FnOnce(&Result<T, E>) -> String,
     ) {
-        let invocation = next_invocation_id();
         let duration_us = started.elapsed().as_micros() as u64;
         let (function, world) = (&*self.inner.name, self.inner.world.name());
         match result {

@@ -251,7 +251,21 @@ impl FunctionInner {
     }
 
     /// A warm idle instance if reuse is on and one is fresh enough, else a new instance.
-    pub(crate) async fn checkout(&self, deadline: Instant) -> Result<Lease, InvokeError> {
+    pub(crate) async fn checkout(
+        &self,
+        deadline: Instant,
+        invocation: u64,
+    ) -> Result<Lease, InvokeError> {
+        let lease = self.checkout_instance(deadline).await?;
+        lease
+            .store
+            .data()
+            .invocation
+            .store(invocation, std::sync::atomic::Ordering::Relaxed);
+        Ok(lease)
+    }
+
+    async fn checkout_instance(&self, deadline: Instant) -> Result<Lease, InvokeError> {
         if let InstanceMode::Reuse(policy) = &self.mode {
             let candidate = {
                 let mut warm = self.warm.lock().unwrap();
@@ -373,14 +387,14 @@ impl FunctionInner {
 
     /// Run `call` on an instance with the function's limits applied, then check the instance
     /// back in. `call` hands the lease back with its result so that it can be reused.
-    pub(crate) async fn run<R, F, Fut>(&self, call: F) -> Result<R, InvokeError>
+    pub(crate) async fn run<R, F, Fut>(&self, invocation: u64, call: F) -> Result<R, InvokeError>
     where
         F: FnOnce(Lease) -> Fut,
         Fut: Future<Output = (Lease, wasmtime::Result<R>)>,
     {
         let _permit = self.admit()?;
         let deadline = Instant::now() + self.limits.timeout;
-        let lease = self.checkout(deadline).await?;
+        let lease = self.checkout(deadline, invocation).await?;
         match tokio::time::timeout_at(deadline.into(), call(lease)).await {
             Ok((lease, Ok(value))) => {
                 self.checkin(lease, true);

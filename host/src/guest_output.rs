@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,20 +17,23 @@ const MAX_LINE: usize = 16 << 10;
 #[derive(Clone)]
 pub struct GuestOutput {
     function: Arc<str>,
+    invocation: Arc<AtomicU64>,
     stream: &'static str,
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(function: Arc<str>) -> Self {
+    pub(crate) fn stdout(function: Arc<str>, invocation: Arc<AtomicU64>) -> Self {
         Self {
             function,
+            invocation,
             stream: "stdout",
         }
     }
 
-    pub(crate) fn stderr(function: Arc<str>) -> Self {
+    pub(crate) fn stderr(function: Arc<str>, invocation: Arc<AtomicU64>) -> Self {
         Self {
             function,
+            invocation,
             stream: "stderr",
         }
     }
@@ -59,10 +63,11 @@ impl LineWriter {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
+        let invocation = self.out.invocation.load(Ordering::Relaxed);
         if self.out.stream == "stderr" {
-            tracing::warn!(target: "guest", function = %self.out.function, stream = "stderr", "{text}");
+            tracing::warn!(target: "guest", function = %self.out.function, invocation, stream = "stderr", "{text}");
         } else {
-            tracing::info!(target: "guest", function = %self.out.function, stream = "stdout", "{text}");
+            tracing::info!(target: "guest", function = %self.out.function, invocation, stream = "stdout", "{text}");
         }
     }
 

@@ -50,7 +50,7 @@ impl Function {
             .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
         let deadline = started + inner.limits.timeout;
         let mut lease = inner
-            .checkout(deadline)
+            .checkout(deadline, invocation)
             .await
             .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
 

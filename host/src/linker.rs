@@ -83,13 +83,22 @@ impl queue_publisher::Host for InstanceState {
 impl logging::Host for InstanceState {
     fn log(&mut self, level: Level, context: String, message: String) {
         let function = &*self.function;
+        let invocation = self.invocation.load(std::sync::atomic::Ordering::Relaxed);
         match level {
-            Level::Trace => tracing::trace!(target: "guest", function, context, "{message}"),
-            Level::Debug => tracing::debug!(target: "guest", function, context, "{message}"),
-            Level::Info => tracing::info!(target: "guest", function, context, "{message}"),
-            Level::Warn => tracing::warn!(target: "guest", function, context, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "guest", function, invocation, context, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "guest", function, invocation, context, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "guest", function, invocation, context, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "guest", function, invocation, context, "{message}")
+            }
             Level::Error | Level::Critical => {
-                tracing::error!(target: "guest", function, context, critical = matches!(level, Level::Critical), "{message}")
+                tracing::error!(target: "guest", function, invocation, context, critical = matches!(level, Level::Critical), "{message}")
             }
         }
     }

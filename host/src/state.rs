@@ -26,6 +26,9 @@ pub struct InstanceState {
     pub(crate) deadline: Instant,
     /// Name of the function, for log lines the guest emits.
     pub(crate) function: Arc<str>,
+    /// The invocation in progress, for log lines the guest emits (shared with its stdout and
+    /// stderr writers, which outlive one invocation when the instance is reused).
+    pub(crate) invocation: Arc<std::sync::atomic::AtomicU64>,
     /// The app's services the guest may reach through imports.
     pub(crate) platform: Arc<Platform>,
 }
@@ -65,9 +68,10 @@ impl InstanceState {
         platform: Arc<Platform>,
         grants: Arc<Grants>,
     ) -> Self {
+        let invocation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput::stdout(function.clone()))
-            .stderr(GuestOutput::stderr(function.clone()));
+        wasi.stdout(GuestOutput::stdout(function.clone(), invocation.clone()))
+            .stderr(GuestOutput::stderr(function.clone(), invocation.clone()));
         Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -81,6 +85,7 @@ impl InstanceState {
             limiter: MemoryLimiter::new(memory_limit),
             deadline,
             function,
+            invocation,
             platform,
         }
     }

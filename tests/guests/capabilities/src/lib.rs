@@ -9,7 +9,8 @@
 //! - `/caps/blob/STORE/KEY` PUT (content-type, `x-meta-*`; `?stream=1` uploads through a
 //!   body stream), GET (`?offset=&length=`, `?stream=1`), DELETE; `/caps/blob-head/STORE/KEY`;
 //!   `/caps/blob-list/STORE?prefix=&cursor=&limit=`.
-//! - `/caps/config/KEY` (wasi:config), `/caps/fetch?url=` (outbound HTTP).
+//! - `/caps/config/KEY` (wasi:config), `/caps/fetch?url=` (outbound HTTP), `/caps/log?msg=`
+//!   (the message through wasi:logging, stdout and stderr).
 //!
 //! Keys in paths are percent-decoded, so `..%2F` reaches the store as `../`.
 
@@ -24,6 +25,7 @@ wit_bindgen::generate!({
             import wasmfn:platform/sql@0.1.0;
             import wasmfn:platform/blob@0.1.0;
             import wasi:config/store@0.2.0-rc.1;
+            import wasi:logging/logging@0.1.0-draft;
         }
     ",
     world: "test:capabilities/capabilities",
@@ -138,6 +140,14 @@ fn route(req: &Request) -> Reply {
             Err(e) => Reply::new(500, format!("{e:?}")),
         },
         "fetch" => fetch(req.param("url").unwrap_or_default()),
+        "log" => {
+            let msg = req.param("msg").unwrap_or_default();
+            use crate::wasi::logging::logging::{log, Level};
+            log(Level::Warn, "caps", &format!("structured {msg}"));
+            println!("stdout {msg}");
+            eprintln!("stderr {msg}");
+            Reply::new(200, "logged")
+        }
         "kv" | "kv-exists" | "kv-ttl" | "kv-persist" | "kv-incr" | "kv-cas" | "kv-list" | "kv-keys" => {
             stores::kv(req, seg(1), seg(2), &req.rest(3))
         }
