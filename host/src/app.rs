@@ -29,6 +29,7 @@ pub struct App {
     pub(crate) scheduler: Option<Arc<crate::scheduler::Scheduler>>,
     /// The app's change feed, when the manifest declares streams.
     pub(crate) streams: Option<Arc<crate::stream_feed::StreamFeed>>,
+    pub(crate) stores: Option<Arc<crate::stores::StoreRegistry>>,
 }
 
 impl App {
@@ -144,6 +145,11 @@ impl App {
     /// The app's change feed, when the manifest declares streams.
     pub fn streams(&self) -> Option<&Arc<crate::stream_feed::StreamFeed>> {
         self.streams.as_ref()
+    }
+
+    /// The app's open stores (key-value, SQL, blob), by binding name.
+    pub fn stores(&self) -> Option<&Arc<crate::stores::StoreRegistry>> {
+        self.stores.as_ref()
     }
 
     /// Problems found at load with trigger bindings (queues, schedules, streams) and stores.

@@ -279,7 +279,9 @@ impl Host {
             tracing::error!("{problem}");
             app.queue_errors.push(problem);
         }
-        let _ = platform.stores.set(Arc::new(stores));
+        let stores = Arc::new(stores);
+        let _ = platform.stores.set(stores.clone());
+        app.stores = Some(stores);
         if !manifest.queues.is_empty() {
             let backend: Arc<dyn crate::queue::QueueBackend> = match &manifest.queue_backend {
                 QueueBackendChoice::Sqlite { fsync } => {

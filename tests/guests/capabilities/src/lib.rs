@@ -11,6 +11,8 @@
 //!   `/caps/blob-list/STORE?prefix=&cursor=&limit=`.
 //! - `/caps/config/KEY` (wasi:config), `/caps/fetch?url=` (outbound HTTP), `/caps/log?msg=`
 //!   (the message through wasi:logging, stdout and stderr).
+//! - `/caps/bench/STORE?op=none|kv-get|kv-set|sql-get&n=N`: N operations in one invocation
+//!   (for `benches/capabilities.rs`).
 //!
 //! Keys in paths are percent-decoded, so `..%2F` reaches the store as `../`.
 
@@ -152,6 +154,7 @@ fn route(req: &Request) -> Reply {
             stores::kv(req, seg(1), seg(2), &req.rest(3))
         }
         "sql" | "sql-batch" | "sql-tx" => stores::sql(req, seg(1), seg(2)),
+        "bench" => stores::bench(req, seg(2)),
         "blob" | "blob-head" | "blob-list" => stores::blob(req, seg(1), seg(2), &req.rest(3)),
         other => Reply::new(404, format!("unknown capability route `{other}`")),
     }

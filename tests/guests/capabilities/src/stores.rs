@@ -285,3 +285,32 @@ pub fn blob(req: &Request, op: &str, name: &str, key: &str) -> Reply {
     })();
     result.unwrap_or_else(blob_error)
 }
+
+/// `n` operations of one kind in a loop, for the per-operation cost in `benches/capabilities.rs`.
+pub fn bench(req: &Request, name: &str) -> Reply {
+    let n: u32 = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(1);
+    match req.param("op").unwrap_or("none") {
+        "none" => {}
+        "kv-get" => {
+            let b = store::open(name).expect("store");
+            for _ in 0..n {
+                b.get("bench").expect("get");
+            }
+        }
+        "kv-set" => {
+            let b = store::open(name).expect("store");
+            for _ in 0..n {
+                b.set("bench", b"value").expect("set");
+            }
+        }
+        "sql-get" => {
+            let c = sql::Connection::open(name).expect("database");
+            for i in 0..n {
+                c.query("SELECT v FROM bench WHERE id = $1", &[sql::Value::Integer((i % 100) as i64)])
+                    .expect("query");
+            }
+        }
+        other => return Reply::new(400, format!("unknown op {other}")),
+    }
+    Reply::new(200, "done")
+}
