@@ -12,7 +12,6 @@
 //! nothing: Redis and PostgreSQL come from `scripts/test`'s packages).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::wait_until;
 
-/// Server processes to stop when the test binary exits.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Shared server processes, stopped when the test binary exits.
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 static NAMESPACE: AtomicU32 = AtomicU32::new(0);
 
 extern "C" {
@@ -24,19 +24,23 @@ extern "C" {
 }
 
 extern "C" fn stop_children() {
-    for pid in CHILDREN.lock().map(|c| c.clone()).unwrap_or_default() {
-        // SAFETY: plain kill(2) on a pid this process spawned.
-        unsafe { kill(pid as i32, 15) };
+    if let Ok(mut children) = CHILDREN.lock() {
+        for child in children.iter_mut() {
+            // SAFETY: plain kill(2) (SIGTERM, a clean shutdown) on a process this one spawned.
+            unsafe { kill(child.id() as i32, 15) };
+            let _ = child.wait();
+        }
     }
 }
 
-fn track(child: &Child) {
+/// Keep a shared server running until the test binary exits.
+fn keep_until_exit(child: Child) {
     let mut children = CHILDREN.lock().unwrap();
     if children.is_empty() {
         // SAFETY: registers a plain function without captured state.
         unsafe { atexit(stop_children) };
     }
-    children.push(child.id());
+    children.push(child);
 }
 
 /// A free loopback port.
@@ -63,7 +67,6 @@ fn spawn(what: &str, cmd: &mut Command, port: u16, install_hint: &str) -> Child 
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what} ({e}): {install_hint}"));
-    track(&child);
     wait_until(
         &format!("{what} to listen"),
         Duration::from_secs(30),
@@ -93,7 +96,7 @@ pub fn redis() -> &'static Redis {
     static R: OnceLock<Redis> = OnceLock::new();
     R.get_or_init(|| {
         let port = free_port();
-        spawn(
+        keep_until_exit(spawn(
             "redis-server",
             Command::new("redis-server").args([
                 "--port",
@@ -107,7 +110,7 @@ pub fn redis() -> &'static Redis {
             ]),
             port,
             "install Debian's redis-server (scripts/test does)",
-        );
+        ));
         Redis { port }
     })
 }
@@ -174,7 +177,7 @@ pub fn postgres() -> &'static Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        spawn(
+        keep_until_exit(spawn(
             "postgres",
             run("postgres")
                 .arg("-D")
@@ -184,7 +187,7 @@ pub fn postgres() -> &'static Postgres {
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
             port,
             "install Debian's postgresql (scripts/test does)",
-        );
+        ));
         Postgres { port, _data: data }
     })
 }
@@ -229,12 +232,12 @@ pub fn s3() -> &'static S3 {
     static S: OnceLock<S3> = OnceLock::new();
     S.get_or_init(|| {
         let port = free_port();
-        spawn(
+        keep_until_exit(spawn(
             "moto_server",
             Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
             port,
             "install moto's S3 server with `pip install 'moto[server]'` (scripts/test does)",
-        );
+        ));
         S3 { port }
     })
 }
