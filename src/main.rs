@@ -209,6 +209,10 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
         );
     }
     let app = Arc::new(host.load_dir(&dir)?);
+    let prewarmed = app.prewarm().await;
+    if prewarmed > 0 {
+        tracing::info!(instances = prewarmed, "pre-warmed instances ready");
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut consumers = match app.queues() {
         Some(queues) => queues.start(app.clone(), stopped.clone()),

@@ -266,3 +266,22 @@ fn idle_warm_instances_expire() {
         "an idle instance past its timeout is not reused"
     );
 }
+
+#[test]
+fn prewarmed_instances_are_ready_at_start_and_outlive_the_idle_timeout() {
+    let f = Fixture::with_guests(&["counter"]);
+    f.write(
+        "wasmfn.toml",
+        "[functions.counter]\ninstances = \"reuse\"\nidle-timeout = \"300ms\"\nprewarm = 1\n",
+    );
+    let server = f.serve();
+    server.wait_for_log("pre-warmed instances ready");
+    assert_eq!(server.get("/counter").1, "1");
+    assert_eq!(server.get("/counter").1, "2");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        server.get("/counter").1,
+        "3",
+        "pre-warmed capacity is kept however long it idles"
+    );
+}

@@ -132,6 +132,20 @@ impl App {
         self.functions.values().map(|f| f.evict_idle()).sum()
     }
 
+    /// Fill every function's warm pool up to its `prewarm` count; returns how many instances
+    /// were created. `serve` calls it at start and then every second, replacing instances
+    /// retired after `max-uses` or a trap.
+    pub async fn prewarm(&self) -> usize {
+        let mut created = 0;
+        for f in self.functions.values() {
+            match f.prewarm().await {
+                Ok(n) => created += n,
+                Err(e) => tracing::warn!(function = f.name(), "pre-warming failed: {e}"),
+            }
+        }
+        created
+    }
+
     /// The app's queues, when the manifest declares any.
     pub fn queues(&self) -> Option<&Arc<QueueService>> {
         self.queues.as_ref()

@@ -218,6 +218,12 @@ impl Function {
     pub fn evict_idle(&self) -> usize {
         self.inner.evict_idle()
     }
+
+    /// Fill the warm pool up to the function's `prewarm` count (reuse mode); returns how many
+    /// instances were created.
+    pub async fn prewarm(&self) -> Result<usize, InvokeError> {
+        self.inner.prewarm().await
+    }
 }
 
 impl FunctionInner {
@@ -240,14 +246,39 @@ impl FunctionInner {
         };
         let expired: Vec<Lease> = {
             let mut warm = self.warm.lock().unwrap();
-            let (keep, expired) = warm
+            let (mut keep, mut expired): (Vec<Lease>, Vec<Lease>) = warm
                 .drain(..)
                 .partition(|l| l.idle_since.elapsed() < policy.idle_timeout);
+            // Pre-warmed capacity stays, however long it idles: keep the most recent ones.
+            while keep.len() < policy.prewarm as usize {
+                match expired.pop() {
+                    Some(l) => keep.insert(0, l),
+                    None => break,
+                }
+            }
             *warm = keep;
             expired
         };
         // Dropped here, outside the lock: tearing down a store is not free.
         expired.len()
+    }
+
+    /// Create instances until the warm pool holds the policy's `prewarm` count; returns how
+    /// many were created.
+    pub(crate) async fn prewarm(&self) -> Result<usize, InvokeError> {
+        let InstanceMode::Reuse(policy) = &self.mode else {
+            return Ok(0);
+        };
+        let mut created = 0;
+        while self.warm.lock().unwrap().len() < policy.prewarm as usize {
+            // No invocation runs during pre-warming; the deadline only bounds start-up code.
+            let lease = self
+                .instantiate(Instant::now() + self.limits.timeout)
+                .await?;
+            self.warm.lock().unwrap().push(lease);
+            created += 1;
+        }
+        Ok(created)
     }
 
     /// A warm idle instance if reuse is on and one is fresh enough, else a new instance.
@@ -271,10 +302,11 @@ impl FunctionInner {
                 let mut warm = self.warm.lock().unwrap();
                 // Most recently used first: its memory is the most likely to be cache-warm.
                 let mut candidate = warm.pop();
-                while candidate
-                    .as_ref()
-                    .is_some_and(|l| l.idle_since.elapsed() >= policy.idle_timeout)
-                {
+                // Too old to reuse, unless it is part of the pre-warmed capacity.
+                while candidate.as_ref().is_some_and(|l| {
+                    l.idle_since.elapsed() >= policy.idle_timeout
+                        && warm.len() >= policy.prewarm as usize
+                }) {
                     candidate = warm.pop();
                 }
                 candidate

@@ -43,6 +43,9 @@ pub struct ReusePolicy {
     pub max_uses: u32,
     /// An idle instance older than this is discarded instead of reused (default 60 s).
     pub idle_timeout: Duration,
+    /// Instances created before the first invocation and kept warm however long they idle,
+    /// like Lambda's provisioned concurrency (default 0).
+    pub prewarm: u32,
 }
 
 impl Default for ReusePolicy {
@@ -50,6 +53,7 @@ impl Default for ReusePolicy {
         Self {
             max_uses: 1000,
             idle_timeout: Duration::from_secs(60),
+            prewarm: 0,
         }
     }
 }

@@ -42,6 +42,10 @@ pub async fn serve(
                 if evicted > 0 {
                     tracing::debug!(evicted, "discarded idle warm instances");
                 }
+                let created = app.prewarm().await;
+                if created > 0 {
+                    tracing::debug!(created, "pre-warmed instances");
+                }
             }
         }
     });

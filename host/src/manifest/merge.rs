@@ -37,13 +37,13 @@ pub(super) fn overlay(base: &mut RawManifest, over: RawManifest) {
 }
 
 fn settings(base: &mut RawSettings, over: RawSettings) {
-    take_set!(base, over; memory, timeout, concurrency, instances, max_uses, idle_timeout);
+    take_set!(base, over; memory, timeout, concurrency, instances, max_uses, idle_timeout, prewarm);
 }
 
 fn function(base: &mut RawFunction, over: RawFunction) {
     take_set!(base, over;
         component, world, routes, memory, timeout, concurrency, instances, max_uses,
-        idle_timeout, kv, sql, blob, allowed_outbound_hosts);
+        idle_timeout, prewarm, kv, sql, blob, allowed_outbound_hosts);
     base.config.extend(over.config);
     base.secrets.extend(over.secrets);
 }

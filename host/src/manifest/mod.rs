@@ -114,6 +114,7 @@ struct RawSettings {
     instances: Option<Spanned<String>>,
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
+    prewarm: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +131,7 @@ struct RawFunction {
     instances: Option<Spanned<String>>,
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
+    prewarm: Option<Spanned<i64>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
     #[serde(default)]
@@ -157,6 +159,7 @@ impl RawFunction {
             instances: self.instances.clone(),
             max_uses: self.max_uses.clone(),
             idle_timeout: self.idle_timeout.clone(),
+            prewarm: self.prewarm.clone(),
         }
     }
 }
@@ -437,11 +440,23 @@ fn settings_from(
         policy.idle_timeout = parse_duration(t.get_ref())
             .map_err(|e| at(t.span(), &format!("{table}.idle-timeout"), e))?;
     }
+    let prewarm = pick_int(&own.prewarm, &defaults.prewarm);
+    if let Some(p) = &prewarm {
+        let n = *p.get_ref();
+        if !(0..=1000).contains(&n) {
+            return Err(at(
+                p.span(),
+                &format!("{table}.prewarm"),
+                format!("{n} is out of range 0..=1000"),
+            ));
+        }
+        policy.prewarm = n as u32;
+    }
     let mode = match pick(&own.instances, &defaults.instances) {
         None => InstanceMode::Fresh,
         Some(m) => match m.get_ref().as_str() {
             "fresh" => InstanceMode::Fresh,
-            "reuse" => InstanceMode::Reuse(policy),
+            "reuse" => InstanceMode::Reuse(policy.clone()),
             other => {
                 return Err(at(
                     m.span(),
@@ -451,6 +466,15 @@ fn settings_from(
             }
         },
     };
+    if let (InstanceMode::Fresh, Some(p)) = (&mode, &prewarm) {
+        if *p.get_ref() > 0 {
+            return Err(at(
+                p.span(),
+                &format!("{table}.prewarm"),
+                "pre-warmed instances are kept for reuse: also set instances = \"reuse\"".into(),
+            ));
+        }
+    }
     Ok(FunctionSettings {
         expected_world: None,
         limits,
@@ -560,6 +584,15 @@ greeting = "hi"
         assert!(e.contains("must start with `/`"), "{e}");
         let e = parse("[functions.\"a b\"]\n").unwrap_err().0;
         assert!(e.contains("not a valid function name"), "{e}");
+        let e = parse("[functions.a]\nprewarm = 2\n").unwrap_err().0;
+        assert!(
+            e.contains(":2: `functions.a.prewarm`: pre-warmed instances are kept for reuse"),
+            "{e}"
+        );
+        let m = parse("[functions.a]\ninstances = \"reuse\"\nprewarm = 2\n").unwrap();
+        assert!(
+            matches!(&m.functions["a"].settings.mode, InstanceMode::Reuse(p) if p.prewarm == 2)
+        );
         let e = parse("[functions.q]\nworld = \"queue\"\nroutes = [\"/q\"]\n")
             .unwrap_err()
             .0;
