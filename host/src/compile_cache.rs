@@ -38,6 +38,8 @@ impl CacheOutcome {
 #[derive(Clone, Debug)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    /// Never compile: a missing or unusable entry is an error (packaged deployments).
+    read_only: bool,
 }
 
 impl CompileCache {
@@ -45,12 +47,16 @@ impl CompileCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: Some(dir.into()),
+            read_only: false,
         }
     }
 
     /// No caching: every load compiles.
     pub fn disabled() -> Self {
-        Self { dir: None }
+        Self {
+            dir: None,
+            read_only: false,
+        }
     }
 
     /// The default location: `$WASMFN_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmfn/compiled`, else
@@ -64,6 +70,16 @@ impl CompileCache {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(std::env::temp_dir);
         base.join("wasmfn").join("compiled")
+    }
+
+    /// A cache that is only read: components must have been precompiled into `dir` (by
+    /// [`crate::Host::precompile`] on an engine for this target), and nothing is compiled at
+    /// load. For Lambda-style deployments, where compiling during start-up is what we avoid.
+    pub fn read_only(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+            read_only: true,
+        }
     }
 
     /// The cache directory, if caching is on.
@@ -106,6 +122,14 @@ impl CompileCache {
                     outcome = CacheOutcome::Rebuilt;
                 }
             }
+        }
+        if self.read_only {
+            anyhow::bail!(
+                "{} has no usable precompiled entry in {} for this machine's architecture \
+                 and wasmtime build; package it again for this target (`wasmfn package ... --arch`)",
+                origin.display(),
+                dir.display()
+            );
         }
         let started = Instant::now();
         let serialized = engine

@@ -41,6 +41,9 @@ pub struct EngineOptions {
     /// Use Linux's `PAGEMAP_SCAN` (6.7+) to reset only the pages a guest dirtied, when the
     /// kernel supports it.
     pub pagemap_scan: bool,
+    /// Compile for another target triple (e.g. `aarch64-unknown-linux-gnu`) instead of this
+    /// machine: for packaging precompiled components; such an engine cannot run them.
+    pub target: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +61,7 @@ impl Default for EngineOptions {
             // request; batching amortises it.
             decommit_batch_size: 64,
             pagemap_scan: true,
+            target: None,
         }
     }
 }
@@ -130,7 +134,10 @@ fn base_config(options: &EngineOptions) -> Config {
     // Async host calls (wasi:http bodies, timers) run guests on fibers; 2 MiB leaves room for
     // the 1 MiB wasm stack plus host frames.
     config.async_stack_size(2 << 20);
-    let _ = options;
+    if let Some(target) = &options.target {
+        // An unknown triple surfaces as an error from `Engine::new`.
+        let _ = config.target(target);
+    }
     config
 }
 

@@ -76,6 +76,13 @@ impl HostBuilder {
         self
     }
 
+    /// Load only precompiled components from `dir`, never compiling (see
+    /// [`CompileCache::read_only`]).
+    pub fn read_only_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = CompileCache::read_only(dir);
+        self
+    }
+
     /// Compile every component in memory on every load (tests, read-only systems).
     pub fn disable_cache(mut self) -> Self {
         self.cache = CompileCache::disabled();

@@ -1,0 +1,96 @@
+//! `bootstrap`: the Lambda custom runtime. Loads the one function packaged beside it
+//! (`wasmfn.toml`, `NAME.wasm`, `compiled/` with its precompiled form) and serves the Runtime API.
+//!
+//! The function is `_HANDLER` (the template's `Handler`), or the only function in the package.
+//! Embedded stores, if any are bound, live in `/tmp` and vanish with the execution environment:
+//! on Lambda, bind distributed stores (see `adapters/lambda/README.md`).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use wasmfn_lambda::{handle, InvocationError};
+
+#[derive(Debug)]
+struct LambdaError(InvocationError);
+
+impl From<LambdaError> for Diagnostic {
+    fn from(e: LambdaError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.0.kind,
+            error_message: e.0.message,
+        }
+    }
+}
+
+/// Time left before the invocation's deadline, minus a margin to report a timeout in time.
+fn remaining(deadline_ms: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Lambda sends Unix milliseconds. Some emulators (cargo-lambda's) send a duration instead
+    // (600000); anything before 2001 is read as one.
+    let left = if deadline_ms < 978_307_200_000 {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now)
+    };
+    Duration::from_millis(left).saturating_sub(wasmfn_lambda::dispatch::DEADLINE_MARGIN)
+}
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMFN_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .without_time() // CloudWatch stamps every line
+        .with_ansi(false)
+        .init();
+    let root = std::env::var_os("LAMBDA_TASK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    // One thread: a Lambda environment handles one invocation at a time.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let host = wasmfn_host::Host::builder()
+            .read_only_cache(root.join("compiled"))
+            .state_dir(std::env::temp_dir().join("wasmfn"))
+            .build()?;
+        let app = host.load_dir(&root)?;
+        if let Some(e) = app.load_errors().first() {
+            return Err(format!("cannot load the packaged function: {e}").into());
+        }
+        for problem in app.queue_errors() {
+            tracing::error!("{problem}");
+        }
+        let wanted = std::env::var("_HANDLER").ok().filter(|h| !h.is_empty());
+        let function = match &wanted {
+            Some(name) => app.function(name).cloned().ok_or_else(|| {
+                format!("_HANDLER names `{name}`, which is not in the package")
+            })?,
+            None => {
+                let mut all = app.functions();
+                match (all.next(), all.next()) {
+                    (Some(f), None) => f.clone(),
+                    _ => return Err("the package must hold exactly one function (or set _HANDLER)".into()),
+                }
+            }
+        };
+        tracing::info!(function = function.name(), world = %function.world(), "wasmfn function ready");
+        let function = &function;
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+            let deadline = remaining(event.context.deadline);
+            tracing::debug!(remaining_ms = deadline.as_millis() as u64, "invocation");
+            handle(function, event.payload, deadline)
+                .await
+                .map_err(LambdaError)
+        }))
+        .await
+    })
+}
