@@ -47,6 +47,8 @@ build_host() {
     ensure_build_tools
     say "building wasmfn (release; first build takes several minutes, later ones seconds)"
     (cd "$ROOT" && cargo build --release --locked --bin wasmfn)
+    say "building the Lambda bootstrap (adapters/lambda)"
+    (cd "$ROOT" && cargo build --profile release-lambda --locked -p wasmfn-lambda)
 }
 
 build_guests() {
@@ -61,6 +63,11 @@ ensure_test_servers() {
     command -v nats-server >/dev/null 2>&1 || apt_install nats-server
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
     [ -x "$(pg_bindir)/initdb" ] || apt_install postgresql
+    command -v cargo-lambda >/dev/null 2>&1 || {
+        # Its Runtime API emulator runs the Lambda adapter's tests (prebuilt wheel: seconds).
+        say "installing cargo-lambda (Lambda Runtime API emulator) from PyPI"
+        python3 -m pip install --quiet --no-deps 'cargo-lambda==1.9.2'
+    }
     command -v moto_server >/dev/null 2>&1 || {
         say "installing moto (S3-compatible test server) from PyPI"
         python3 -m pip install --quiet 'moto[server]==5.*'

@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod invoke;
+mod package;
 mod queue_cmd;
 
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ enum Command {
     },
     /// Print the JSON Schema of `wasmfn.toml` (for editors and CI validation).
     Schema,
+    /// Package one function for another platform (`lambda`: zip with the bootstrap runtime and
+    /// the component precompiled for the architecture).
+    Package(package::PackageArgs),
     /// Send one message to a queue of a running `wasmfn serve`.
     Send(queue_cmd::SendArgs),
     /// List the queues of a running `wasmfn serve` with their depths.
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Check { dir } => check::run(builder.build()?, &dir),
+        Command::Package(args) => package::run(&args, cli.environment.as_deref()),
         Command::Schema => {
             print!("{}", check::SCHEMA);
             Ok(ExitCode::SUCCESS)

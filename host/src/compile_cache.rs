@@ -124,6 +124,24 @@ impl CompileCache {
             }
         }
         if self.read_only {
+            // A package compiled for a baseline CPU of this architecture (`wasmfn package`)
+            // carries another engine hash than this machine's native engine: try every entry of
+            // this component; wasmtime itself checks that the code can run here.
+            let prefix = entry_name(engine, bytes);
+            let prefix = &prefix[..32];
+            if let Ok(listing) = std::fs::read_dir(dir) {
+                for candidate in listing.flatten().map(|e| e.path()) {
+                    let name = candidate.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if !name.starts_with(prefix) || candidate == entry {
+                        continue;
+                    }
+                    match read_entry(engine, &candidate) {
+                        Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                        Err(e) => tracing::debug!(cache_entry = %candidate.display(),
+                            "precompiled entry not usable here: {e:#}"),
+                    }
+                }
+            }
             anyhow::bail!(
                 "{} has no usable precompiled entry in {} for this machine's architecture \
                  and wasmtime build; package it again for this target (`wasmfn package ... --arch`)",

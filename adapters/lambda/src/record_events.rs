@@ -8,7 +8,6 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sns::SnsEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use wasmfn_host::queue::{Batch, Message, MessageFailure};
 use wasmfn_host::schedule::ScheduledEvent;
@@ -170,11 +169,28 @@ pub fn dynamodb_events(event: Value) -> Result<Vec<StreamEvent>> {
                 }
                 Ok(Some(serde_json::to_vec(&unwrap_item(&v))?))
             };
+            // One key attribute: its value as text; a partition + sort key: both, joined by `/`
+            // (the same convention as SQL primary keys in wasmfn's own change records).
             let keys = unwrap_item(&serde_json::to_value(&r.change.keys)?);
+            let key = match keys.as_object() {
+                Some(o) if !o.is_empty() => {
+                    let mut parts: Vec<(&String, &Value)> = o.iter().collect();
+                    parts.sort_by_key(|(k, _)| *k);
+                    parts
+                        .iter()
+                        .map(|(_, v)| match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                }
+                _ => keys.to_string(),
+            };
             Ok(StreamEvent::Change(ChangeRecord {
                 source: arn_name(r.event_source_arn.as_deref(), ":table/"),
                 sequence: r.change.sequence_number.clone().unwrap_or_default(),
-                key: keys.to_string(),
+                key,
                 operation,
                 format: ImageFormat::Json,
                 old_image: image(&r.change.old_image)?,
@@ -277,9 +293,4 @@ pub fn scheduled_event(event: Value) -> Result<ScheduledEvent> {
             .unwrap_or(now),
         fire_time: now,
     })
-}
-
-/// Base64 helper for tests and binary bodies.
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

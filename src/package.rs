@@ -1,0 +1,286 @@
+//! `wasmfn package lambda NAME`: one function as an AWS Lambda deployment package for the
+//! `provided.al2023` runtime: the `bootstrap` custom runtime (`adapters/lambda`), the component,
+//! its compiled form for the target architecture (so Init never compiles), and a `wasmfn.toml`
+//! reduced to this function and the stores it is bound to, with `--env` already applied.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use toml::Value;
+use wasmfn_host::{EngineOptions, Host};
+
+#[derive(Args)]
+pub struct PackageArgs {
+    /// Target platform.
+    #[arg(value_enum)]
+    target: Target,
+    /// The function to package.
+    function: String,
+    /// The functions folder holding it and its wasmfn.toml.
+    #[arg(long, default_value = "guests")]
+    dir: PathBuf,
+    /// CPU architecture of the Lambda function.
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    arch: Arch,
+    /// Where to write the package [default: DIR/.wasmfn/package/lambda/FUNCTION].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The `bootstrap` binary for the architecture [default: beside this `wasmfn` binary, or
+    /// its `aarch64-unknown-linux-gnu` build for arm64].
+    #[arg(long)]
+    bootstrap: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// AWS Lambda (custom runtime, provided.al2023).
+    Lambda,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "arm64")]
+    Arm64,
+}
+
+impl Arch {
+    fn triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+}
+
+pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
+    let Target::Lambda = args.target;
+    let name = &args.function;
+    let manifest_path = args.dir.join("wasmfn.toml");
+    let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
+    // Validate exactly as `serve` would (file:line errors), then reduce the raw document.
+    wasmfn_host::manifest::Manifest::parse_env(&manifest_path, &text, environment)?;
+    let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
+    let reduced = reduce(doc, name, environment)?;
+    let component = component_of(&args.dir, &reduced, name)?;
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join(".wasmfn/package/lambda").join(name));
+    let stage = out.join("package");
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage).with_context(|| format!("clearing {}", stage.display()))?;
+    }
+    std::fs::create_dir_all(&stage)?;
+    let bootstrap = bootstrap_binary(args)?;
+    std::fs::copy(&bootstrap, stage.join("bootstrap"))
+        .with_context(|| format!("copying {}", bootstrap.display()))?;
+    std::fs::copy(&component, stage.join(format!("{name}.wasm")))
+        .with_context(|| format!("copying {}", component.display()))?;
+    std::fs::write(stage.join("wasmfn.toml"), toml::to_string_pretty(&reduced)?)?;
+
+    // Compile for the target architecture into the package's read-only cache.
+    let options = EngineOptions {
+        target: Some(args.arch.triple().to_string()),
+        ..EngineOptions::default()
+    };
+    let host = Host::builder()
+        .engine_options(options)
+        .cache_dir(stage.join("compiled"))
+        .build()
+        .with_context(|| format!("creating a compiler for {}", args.arch.triple()))?;
+    host.precompile(stage.join(format!("{name}.wasm")))?;
+
+    let zip_path = out.join(format!("{name}.zip"));
+    write_zip(&stage, &zip_path)?;
+    let size = std::fs::metadata(&zip_path)?.len();
+    println!(
+        "packaged `{name}` for AWS Lambda ({}, provided.al2023)",
+        args.arch.triple()
+    );
+    println!("  {} ({} KiB)", zip_path.display(), size / 1024);
+    println!("  contents in {}", stage.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest reduced to one function: `[env.NAME]` laid over the base (key by key for
+/// `defaults` and the function, whole tables otherwise), only the stores it binds, no triggers
+/// (on Lambda, event sources trigger it).
+fn reduce(doc: Value, name: &str, environment: Option<&str>) -> Result<Value> {
+    let Value::Table(mut doc) = doc else {
+        bail!("wasmfn.toml is not a table")
+    };
+    let overlay = match (environment, doc.remove("env")) {
+        (Some(env), Some(Value::Table(mut envs))) => envs.remove(env),
+        _ => None,
+    };
+    if let Some(Value::Table(over)) = overlay {
+        for (key, value) in over {
+            match (key.as_str(), doc.get_mut(&key), value) {
+                ("defaults", Some(Value::Table(base)), Value::Table(v)) => base.extend(v),
+                ("functions", Some(Value::Table(base)), Value::Table(v)) => {
+                    for (f, settings) in v {
+                        match (base.get_mut(&f), settings) {
+                            (Some(Value::Table(b)), Value::Table(s)) => {
+                                for (k, val) in s {
+                                    match (b.get_mut(&k), val) {
+                                        (Some(Value::Table(bt)), Value::Table(vt))
+                                            if k == "config" || k == "secrets" =>
+                                        {
+                                            bt.extend(vt)
+                                        }
+                                        (_, val) => {
+                                            b.insert(k, val);
+                                        }
+                                    }
+                                }
+                            }
+                            (_, s) => {
+                                base.insert(f, s);
+                            }
+                        }
+                    }
+                }
+                (_, Some(Value::Table(base)), Value::Table(v)) => base.extend(v),
+                (_, _, v) => {
+                    doc.insert(key, v);
+                }
+            }
+        }
+    }
+    let function = doc
+        .get("functions")
+        .and_then(|f| f.get(name))
+        .cloned()
+        .unwrap_or_else(|| Value::Table(Default::default()));
+    let mut reduced = toml::map::Map::new();
+    if let Some(d) = doc.get("defaults") {
+        reduced.insert("defaults".into(), d.clone());
+    }
+    let mut functions = toml::map::Map::new();
+    functions.insert(name.to_string(), function.clone());
+    reduced.insert("functions".into(), Value::Table(functions));
+    for kind in ["kv", "sql", "blob"] {
+        let bound: Vec<String> = function
+            .get(kind)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut stores = toml::map::Map::new();
+        for store in bound {
+            if let Some(Value::Table(mut t)) = doc.get(kind).and_then(|k| k.get(&store)).cloned() {
+                // Change streams are the platform's job on Lambda (DynamoDB Streams, S3 events).
+                t.remove("stream");
+                stores.insert(store, Value::Table(t));
+            }
+        }
+        if !stores.is_empty() {
+            reduced.insert(kind.into(), Value::Table(stores));
+        }
+    }
+    Ok(Value::Table(reduced))
+}
+
+fn component_of(dir: &Path, reduced: &Value, name: &str) -> Result<PathBuf> {
+    if let Some(c) = reduced
+        .get("functions")
+        .and_then(|f| f.get(name))
+        .and_then(|f| f.get("component"))
+        .and_then(Value::as_str)
+    {
+        return Ok(dir.join(c));
+    }
+    for candidate in [
+        dir.join(format!("{name}.wasm")),
+        dir.join(name).join(format!("{name}.wasm")),
+    ] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "no component for `{name}`: expected {0}/{name}.wasm or {0}/{name}/{name}.wasm (run `wasmfn build {0}`)",
+        dir.display()
+    )
+}
+
+fn bootstrap_binary(args: &PackageArgs) -> Result<PathBuf> {
+    if let Some(b) = &args.bootstrap {
+        return Ok(b.clone());
+    }
+    let exe = std::env::current_exe()?;
+    // target/release/wasmfn -> target/
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the cargo target folder")?;
+    let native = (args.arch == Arch::X86_64 && cfg!(target_arch = "x86_64"))
+        || (args.arch == Arch::Arm64 && cfg!(target_arch = "aarch64"));
+    let (path, build) = if native {
+        (
+            target_dir.join("release-lambda/bootstrap"),
+            "cargo build --profile release-lambda -p wasmfn-lambda".to_string(),
+        )
+    } else {
+        let triple = args.arch.triple();
+        (
+            target_dir.join(triple).join("release-lambda/bootstrap"),
+            format!(
+                "rustup target add {triple}, install a linker for it (Debian: gcc-aarch64-linux-gnu), \
+                 then cargo build --profile release-lambda -p wasmfn-lambda --target {triple}"
+            ),
+        )
+    };
+    if !path.exists() {
+        bail!(
+            "no Lambda bootstrap for {} at {}: {build} (or pass --bootstrap PATH)",
+            args.arch.triple(),
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn write_zip(stage: &Path, zip_path: &Path) -> Result<()> {
+    let file = std::fs::File::create(zip_path)
+        .with_context(|| format!("creating {}", zip_path.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let mut files = Vec::new();
+    collect(stage, stage, &mut files)?;
+    files.sort();
+    for rel in files {
+        let mode = if rel == Path::new("bootstrap") {
+            0o755
+        } else {
+            0o644
+        };
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        zip.start_file(rel.to_string_lossy(), options)?;
+        zip.write_all(&std::fs::read(stage.join(&rel))?)?;
+    }
+    zip.finish()?;
+    Ok(())
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root)?.to_path_buf());
+        }
+    }
+    Ok(())
+}

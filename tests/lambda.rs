@@ -1,0 +1,357 @@
+//! The Lambda adapter end to end: `wasmfn package lambda` builds the package, its `bootstrap`
+//! runs against cargo-lambda's Runtime API emulator (a real Lambda Runtime API implementation,
+//! started on loopback), and events of every supported source are invoked through the
+//! emulator's Invoke API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::servers::free_port;
+use common::{client, wait_until, wasmfn, Fixture};
+use serde_json::{json, Value};
+
+/// cargo-lambda's emulator serving only the Runtime and Invoke APIs.
+struct Emulator {
+    child: Child,
+    port: u16,
+    _stub: tempfile::TempDir,
+}
+
+impl Emulator {
+    fn start() -> Emulator {
+        let stub = tempfile::tempdir().unwrap();
+        std::fs::create_dir(stub.path().join("src")).unwrap();
+        std::fs::write(
+            stub.path().join("Cargo.toml"),
+            "[package]\nname = \"stub\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        )
+        .unwrap();
+        std::fs::write(stub.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+        let port = free_port();
+        let child = Command::new("cargo-lambda")
+            .args(["lambda", "watch", "--only-lambda-apis", "--offline", "-A", "127.0.0.1", "-P"])
+            .arg(port.to_string())
+            .arg("--manifest-path")
+            .arg(stub.path().join("Cargo.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cargo-lambda is not installed: scripts/test installs it (pip install --no-deps cargo-lambda==1.9.2)");
+        wait_until(
+            "the Lambda emulator to listen",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        Emulator {
+            child,
+            port,
+            _stub: stub,
+        }
+    }
+
+    /// Invoke the function with `event`: `Ok(result)` or `Err((errorType, errorMessage))`.
+    fn invoke(&self, event: &Value) -> Result<Value, (String, String)> {
+        let r = client()
+            .post(format!(
+                "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+                self.port
+            ))
+            .json(event)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        let ok = r.status().is_success() && r.headers().get("x-amz-function-error").is_none();
+        let body: Value = r.json().unwrap_or(Value::Null);
+        if ok {
+            Ok(body)
+        } else {
+            Err((
+                body["errorType"].as_str().unwrap_or_default().to_string(),
+                body["errorMessage"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A packaged function's `bootstrap`, running against the emulator.
+struct Bootstrap {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Bootstrap {
+    fn start(package: &Path, emulator: &Emulator) -> Bootstrap {
+        let log = package.join("bootstrap.log");
+        let child = Command::new(package.join("bootstrap"))
+            .current_dir(package)
+            .env("LAMBDA_TASK_ROOT", package)
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt", emulator.port),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Bootstrap { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Package `guest` (as function `name`) with `manifest`, returning the unpacked package folder.
+fn package(guest: &str, name: &str, manifest: &str) -> (Fixture, PathBuf) {
+    let f = Fixture::with_guests(&[]);
+    f.copy_guest(guest, name);
+    f.write("wasmfn.toml", manifest);
+    let out = f.dir.path().join("out");
+    let status = wasmfn()
+        .args(["package", "lambda", name, "--dir"])
+        .arg(f.dir.path())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "wasmfn package lambda failed");
+    assert!(out.join(format!("{name}.zip")).exists());
+    (f, out.join("package"))
+}
+
+fn run(guest: &str, name: &str, manifest: &str) -> (Fixture, Emulator, Bootstrap) {
+    let (f, pkg) = package(guest, name, manifest);
+    let emulator = Emulator::start();
+    let bootstrap = Bootstrap::start(&pkg, &emulator);
+    (f, emulator, bootstrap)
+}
+
+fn apigw_v1(path: &str, query: Value, body: Option<&str>, base64: bool) -> Value {
+    json!({
+        "resource": "/{proxy+}", "path": path, "httpMethod": "POST",
+        "headers": {"content-type": "text/plain", "x-demo": "one"},
+        "multiValueHeaders": {"content-type": ["text/plain"], "x-demo": ["one", "two"]},
+        "queryStringParameters": query.clone(),
+        "multiValueQueryStringParameters": query.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), json!([v, format!("{}2", v.as_str().unwrap())]))).collect::<serde_json::Map<_, _>>()),
+        "pathParameters": {"proxy": path.trim_start_matches('/')}, "stageVariables": null,
+        "requestContext": {"accountId": "123456789012", "resourceId": "abc", "stage": "prod", "requestId": "r1",
+            "identity": {"sourceIp": "10.0.0.1"}, "resourcePath": "/{proxy+}", "httpMethod": "POST", "apiId": "api1"},
+        "body": body, "isBase64Encoded": base64
+    })
+}
+
+fn apigw_v2(raw_path: &str, raw_query: &str, cookies: Value) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": raw_query,
+        "cookies": cookies, "headers": {"x-demo": "v2", "content-type": "application/json"},
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "x.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "x", "http": {"method": "PUT", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "test"},
+            "requestId": "r2", "routeKey": "$default", "stage": "$default", "time": "30/Nov/2026:10:00:00 +0000", "timeEpoch": 1796000000000u64},
+        "body": "eyJhIjoxfQ==", "isBase64Encoded": true
+    })
+}
+
+#[test]
+fn http_events_of_every_shape_reach_the_http_world() {
+    let (_f, emu, _boot) = run("echo", "echo", "");
+    // REST API (v1) with multi-value query and headers, base64 body in.
+    let r = emu
+        .invoke(&apigw_v1(
+            "/echo/items",
+            json!({"q": "a b"}),
+            Some("aGVsbG8="),
+            true,
+        ))
+        .unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(r["body"], "hello");
+    assert_eq!(
+        r["multiValueHeaders"]["x-path"][0], "/echo/items?q=a%20b&q=a%20b2",
+        "{r}"
+    );
+    assert_eq!(
+        r["multiValueHeaders"]["x-demo"],
+        json!(["one", "two"]),
+        "{r}"
+    );
+    assert_eq!(r["multiValueHeaders"]["x-method"][0], "POST");
+    // HTTP API / Function URL (v2): cookies back into the request, base64 body, status.
+    let r = emu
+        .invoke(&apigw_v2(
+            "/echo/v2",
+            "status=201&x=1",
+            json!(["a=1", "b=2"]),
+        ))
+        .unwrap();
+    assert_eq!(r["statusCode"], 201, "{r}");
+    assert_eq!(r["body"], "{\"a\":1}");
+    assert_eq!(r["headers"]["x-path"], "/echo/v2?status=201&x=1");
+    assert_eq!(r["headers"]["x-method"], "PUT");
+    // ALB.
+    let alb = json!({
+        "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/abc"}},
+        "httpMethod": "GET", "path": "/echo/alb", "queryStringParameters": {"k": "v"},
+        "headers": {"x-demo": "alb"}, "body": "", "isBase64Encoded": false
+    });
+    let r = emu.invoke(&alb).unwrap();
+    assert_eq!(
+        (r["statusCode"].as_i64(), r["statusDescription"].as_str()),
+        (Some(200), Some("200 OK")),
+        "{r}"
+    );
+    assert_eq!(r["headers"]["x-path"], "/echo/alb?k=v");
+    assert_eq!(r["headers"]["x-demo"], "alb");
+    // Binary responses go back base64-encoded.
+    let mut bin = apigw_v2("/echo/bin", "", json!([]));
+    bin["headers"]["content-type"] = json!("application/octet-stream");
+    bin["body"] = json!("AAEC/w==");
+    let r = emu.invoke(&bin).unwrap();
+    assert_eq!(
+        (r["isBase64Encoded"].as_bool(), r["body"].as_str()),
+        (Some(true), Some("AAEC/w==")),
+        "{r}"
+    );
+}
+
+fn sqs(bodies: &[(&str, &str)]) -> Value {
+    json!({"Records": bodies.iter().map(|(id, body)| json!({
+        "messageId": id, "receiptHandle": "rh", "body": body,
+        "attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1796000000000", "SenderId": "s", "ApproximateFirstReceiveTimestamp": "1796000000001"},
+        "messageAttributes": {"kind": {"stringValue": "order", "dataType": "String", "stringListValues": [], "binaryListValues": []}},
+        "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders", "awsRegion": "us-east-1"
+    })).collect::<Vec<_>>()})
+}
+
+#[test]
+fn queue_events_report_partial_failures_and_errors_keep_the_runtime_serving() {
+    let (_f, emu, boot) = run("queue-worker", "queue-worker", "");
+    let r = emu
+        .invoke(&sqs(&[("m1", "ok"), ("m2", "please fail"), ("m3", "fine")]))
+        .unwrap();
+    assert_eq!(r, json!({"batchItemFailures": [{"itemIdentifier": "m2"}]}));
+    let r = emu.invoke(&sqs(&[("m4", "ok")])).unwrap();
+    assert_eq!(r, json!({"batchItemFailures": []}));
+    // SNS: a failing message is an invocation error (SNS retries the delivery).
+    let sns = |message: &str| {
+        json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:orders:sub", "Sns": {
+        "Type": "Notification", "MessageId": "n1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+        "Subject": "new order", "Message": message, "Timestamp": "2026-11-30T10:00:00.000Z",
+        "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "https://x", "UnsubscribeUrl": "https://x",
+        "MessageAttributes": {}}}]})
+    };
+    assert_eq!(emu.invoke(&sns("ok")).unwrap(), Value::Null);
+    let (kind, message) = emu.invoke(&sns("fail me")).unwrap_err();
+    assert_eq!(kind, "wasmfn.MessagesFailed", "{message}");
+    // An event the function's world cannot take, and an unknown event, are clear errors...
+    let (kind, message) = emu.invoke(&json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": "2026-11-30T10:00:00Z", "resources": [], "detail": {}})).unwrap_err();
+    assert_eq!(kind, "wasmfn.WrongWorld");
+    assert!(message.contains("implements world `queue`, but EventBridge scheduled event events need a `schedule` function"), "{message}");
+    let (kind, message) = emu.invoke(&json!({"hello": "world"})).unwrap_err();
+    assert_eq!(kind, "wasmfn.UnsupportedEvent");
+    assert!(message.contains("[\"hello\"]"), "{message}");
+    let (kind, _) = emu
+        .invoke(&json!({"Records": [{"eventSource": "aws:kinesis"}]}))
+        .unwrap_err();
+    assert_eq!(kind, "wasmfn.UnsupportedEvent");
+    let (kind, message) = emu
+        .invoke(&json!({"Records": [{"eventSource": "aws:sqs", "messageId": 5}]}))
+        .unwrap_err();
+    assert_eq!(kind, "wasmfn.MalformedEvent", "{message}");
+    // ...and the runtime keeps serving.
+    assert_eq!(
+        emu.invoke(&sqs(&[("m5", "ok")])).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    assert!(boot.log().contains("wasmfn function ready"));
+}
+
+#[test]
+fn stream_and_schedule_events_reach_their_worlds() {
+    let (_f, emu, boot) = run("stream-audit", "stream-audit", "");
+    let record = |seq: &str, id: &str, name: &str| {
+        json!({
+            "eventID": format!("e{seq}"), "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2026-11-30T00:00:00.000",
+            "dynamodb": {"ApproximateCreationDateTime": 1796000000, "Keys": {"id": {"S": id}},
+                "NewImage": {"id": {"S": id}, "total": {"N": "42.5"}, "tags": {"SS": ["a"]}, "meta": {"M": {"ok": {"BOOL": true}}}},
+                "OldImage": {"id": {"S": id}, "total": {"N": "40"}},
+                "SequenceNumber": seq, "SizeBytes": 26, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        })
+    };
+    let ok = json!({"Records": [record("100", "o1", "INSERT"), record("101", "o1", "MODIFY"), record("102", "o1", "REMOVE")]});
+    assert_eq!(emu.invoke(&ok).unwrap(), json!({"batchItemFailures": []}));
+    // The guest fails from the record keyed `poison`: reported by its sequence number.
+    let poisoned = json!({"Records": [record("200", "o2", "INSERT"), record("201", "poison", "INSERT"), record("202", "o3", "INSERT")]});
+    assert_eq!(
+        emu.invoke(&poisoned).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "201"}]})
+    );
+    let s3 = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-30T10:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "p"}, "requestParameters": {"sourceIPAddress": "10.0.0.1"}, "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "c", "bucket": {"name": "uploads", "ownerIdentity": {"principalId": "p"}, "arn": "arn:aws:s3:::uploads"},
+            "object": {"key": "photos/my+summer%282026%29.jpg", "size": 1024, "eTag": "abc", "sequencer": "0A1B"}}}]});
+    assert_eq!(emu.invoke(&s3).unwrap(), Value::Null);
+    wait_until("the audit lines", Duration::from_secs(5), || {
+        boot.log().contains("photos/my summer(2026).jpg")
+    });
+    let log = boot.log();
+    assert!(log.contains("Orders") && log.contains("o1"), "{log}");
+}
+
+#[test]
+fn scheduled_events_and_traps() {
+    let (_f, emu, _boot) = run("cron-job", "nightly", "");
+    let event = |rule: &str| {
+        json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T03:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")], "detail": {}})
+    };
+    assert_eq!(emu.invoke(&event("nightly")).unwrap(), Value::Null);
+    let (kind, message) = emu.invoke(&event("failing")).unwrap_err();
+    assert_eq!(kind, "wasmfn.RunFailed", "{message}");
+
+    let (_f, emu, _boot) = run("trap", "trap", "");
+    let (kind, message) = emu.invoke(&apigw_v2("/trap", "", json!([]))).unwrap_err();
+    assert_eq!(kind, "wasmfn.Trap", "{message}");
+    assert!(message.contains("trap"), "{message}");
+    let (kind, _) = emu.invoke(&apigw_v2("/trap", "", json!([]))).unwrap_err();
+    assert_eq!(
+        kind, "wasmfn.Trap",
+        "the runtime serves the next invocation after a trap"
+    );
+
+    let (_f, emu, _boot) = run(
+        "spin-forever",
+        "spin",
+        "[functions.spin]\ntimeout = \"1s\"\n",
+    );
+    let started = std::time::Instant::now();
+    let (kind, _) = emu.invoke(&apigw_v2("/spin", "", json!([]))).unwrap_err();
+    assert_eq!(kind, "wasmfn.Timeout");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
