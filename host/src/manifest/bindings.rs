@@ -62,6 +62,8 @@ struct Checker<'a> {
     table: String,
     backend: &'a str,
     at: &'a At<'a>,
+    /// Where `backend` is set (empty when defaulted).
+    span: std::ops::Range<usize>,
 }
 
 impl Checker<'_> {
@@ -75,6 +77,19 @@ impl Checker<'_> {
             )),
             None => Ok(()),
         }
+    }
+
+    /// [`Checker::refuse`] for several string keys.
+    fn refuse_all(&self, keys: &[(&Option<Spanned<String>>, &str)]) -> Result<(), ManifestError> {
+        keys.iter().try_for_each(|(v, k)| self.refuse(v, k))
+    }
+
+    fn unknown_backend(&self, choices: &str) -> ManifestError {
+        (self.at)(
+            self.span.clone(),
+            &format!("{}.backend", self.table),
+            format!("unknown backend `{}`: use {choices}", self.backend),
+        )
     }
 
     /// `url` or `url-env`, exactly one.
@@ -104,26 +119,37 @@ fn backend_of<'a>(raw: &'a RawStore, default: &'a str) -> (&'a str, std::ops::Ra
     }
 }
 
-fn unknown_backend(
-    at: &At<'_>,
-    table: &str,
-    span: std::ops::Range<usize>,
-    got: &str,
-    choices: &str,
-) -> ManifestError {
-    at(
-        span,
-        &format!("{table}.backend"),
-        format!("unknown backend `{got}`: use {choices}"),
-    )
-}
-
 fn path_of(base: &Path, raw: &RawStore) -> Option<std::path::PathBuf> {
     raw.path.as_ref().map(|p| base.join(p.get_ref()))
 }
 
-fn stream_of(raw: &RawStore) -> Option<String> {
-    raw.stream.as_ref().map(|s| s.get_ref().clone())
+/// The tables of one store kind: names validated, each table's backend built by `build` from
+/// a [`Checker`] for it (which refuses keys of other backends), its folder and the raw table.
+fn tables<C>(
+    file: &Path,
+    kind: &str,
+    default_backend: &str,
+    raw: &BTreeMap<String, RawStore>,
+    at: &At<'_>,
+    build: impl Fn(&Checker<'_>, &Path, &RawStore) -> Result<C, ManifestError>,
+) -> Result<BTreeMap<String, StoreDecl<C>>, ManifestError> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut out = BTreeMap::new();
+    for (name, r) in raw {
+        validate_name(name)
+            .map_err(|m| ManifestError(format!("{}: [{kind}.{name}]: {m}", file.display())))?;
+        let (backend, span) = backend_of(r, default_backend);
+        let c = Checker {
+            table: format!("{kind}.{name}"),
+            backend,
+            at,
+            span,
+        };
+        let config = build(&c, base, r)?;
+        let stream = r.stream.as_ref().map(|s| s.get_ref().clone());
+        out.insert(name.clone(), StoreDecl { config, stream });
+    }
+    Ok(out)
 }
 
 /// `[kv.NAME]` tables.
@@ -132,62 +158,36 @@ pub(super) fn kv(
     raw: &BTreeMap<String, RawStore>,
     at: &At<'_>,
 ) -> Result<BTreeMap<String, StoreDecl<KvBackendConfig>>, ManifestError> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut out = BTreeMap::new();
-    for (name, r) in raw {
-        validate_name(name)
-            .map_err(|m| ManifestError(format!("{}: [kv.{name}]: {m}", file.display())))?;
-        let (backend, span) = backend_of(r, "sqlite");
-        let c = Checker {
-            table: format!("kv.{name}"),
-            backend,
-            at,
-        };
-        for (v, k) in [
+    tables(file, "kv", "sqlite", raw, at, |c, base, r| {
+        c.refuse_all(&[
             (&r.bucket, "bucket"),
             (&r.region, "region"),
             (&r.endpoint, "endpoint"),
-        ] {
-            c.refuse(v, k)?;
-        }
-        c.refuse(&r.access_key_id_env, "access-key-id-env")?;
-        c.refuse(&r.secret_access_key_env, "secret-access-key-env")?;
+            (&r.access_key_id_env, "access-key-id-env"),
+            (&r.secret_access_key_env, "secret-access-key-env"),
+        ])?;
         c.refuse(&r.pool_size, "pool-size")?;
-        let config = match backend {
+        match c.backend {
             "sqlite" => {
-                c.refuse(&r.url, "url")?;
-                c.refuse(&r.url_env, "url-env")?;
-                c.refuse(&r.prefix, "prefix")?;
-                KvBackendConfig::Sqlite {
+                c.refuse_all(&[
+                    (&r.url, "url"),
+                    (&r.url_env, "url-env"),
+                    (&r.prefix, "prefix"),
+                ])?;
+                Ok(KvBackendConfig::Sqlite {
                     path: path_of(base, r),
-                }
+                })
             }
             "redis" => {
                 c.refuse(&r.path, "path")?;
-                KvBackendConfig::Redis {
+                Ok(KvBackendConfig::Redis {
                     url: c.url(r, "redis://127.0.0.1:6379")?,
                     prefix: r.prefix.as_ref().map(|p| p.get_ref().clone()),
-                }
+                })
             }
-            other => {
-                return Err(unknown_backend(
-                    at,
-                    &c.table,
-                    span,
-                    other,
-                    "\"sqlite\" (embedded) or \"redis\"",
-                ))
-            }
-        };
-        out.insert(
-            name.clone(),
-            StoreDecl {
-                config,
-                stream: stream_of(r),
-            },
-        );
-    }
-    Ok(out)
+            _ => Err(c.unknown_backend("\"sqlite\" (embedded) or \"redis\"")),
+        }
+    })
 }
 
 /// `[sql.NAME]` tables.
@@ -196,35 +196,22 @@ pub(super) fn sql(
     raw: &BTreeMap<String, RawStore>,
     at: &At<'_>,
 ) -> Result<BTreeMap<String, StoreDecl<SqlBackendConfig>>, ManifestError> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut out = BTreeMap::new();
-    for (name, r) in raw {
-        validate_name(name)
-            .map_err(|m| ManifestError(format!("{}: [sql.{name}]: {m}", file.display())))?;
-        let (backend, span) = backend_of(r, "sqlite");
-        let c = Checker {
-            table: format!("sql.{name}"),
-            backend,
-            at,
-        };
-        for (v, k) in [
+    tables(file, "sql", "sqlite", raw, at, |c, base, r| {
+        c.refuse_all(&[
             (&r.bucket, "bucket"),
             (&r.region, "region"),
             (&r.endpoint, "endpoint"),
             (&r.prefix, "prefix"),
-        ] {
-            c.refuse(v, k)?;
-        }
-        c.refuse(&r.access_key_id_env, "access-key-id-env")?;
-        c.refuse(&r.secret_access_key_env, "secret-access-key-env")?;
-        let config = match backend {
+            (&r.access_key_id_env, "access-key-id-env"),
+            (&r.secret_access_key_env, "secret-access-key-env"),
+        ])?;
+        match c.backend {
             "sqlite" => {
-                c.refuse(&r.url, "url")?;
-                c.refuse(&r.url_env, "url-env")?;
+                c.refuse_all(&[(&r.url, "url"), (&r.url_env, "url-env")])?;
                 c.refuse(&r.pool_size, "pool-size")?;
-                SqlBackendConfig::Sqlite {
+                Ok(SqlBackendConfig::Sqlite {
                     path: path_of(base, r),
-                }
+                })
             }
             "postgres" => {
                 c.refuse(&r.path, "path")?;
@@ -232,37 +219,21 @@ pub(super) fn sql(
                     None => 16,
                     Some(n) if (1..=1000).contains(n.get_ref()) => *n.get_ref() as usize,
                     Some(n) => {
-                        return Err(at(
+                        return Err((c.at)(
                             n.span(),
                             &format!("{}.pool-size", c.table),
                             format!("{} is out of range 1..=1000", n.get_ref()),
                         ))
                     }
                 };
-                SqlBackendConfig::Postgres {
+                Ok(SqlBackendConfig::Postgres {
                     url: c.url(r, "postgres://user@127.0.0.1/db")?,
                     pool_size,
-                }
+                })
             }
-            other => {
-                return Err(unknown_backend(
-                    at,
-                    &c.table,
-                    span,
-                    other,
-                    "\"sqlite\" (embedded) or \"postgres\"",
-                ))
-            }
-        };
-        out.insert(
-            name.clone(),
-            StoreDecl {
-                config,
-                stream: stream_of(r),
-            },
-        );
-    }
-    Ok(out)
+            _ => Err(c.unknown_backend("\"sqlite\" (embedded) or \"postgres\"")),
+        }
+    })
 }
 
 /// `[blob.NAME]` tables.
@@ -271,39 +242,25 @@ pub(super) fn blob(
     raw: &BTreeMap<String, RawStore>,
     at: &At<'_>,
 ) -> Result<BTreeMap<String, StoreDecl<BlobBackendConfig>>, ManifestError> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut out = BTreeMap::new();
-    for (name, r) in raw {
-        validate_name(name)
-            .map_err(|m| ManifestError(format!("{}: [blob.{name}]: {m}", file.display())))?;
-        let (backend, span) = backend_of(r, "fs");
-        let c = Checker {
-            table: format!("blob.{name}"),
-            backend,
-            at,
-        };
-        for (v, k) in [
+    tables(file, "blob", "fs", raw, at, |c, base, r| {
+        c.refuse_all(&[
             (&r.url, "url"),
             (&r.url_env, "url-env"),
             (&r.prefix, "prefix"),
-        ] {
-            c.refuse(v, k)?;
-        }
+        ])?;
         c.refuse(&r.pool_size, "pool-size")?;
-        let config = match backend {
+        match c.backend {
             "fs" => {
-                for (v, k) in [
+                c.refuse_all(&[
                     (&r.bucket, "bucket"),
                     (&r.region, "region"),
                     (&r.endpoint, "endpoint"),
-                ] {
-                    c.refuse(v, k)?;
-                }
-                c.refuse(&r.access_key_id_env, "access-key-id-env")?;
-                c.refuse(&r.secret_access_key_env, "secret-access-key-env")?;
-                BlobBackendConfig::Fs {
+                    (&r.access_key_id_env, "access-key-id-env"),
+                    (&r.secret_access_key_env, "secret-access-key-env"),
+                ])?;
+                Ok(BlobBackendConfig::Fs {
                     path: path_of(base, r),
-                }
+                })
             }
             "s3" => {
                 c.refuse(&r.path, "path")?;
@@ -316,31 +273,15 @@ pub(super) fn blob(
                 let env = |v: &Option<Spanned<String>>| {
                     v.as_ref().map(|e| SecretSource::Env(e.get_ref().clone()))
                 };
-                BlobBackendConfig::S3(S3Config {
+                Ok(BlobBackendConfig::S3(S3Config {
                     bucket: bucket.get_ref().clone(),
                     region: r.region.as_ref().map(|v| v.get_ref().clone()),
                     endpoint: r.endpoint.as_ref().map(|v| v.get_ref().clone()),
                     access_key_id: env(&r.access_key_id_env),
                     secret_access_key: env(&r.secret_access_key_env),
-                })
+                }))
             }
-            other => {
-                return Err(unknown_backend(
-                    at,
-                    &c.table,
-                    span,
-                    other,
-                    "\"fs\" (embedded) or \"s3\"",
-                ))
-            }
-        };
-        out.insert(
-            name.clone(),
-            StoreDecl {
-                config,
-                stream: stream_of(r),
-            },
-        );
-    }
-    Ok(out)
+            _ => Err(c.unknown_backend("\"fs\" (embedded) or \"s3\"")),
+        }
+    })
 }
