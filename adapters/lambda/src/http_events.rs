@@ -64,6 +64,16 @@ fn query_string<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
         .join("&")
 }
 
+/// The query string from REST/ALB parameters: the multi-value map when present (it has every
+/// value), else the single-value one.
+fn query_of(single: &query_map::QueryMap, multi: &query_map::QueryMap) -> String {
+    if multi.is_empty() {
+        query_string(single.iter())
+    } else {
+        query_string(multi.iter())
+    }
+}
+
 fn with_query(path: &str, query: &str) -> String {
     let path = if path.is_empty() { "/" } else { path };
     if query.is_empty() {
@@ -89,11 +99,10 @@ pub fn parse(shape: HttpShape, event: Value) -> Result<Incoming> {
                 serde_json::from_value(event).context("malformed API Gateway REST event")?;
             let multi = !e.multi_value_query_string_parameters.is_empty()
                 || !e.multi_value_headers.is_empty();
-            let query = if e.multi_value_query_string_parameters.is_empty() {
-                query_string(e.query_string_parameters.iter())
-            } else {
-                query_string(e.multi_value_query_string_parameters.iter())
-            };
+            let query = query_of(
+                &e.query_string_parameters,
+                &e.multi_value_query_string_parameters,
+            );
             Incoming {
                 method: e.http_method,
                 path_and_query: with_query(e.path.as_deref().unwrap_or("/"), &query),
@@ -127,11 +136,10 @@ pub fn parse(shape: HttpShape, event: Value) -> Result<Incoming> {
             let e: AlbTargetGroupRequest =
                 serde_json::from_value(event).context("malformed ALB event")?;
             let multi = !e.multi_value_headers.is_empty();
-            let query = if e.multi_value_query_string_parameters.is_empty() {
-                query_string(e.query_string_parameters.iter())
-            } else {
-                query_string(e.multi_value_query_string_parameters.iter())
-            };
+            let query = query_of(
+                &e.query_string_parameters,
+                &e.multi_value_query_string_parameters,
+            );
             Incoming {
                 method: e.http_method,
                 path_and_query: with_query(e.path.as_deref().unwrap_or("/"), &query),
