@@ -72,6 +72,11 @@ ensure_test_servers() {
         say "installing moto (S3-compatible test server) from PyPI"
         python3 -m pip install --quiet 'moto[server]==5.*'
     }
+    # SAM's translator and cfn-lint check the generated Lambda templates (scripts/validate-sam-template).
+    { python3 -c 'import samtranslator' && command -v cfn-lint; } >/dev/null 2>&1 || {
+        say "installing aws-sam-translator and cfn-lint from PyPI"
+        python3 -m pip install --quiet 'aws-sam-translator>=1.100' 'cfn-lint>=1.40'
+    }
 }
 
 # Where PostgreSQL's server programs live (Debian keeps them out of PATH).

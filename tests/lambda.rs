@@ -355,3 +355,217 @@ fn scheduled_events_and_traps() {
     assert_eq!(kind, "wasmfn.Timeout");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Run `scripts/validate-sam-template` (SAM expansion with validation, then cfn-lint).
+fn validate_template(template: &Path) -> (bool, String) {
+    let out =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate-sam-template"))
+            .arg(template)
+            .output()
+            .expect("python3 with aws-sam-translator and cfn-lint (scripts/test installs them)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn sam_templates_for_every_event_source_expand_and_lint_clean() {
+    let f = Fixture::with_guests(&[]);
+    for (guest, name) in [
+        ("hello", "shop-api"),
+        ("queue-worker", "orders-worker"),
+        ("stream-audit", "audit"),
+        ("cron-job", "nightly"),
+    ] {
+        f.copy_guest(guest, name);
+    }
+    f.write(
+        "wasmfn.toml",
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lambda-app.toml"),
+        )
+        .unwrap(),
+    );
+    f.write("token.txt", "local-dev-token-7f3a\n");
+    let mut templates = std::collections::BTreeMap::new();
+    for name in ["shop-api", "orders-worker", "audit", "nightly"] {
+        let out = f.dir.path().join("out").join(name);
+        let status = wasmfn()
+            .args(["package", "lambda", name, "--dir"])
+            .arg(f.dir.path())
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "packaging {name}");
+        let (ok, report) = validate_template(&out.join("template.yaml"));
+        assert!(ok, "{name}: {report}");
+        let text = std::fs::read_to_string(out.join("template.yaml")).unwrap();
+        // Secret values never reach the template or the package's manifest.
+        let packaged = std::fs::read_to_string(out.join("package/wasmfn.toml")).unwrap();
+        assert!(
+            !text.contains("7f3a") && !packaged.contains("7f3a") && !packaged.contains("token.txt")
+        );
+        let yaml: Value = serde_norway::from_str(&text).unwrap();
+        templates.insert(name, yaml);
+    }
+    let function = |name: &str, id: &str| templates[name]["Resources"][id]["Properties"].clone();
+
+    // HTTP: routes with `/*` become the prefix and `{proxy+}`; CORS on the API; secrets and
+    // connection URLs are NoEcho parameters; config values plain variables.
+    let api = function("shop-api", "ShopApiFunction");
+    let mut paths: Vec<&str> = api["Events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| e["Properties"]["Path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["/api", "/api/{proxy+}", "/health"]);
+    assert_eq!(api["Runtime"], "provided.al2023");
+    assert_eq!(api["Handler"], "shop-api");
+    assert_eq!(
+        (api["MemorySize"].as_u64(), api["Timeout"].as_u64()),
+        (Some(256 + 64), Some(21))
+    );
+    let vars = &api["Environment"]["Variables"];
+    assert_eq!(vars["WASMFN_CONFIG_API_URL"], "https://example.com");
+    assert_eq!(
+        vars["WASMFN_SECRET_API_TOKEN"],
+        json!({"Ref": "WasmfnSecretApiToken"})
+    );
+    for param in [
+        "WasmfnSecretApiToken",
+        "StripeKey",
+        "DatabaseUrl",
+        "RedisUrl",
+    ] {
+        assert_eq!(
+            templates["shop-api"]["Parameters"][param]["NoEcho"], true,
+            "{param}"
+        );
+    }
+    assert_eq!(
+        api["Policies"][0]["S3CrudPolicy"]["BucketName"],
+        "shop-uploads"
+    );
+    assert!(
+        api["VpcConfig"]["Fn::If"].is_array(),
+        "Redis/PostgreSQL put the function in a VPC when subnets are given"
+    );
+    assert_eq!(
+        templates["shop-api"]["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+            ["AllowOrigins"],
+        json!(["*"])
+    );
+
+    // Queues: SQS with a redrive to the dead-letter queue and partial batch responses.
+    let worker = &templates["orders-worker"]["Resources"];
+    let orders =
+        &function("orders-worker", "OrdersWorkerFunction")["Events"]["Orders"]["Properties"];
+    assert_eq!(
+        orders["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(
+        (
+            orders["BatchSize"].as_u64(),
+            orders["MaximumBatchingWindowInSeconds"].as_u64()
+        ),
+        (Some(25), Some(2))
+    );
+    assert_eq!(
+        worker["OrdersQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({"Fn::GetAtt": ["OrdersDlqQueue", "Arn"]})
+    );
+    assert_eq!(
+        worker["RefundsQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"],
+        5
+    );
+    assert_eq!(worker["FailedQueue"]["Type"], "AWS::SQS::Queue");
+    // The visibility timeout covers the function's timeout (SQS refuses the mapping otherwise).
+    assert!(
+        worker["OrdersQueue"]["Properties"]["VisibilityTimeout"]
+            .as_u64()
+            .unwrap()
+            > 60
+    );
+
+    // Streams: S3 notifications for the S3 store recording into `uploads`; a DynamoDB stream
+    // (ARN parameter) for the other, with bisecting and per-record failures.
+    let audit = function("audit", "AuditFunction");
+    assert_eq!(audit["Events"]["UploadsObjects"]["Type"], "S3");
+    assert_eq!(
+        templates["audit"]["Resources"]["UploadsBucket"]["Properties"]["BucketName"],
+        "shop-uploads"
+    );
+    let table = &audit["Events"]["OrdersTable"]["Properties"];
+    assert_eq!(audit["Events"]["OrdersTable"]["Type"], "DynamoDB");
+    assert_eq!(
+        (
+            table["BisectBatchOnFunctionError"].as_bool(),
+            table["MaximumRetryAttempts"].as_u64(),
+            table["BatchSize"].as_u64()
+        ),
+        (Some(true), Some(4), Some(50))
+    );
+
+    // Schedules: AWS cron and rate syntax; a time zone needs EventBridge Scheduler.
+    let nightly = function("nightly", "NightlyFunction");
+    assert_eq!(
+        nightly["Events"]["Nightly"]["Properties"]["Schedule"],
+        "cron(0 3 * * ? *)"
+    );
+    assert_eq!(
+        nightly["Events"]["Heartbeat"]["Properties"]["Schedule"],
+        "rate(5 minutes)"
+    );
+    let weekly = &nightly["Events"]["WeeklyReport"];
+    assert_eq!(
+        (
+            weekly["Type"].as_str(),
+            weekly["Properties"]["ScheduleExpressionTimezone"].as_str()
+        ),
+        (Some("ScheduleV2"), Some("Europe/Paris"))
+    );
+    assert_eq!(
+        weekly["Properties"]["ScheduleExpression"],
+        "cron(0 9 ? * MON *)"
+    );
+
+    // The validation has teeth: a value SAM refuses (a batch larger than SQS allows) fails it.
+    let path = f.dir.path().join("out/orders-worker/template.yaml");
+    let broken = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("BatchSize: 25", "BatchSize: 20000")
+        .replace("MemorySize: 192", "MemorySize: 64");
+    std::fs::write(&path, broken).unwrap();
+    let (ok, report) = validate_template(&path);
+    assert!(!ok, "values Lambda refuses must fail validation: {report}");
+    assert!(
+        report.contains("64 is less than the minimum of 128"),
+        "{report}"
+    );
+    assert!(
+        report.contains("20000 is greater than the maximum of 10000"),
+        "{report}"
+    );
+}
+
+#[test]
+fn schedules_aws_cannot_express_are_refused_at_packaging() {
+    let f = Fixture::with_guests(&[]);
+    f.copy_guest("cron-job", "tick");
+    f.write("wasmfn.toml", "[functions.tick]\nworld = \"schedule\"\n[schedules.fast]\nfunction = \"tick\"\nexpression = \"rate(30 seconds)\"\n");
+    let out = wasmfn()
+        .args(["package", "lambda", "tick", "--dir"])
+        .arg(f.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("schedule `fast`") && stderr.contains("whole minutes"),
+        "{stderr}"
+    );
+}

@@ -29,6 +29,7 @@ pub struct Host {
     cache: CompileCache,
     state_dir: Option<PathBuf>,
     environment: Option<String>,
+    config_env_prefix: Option<String>,
 }
 
 /// Builder for [`Host`].
@@ -38,6 +39,7 @@ pub struct HostBuilder {
     cache: CompileCache,
     state_dir: Option<PathBuf>,
     environment: Option<String>,
+    config_env_prefix: Option<String>,
 }
 
 impl Default for HostBuilder {
@@ -47,6 +49,7 @@ impl Default for HostBuilder {
             cache: CompileCache::new(CompileCache::default_dir()),
             state_dir: None,
             environment: None,
+            config_env_prefix: None,
         }
     }
 }
@@ -61,6 +64,13 @@ impl HostBuilder {
     /// Apply the manifest's `[env.NAME]` overlay when loading folders.
     pub fn environment(mut self, name: impl Into<String>) -> Self {
         self.environment = Some(name.into());
+        self
+    }
+
+    /// Let environment variables `PREFIX_KEY` override (or add) config values of every loaded
+    /// function (see [`crate::config_env`]); the Lambda adapter uses `WASMFN_CONFIG_`.
+    pub fn config_from_env(mut self, prefix: impl Into<String>) -> Self {
+        self.config_env_prefix = Some(prefix.into());
         self
     }
 
@@ -105,6 +115,7 @@ impl HostBuilder {
             cache: self.cache,
             state_dir: self.state_dir,
             environment: self.environment,
+            config_env_prefix: self.config_env_prefix,
         })
     }
 }
@@ -145,6 +156,12 @@ impl Host {
             &self.linker,
             &self.cache,
         )
+    }
+
+    fn overlay_config_env(&self, settings: &mut FunctionSettings) {
+        if let Some(prefix) = &self.config_env_prefix {
+            crate::config_env::overlay(&mut settings.config, prefix, std::env::vars());
+        }
     }
 
     /// Compile a component into the cache without loading it (what `wasmfn compile` does).
@@ -208,6 +225,7 @@ impl Host {
                 platform: platform.clone(),
                 ..entry.settings.clone()
             };
+            self.overlay_config_env(&mut settings);
             for (key, source) in &entry.secrets {
                 match source.resolve() {
                     Ok(value) => settings.secrets.push((key.clone(), value)),
@@ -238,11 +256,12 @@ impl Host {
                 });
                 continue;
             }
-            let settings = FunctionSettings {
+            let mut settings = FunctionSettings {
                 platform: platform.clone(),
                 grants: implicit_grants.clone(),
                 ..FunctionSettings::default()
             };
+            self.overlay_config_env(&mut settings);
             let loaded = self.load_component(&c.name, &c.path, settings);
             app.add_loaded(loaded, None);
         }

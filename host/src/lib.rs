@@ -22,6 +22,7 @@ mod app;
 mod bindings;
 pub mod blob;
 mod compile_cache;
+pub mod config_env;
 mod control_api;
 mod discovery;
 mod engine;

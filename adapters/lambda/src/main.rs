@@ -61,6 +61,8 @@ fn main() -> Result<(), lambda_runtime::Error> {
         let host = wasmfn_host::Host::builder()
             .read_only_cache(root.join("compiled"))
             .state_dir(std::env::temp_dir().join("wasmfn"))
+            // Config values can be changed on the function's environment variables.
+            .config_from_env("WASMFN_CONFIG_")
             .build()?;
         let app = host.load_dir(&root)?;
         if let Some(e) = app.load_errors().first() {

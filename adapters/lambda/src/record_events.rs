@@ -15,13 +15,30 @@ use wasmfn_host::stream::{
     BatchFailure, ChangeRecord, ImageFormat, ObjectEvent, ObjectEventKind, Operation, StreamEvent,
 };
 
+/// The prefix the generated SAM template puts before queue and schedule names
+/// (`${AWS::StackName}-`, in `WASMFN_RESOURCE_PREFIX`) so stacks do not collide; the function
+/// sees the names of its manifest.
+fn resource_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| std::env::var("WASMFN_RESOURCE_PREFIX").unwrap_or_default())
+}
+
+/// `name` without the stack's resource prefix.
+fn manifest_name(name: &str) -> String {
+    name.strip_prefix(resource_prefix())
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(name)
+        .to_string()
+}
+
 /// The last `/`- or `:`-separated part of an ARN (`...:queue-name`, `...table/NAME/stream/...`).
 fn arn_name(arn: Option<&str>, after: &str) -> String {
     let arn = arn.unwrap_or_default();
-    match arn.split_once(after) {
-        Some((_, rest)) => rest.split('/').next().unwrap_or(rest).to_string(),
-        None => arn.rsplit(':').next().unwrap_or(arn).to_string(),
-    }
+    let name = match arn.split_once(after) {
+        Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+        None => arn.rsplit(':').next().unwrap_or(arn),
+    };
+    manifest_name(name)
 }
 
 /// An SQS event as a queue batch.
@@ -270,7 +287,8 @@ pub fn s3_events(event: Value) -> Result<Vec<StreamEvent>> {
         .collect()
 }
 
-/// An EventBridge scheduled event as one schedule firing (the rule's name as the schedule).
+/// An EventBridge scheduled event (a rule's, or an EventBridge Scheduler schedule's input in the
+/// same shape) as one schedule firing, named after the rule or schedule.
 pub fn scheduled_event(event: Value) -> Result<ScheduledEvent> {
     let e: EventBridgeEvent<Value> =
         serde_json::from_value(event).context("malformed EventBridge event")?;
@@ -278,7 +296,9 @@ pub fn scheduled_event(event: Value) -> Result<ScheduledEvent> {
         .resources
         .as_ref()
         .and_then(|r| r.first())
-        .map(|arn| arn_name(Some(arn), ":rule/"))
+        // `...:rule/NAME` (rules; `rule/BUS/NAME` on custom buses) or `...:schedule/GROUP/NAME`
+        // (EventBridge Scheduler): the last segment either way.
+        .map(|arn| manifest_name(arn.rsplit('/').next().unwrap_or_default()))
         .unwrap_or_else(|| "eventbridge".into());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

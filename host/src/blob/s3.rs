@@ -28,7 +28,7 @@ use crate::stores::now_ms;
 pub struct S3Config {
     /// Bucket name.
     pub bucket: String,
-    /// Region (default `us-east-1`).
+    /// Region (default: `AWS_REGION` or `AWS_DEFAULT_REGION`, else `us-east-1`).
     pub region: Option<String>,
     /// Endpoint URL for non-AWS services (`http://127.0.0.1:9000`); plain HTTP is allowed when
     /// the endpoint says so.
@@ -98,8 +98,16 @@ impl S3Blobs {
                 retry_timeout: std::time::Duration::from_secs(30),
                 ..Default::default()
             })
-            .with_bucket_name(&c.bucket)
-            .with_region(c.region.as_deref().unwrap_or("us-east-1"));
+            .with_bucket_name(&c.bucket);
+        // The manifest's region, else the environment's (`AWS_REGION`, which Lambda sets),
+        // else us-east-1.
+        let region = c
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        b = b.with_region(region);
         if let Some(e) = &c.endpoint {
             b = b
                 .with_endpoint(e)

@@ -1,7 +1,8 @@
 //! `wasmfn package lambda NAME`: one function as an AWS Lambda deployment package for the
 //! `provided.al2023` runtime: the `bootstrap` custom runtime (`adapters/lambda`), the component,
 //! its compiled form for the target architecture (so Init never compiles), and a `wasmfn.toml`
-//! reduced to this function and the stores it is bound to, with `--env` already applied.
+//! reduced to this function and the stores it is bound to, with `--env` already applied; beside
+//! it, a SAM `template.yaml` deploying it with its event sources ([`sam`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use toml::Value;
-use wasmfn_host::{EngineOptions, Host};
+use wasmfn_host::manifest::Manifest;
+use wasmfn_host::{EngineOptions, FunctionSettings, Host, World};
+
+mod aws_schedule;
+mod sam;
 
 #[derive(Args)]
 pub struct PackageArgs {
@@ -49,6 +54,14 @@ enum Arch {
 }
 
 impl Arch {
+    /// The name in Lambda's `Architectures`.
+    fn lambda_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
     fn triple(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-unknown-linux-gnu",
@@ -63,10 +76,27 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
     let manifest_path = args.dir.join("wasmfn.toml");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
     // Validate exactly as `serve` would (file:line errors), then reduce the raw document.
-    wasmfn_host::manifest::Manifest::parse_env(&manifest_path, &text, environment)?;
+    let manifest = Manifest::parse_env(&manifest_path, &text, environment)?;
     let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
     let reduced = reduce(doc, name, environment)?;
     let component = component_of(&args.dir, &reduced, name)?;
+    let reduced_text = toml::to_string_pretty(&reduced)?;
+    let packaged = Manifest::parse(&manifest_path, &reduced_text)?;
+    let entry = packaged
+        .functions
+        .get(name)
+        .context("the reduced manifest lost the function")?;
+    let world = world_of(name, &component, &entry.settings)?;
+    // Before any slow step, so that what AWS cannot express fails at once.
+    let zip_name = format!("{name}.zip");
+    let template = sam::template(&sam::TemplateInput {
+        manifest: &manifest,
+        entry,
+        function: name,
+        world,
+        architecture: args.arch.lambda_name(),
+        code_uri: &zip_name,
+    })?;
 
     let out = args
         .out
@@ -82,7 +112,7 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         .with_context(|| format!("copying {}", bootstrap.display()))?;
     std::fs::copy(&component, stage.join(format!("{name}.wasm")))
         .with_context(|| format!("copying {}", component.display()))?;
-    std::fs::write(stage.join("wasmfn.toml"), toml::to_string_pretty(&reduced)?)?;
+    std::fs::write(stage.join("wasmfn.toml"), &reduced_text)?;
 
     // Compile for the target architecture into the package's read-only cache.
     let options = EngineOptions {
@@ -96,15 +126,21 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         .with_context(|| format!("creating a compiler for {}", args.arch.triple()))?;
     host.precompile(stage.join(format!("{name}.wasm")))?;
 
-    let zip_path = out.join(format!("{name}.zip"));
+    let zip_path = out.join(&zip_name);
     write_zip(&stage, &zip_path)?;
     let size = std::fs::metadata(&zip_path)?.len();
+    let template_path = out.join("template.yaml");
+    std::fs::write(&template_path, template)?;
     println!(
         "packaged `{name}` for AWS Lambda ({}, provided.al2023)",
         args.arch.triple()
     );
     println!("  {} ({} KiB)", zip_path.display(), size / 1024);
     println!("  contents in {}", stage.display());
+    println!(
+        "  {} (deploy: sam deploy --guided --template-file {0})",
+        template_path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -153,11 +189,23 @@ fn reduce(doc: Value, name: &str, environment: Option<&str>) -> Result<Value> {
             }
         }
     }
-    let function = doc
+    let mut function = doc
         .get("functions")
         .and_then(|f| f.get(name))
         .cloned()
         .unwrap_or_else(|| Value::Table(Default::default()));
+    // Secret files stay on the developer's machine: on Lambda the secret is an environment
+    // variable (a NoEcho parameter of the template).
+    if let Some(Value::Table(secrets)) = function.get_mut("secrets") {
+        for (key, source) in secrets.iter_mut() {
+            if source.get("file").is_some() {
+                let var = wasmfn_host::config_env::variable_for(sam::SECRET_PREFIX, key);
+                let mut env = toml::map::Map::new();
+                env.insert("env".into(), Value::String(var));
+                *source = Value::Table(env);
+            }
+        }
+    }
     let mut reduced = toml::map::Map::new();
     if let Some(d) = doc.get("defaults") {
         reduced.insert("defaults".into(), d.clone());
@@ -188,6 +236,18 @@ fn reduce(doc: Value, name: &str, environment: Option<&str>) -> Result<Value> {
         }
     }
     Ok(Value::Table(reduced))
+}
+
+/// The function's world: as the manifest declares it, or read from the component.
+fn world_of(name: &str, component: &Path, settings: &FunctionSettings) -> Result<World> {
+    if let Some(world) = settings.expected_world {
+        return Ok(world);
+    }
+    let host = Host::builder().build()?;
+    let function = host
+        .load_component(name, component, settings.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(function.world())
 }
 
 fn component_of(dir: &Path, reduced: &Value, name: &str) -> Result<PathBuf> {
