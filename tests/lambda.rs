@@ -569,3 +569,88 @@ fn schedules_aws_cannot_express_are_refused_at_packaging() {
         "{stderr}"
     );
 }
+
+/// A sample event shipped with the `aws_lambda_events` crate (AWS's own examples), read from
+/// cargo's unpacked copy of the crate.
+fn aws_sample(file: &str) -> Value {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let registries = std::fs::read_dir(home.join("registry/src")).expect("cargo's registry sources");
+    for registry in registries.flatten() {
+        let path = registry
+            .path()
+            .join("aws_lambda_events-1.2.1/src/fixtures")
+            .join(file);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+    panic!("no {file} in aws_lambda_events-1.2.1's fixtures under {}", home.display());
+}
+
+#[test]
+fn aws_sample_events_of_every_source() {
+    // HTTP: REST (single and multi-value query), HTTP API v2, ALB with multi-value headers.
+    let (_f, emu, _boot) = run("echo", "echo", "");
+    let r = emu.invoke(&aws_sample("example-apigw-request.json")).unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(r["body"], "{\r\n\t\"a\": 1\r\n}");
+    assert_eq!(r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me", "{r}");
+    assert_eq!(r["multiValueHeaders"]["x-method"][0], "POST");
+    let r = emu
+        .invoke(&aws_sample("example-apigw-request-multi-value-parameters.json"))
+        .unwrap();
+    assert_eq!(r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me&name=me2", "{r}");
+    let r = emu
+        .invoke(&aws_sample("example-apigw-v2-request-no-authorizer.json"))
+        .unwrap();
+    assert_eq!((r["statusCode"].as_u64(), r["headers"]["x-path"].as_str()), (Some(200), Some("/")), "{r}");
+    assert_eq!(r["headers"]["x-method"], "GET");
+    let r = emu
+        .invoke(&aws_sample("example-alb-lambda-target-request-multivalue-headers.json"))
+        .unwrap();
+    assert_eq!(r["statusDescription"], "200 OK", "{r}");
+    assert_eq!(r["body"], "Some text");
+    assert_eq!(r["multiValueHeaders"]["x-path"][0], "/?key=hello", "{r}");
+
+    // Queue: SQS (partial failure by message id) and SNS.
+    let (_f, emu, boot) = run("queue-worker", "queue-worker", "");
+    let sqs = aws_sample("example-sqs-event.json");
+    assert_eq!(emu.invoke(&sqs).unwrap(), json!({"batchItemFailures": []}));
+    let mut failing = sqs.clone();
+    let mut second = sqs["Records"][0].clone();
+    second["messageId"] = json!("MessageID_2");
+    second["body"] = json!("please fail this one");
+    failing["Records"].as_array_mut().unwrap().push(second);
+    assert_eq!(
+        emu.invoke(&failing).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "MessageID_2"}]})
+    );
+    assert_eq!(emu.invoke(&aws_sample("example-sns-event.json")).unwrap(), Value::Null);
+    wait_until("the SNS message in the log", Duration::from_secs(5), || {
+        boot.log().contains("snsNetTest")
+    });
+
+    // Stream: DynamoDB (attribute values unwrapped, binary sets included) and S3 (URL-decoded).
+    let (_f, emu, boot) = run("stream-audit", "stream-audit", "");
+    assert_eq!(
+        emu.invoke(&aws_sample("example-dynamodb-event.json")).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(emu.invoke(&aws_sample("example-s3-event.json")).unwrap(), Value::Null);
+    wait_until("the audit lines", Duration::from_secs(5), || {
+        let log = boot.log();
+        log.contains("Example-Table") && log.contains("Happy Face.jpg")
+    });
+
+    // Schedule: EventBridge's scheduled event, named after its rule.
+    let (_f, emu, boot) = run("cron-job", "cron-job", "");
+    assert_eq!(
+        emu.invoke(&aws_sample("example-eventbridge-schedule.json")).unwrap(),
+        Value::Null
+    );
+    wait_until("the run in the log", Duration::from_secs(5), || {
+        boot.log().contains("my-scheduled-rule")
+    });
+}
