@@ -6,148 +6,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::servers::free_port;
-use common::{client, wait_until, wasmfn, Fixture};
+use common::lambda::run;
+use common::{wait_until, wasmfn, Fixture};
 use serde_json::{json, Value};
-
-/// cargo-lambda's emulator serving only the Runtime and Invoke APIs.
-struct Emulator {
-    child: Child,
-    port: u16,
-    _stub: tempfile::TempDir,
-}
-
-impl Emulator {
-    fn start() -> Emulator {
-        let stub = tempfile::tempdir().unwrap();
-        std::fs::create_dir(stub.path().join("src")).unwrap();
-        std::fs::write(
-            stub.path().join("Cargo.toml"),
-            "[package]\nname = \"stub\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-        )
-        .unwrap();
-        std::fs::write(stub.path().join("src/main.rs"), "fn main() {}\n").unwrap();
-        let port = free_port();
-        let child = Command::new("cargo-lambda")
-            .args(["lambda", "watch", "--only-lambda-apis", "--offline", "-A", "127.0.0.1", "-P"])
-            .arg(port.to_string())
-            .arg("--manifest-path")
-            .arg(stub.path().join("Cargo.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cargo-lambda is not installed: scripts/test installs it (pip install --no-deps cargo-lambda==1.9.2)");
-        wait_until(
-            "the Lambda emulator to listen",
-            Duration::from_secs(30),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        );
-        Emulator {
-            child,
-            port,
-            _stub: stub,
-        }
-    }
-
-    /// Invoke the function with `event`: `Ok(result)` or `Err((errorType, errorMessage))`.
-    fn invoke(&self, event: &Value) -> Result<Value, (String, String)> {
-        let r = client()
-            .post(format!(
-                "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
-                self.port
-            ))
-            .json(event)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .unwrap();
-        let ok = r.status().is_success() && r.headers().get("x-amz-function-error").is_none();
-        let body: Value = r.json().unwrap_or(Value::Null);
-        if ok {
-            Ok(body)
-        } else {
-            Err((
-                body["errorType"].as_str().unwrap_or_default().to_string(),
-                body["errorMessage"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            ))
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A packaged function's `bootstrap`, running against the emulator.
-struct Bootstrap {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Bootstrap {
-    fn start(package: &Path, emulator: &Emulator) -> Bootstrap {
-        let log = package.join("bootstrap.log");
-        let child = Command::new(package.join("bootstrap"))
-            .current_dir(package)
-            .env("LAMBDA_TASK_ROOT", package)
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{}/.rt", emulator.port),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Bootstrap { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Bootstrap {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Package `guest` (as function `name`) with `manifest`, returning the unpacked package folder.
-fn package(guest: &str, name: &str, manifest: &str) -> (Fixture, PathBuf) {
-    let f = Fixture::with_guests(&[]);
-    f.copy_guest(guest, name);
-    f.write("wasmfn.toml", manifest);
-    let out = f.dir.path().join("out");
-    let status = wasmfn()
-        .args(["package", "lambda", name, "--dir"])
-        .arg(f.dir.path())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "wasmfn package lambda failed");
-    assert!(out.join(format!("{name}.zip")).exists());
-    (f, out.join("package"))
-}
-
-fn run(guest: &str, name: &str, manifest: &str) -> (Fixture, Emulator, Bootstrap) {
-    let (f, pkg) = package(guest, name, manifest);
-    let emulator = Emulator::start();
-    let bootstrap = Bootstrap::start(&pkg, &emulator);
-    (f, emulator, bootstrap)
-}
 
 fn apigw_v1(path: &str, query: Value, body: Option<&str>, base64: bool) -> Value {
     json!({
@@ -576,7 +440,8 @@ fn aws_sample(file: &str) -> Value {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
-    let registries = std::fs::read_dir(home.join("registry/src")).expect("cargo's registry sources");
+    let registries =
+        std::fs::read_dir(home.join("registry/src")).expect("cargo's registry sources");
     for registry in registries.flatten() {
         let path = registry
             .path()
@@ -586,29 +451,48 @@ fn aws_sample(file: &str) -> Value {
             return serde_json::from_str(&text).unwrap();
         }
     }
-    panic!("no {file} in aws_lambda_events-1.2.1's fixtures under {}", home.display());
+    panic!(
+        "no {file} in aws_lambda_events-1.2.1's fixtures under {}",
+        home.display()
+    );
 }
 
 #[test]
 fn aws_sample_events_of_every_source() {
     // HTTP: REST (single and multi-value query), HTTP API v2, ALB with multi-value headers.
     let (_f, emu, _boot) = run("echo", "echo", "");
-    let r = emu.invoke(&aws_sample("example-apigw-request.json")).unwrap();
+    let r = emu
+        .invoke(&aws_sample("example-apigw-request.json"))
+        .unwrap();
     assert_eq!(r["statusCode"], 200, "{r}");
     assert_eq!(r["body"], "{\r\n\t\"a\": 1\r\n}");
-    assert_eq!(r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me", "{r}");
+    assert_eq!(
+        r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me",
+        "{r}"
+    );
     assert_eq!(r["multiValueHeaders"]["x-method"][0], "POST");
     let r = emu
-        .invoke(&aws_sample("example-apigw-request-multi-value-parameters.json"))
+        .invoke(&aws_sample(
+            "example-apigw-request-multi-value-parameters.json",
+        ))
         .unwrap();
-    assert_eq!(r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me&name=me2", "{r}");
+    assert_eq!(
+        r["multiValueHeaders"]["x-path"][0], "/hello/world?name=me&name=me2",
+        "{r}"
+    );
     let r = emu
         .invoke(&aws_sample("example-apigw-v2-request-no-authorizer.json"))
         .unwrap();
-    assert_eq!((r["statusCode"].as_u64(), r["headers"]["x-path"].as_str()), (Some(200), Some("/")), "{r}");
+    assert_eq!(
+        (r["statusCode"].as_u64(), r["headers"]["x-path"].as_str()),
+        (Some(200), Some("/")),
+        "{r}"
+    );
     assert_eq!(r["headers"]["x-method"], "GET");
     let r = emu
-        .invoke(&aws_sample("example-alb-lambda-target-request-multivalue-headers.json"))
+        .invoke(&aws_sample(
+            "example-alb-lambda-target-request-multivalue-headers.json",
+        ))
         .unwrap();
     assert_eq!(r["statusDescription"], "200 OK", "{r}");
     assert_eq!(r["body"], "Some text");
@@ -627,7 +511,10 @@ fn aws_sample_events_of_every_source() {
         emu.invoke(&failing).unwrap(),
         json!({"batchItemFailures": [{"itemIdentifier": "MessageID_2"}]})
     );
-    assert_eq!(emu.invoke(&aws_sample("example-sns-event.json")).unwrap(), Value::Null);
+    assert_eq!(
+        emu.invoke(&aws_sample("example-sns-event.json")).unwrap(),
+        Value::Null
+    );
     wait_until("the SNS message in the log", Duration::from_secs(5), || {
         boot.log().contains("snsNetTest")
     });
@@ -635,10 +522,14 @@ fn aws_sample_events_of_every_source() {
     // Stream: DynamoDB (attribute values unwrapped, binary sets included) and S3 (URL-decoded).
     let (_f, emu, boot) = run("stream-audit", "stream-audit", "");
     assert_eq!(
-        emu.invoke(&aws_sample("example-dynamodb-event.json")).unwrap(),
+        emu.invoke(&aws_sample("example-dynamodb-event.json"))
+            .unwrap(),
         json!({"batchItemFailures": []})
     );
-    assert_eq!(emu.invoke(&aws_sample("example-s3-event.json")).unwrap(), Value::Null);
+    assert_eq!(
+        emu.invoke(&aws_sample("example-s3-event.json")).unwrap(),
+        Value::Null
+    );
     wait_until("the audit lines", Duration::from_secs(5), || {
         let log = boot.log();
         log.contains("Example-Table") && log.contains("Happy Face.jpg")
@@ -647,7 +538,8 @@ fn aws_sample_events_of_every_source() {
     // Schedule: EventBridge's scheduled event, named after its rule.
     let (_f, emu, boot) = run("cron-job", "cron-job", "");
     assert_eq!(
-        emu.invoke(&aws_sample("example-eventbridge-schedule.json")).unwrap(),
+        emu.invoke(&aws_sample("example-eventbridge-schedule.json"))
+            .unwrap(),
         Value::Null
     );
     wait_until("the run in the log", Duration::from_secs(5), || {

@@ -174,9 +174,15 @@ pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> HttpR
         .expect("static response parts are valid")
 }
 
-/// The response that reports a failed invocation to an HTTP client.
+/// The response that reports a failed invocation to an HTTP client: the status for its kind,
+/// the message as the body, the kind in `x-wasmfn-error`.
 pub fn error_response(error: &InvokeError) -> HttpResponse {
     let mut response = text_response(error.http_status(), error.to_string());
+    // The error's kind, machine-readable (the same names as the Lambda adapter's errorType).
+    response.headers_mut().insert(
+        "x-wasmfn-error",
+        http::HeaderValue::from_static(error.kind()),
+    );
     if matches!(error, InvokeError::Overloaded { .. }) {
         response.headers_mut().insert(
             http::header::RETRY_AFTER,

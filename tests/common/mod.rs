@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod lambda;
 pub mod servers;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

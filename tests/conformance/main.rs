@@ -1,0 +1,79 @@
+//! The conformance suite: scenarios in `tests/conformance/scenarios/` (see the README there)
+//! run with the same guest artifacts on every target, which must answer alike.
+//! Targets here: the local host (`wasmfn serve` / `wasmfn invoke`) and the Lambda adapter.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod local;
+mod on_lambda;
+mod scenario;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use scenario::{Case, Outcome, Scenario};
+
+/// A place scenarios run.
+pub trait Target {
+    /// Send one case's input and report what came back.
+    fn run(&mut self, case: &Case) -> Outcome;
+    /// Everything the function logged so far.
+    fn log(&self) -> String;
+}
+
+fn scenarios() -> Vec<Scenario> {
+    scenario::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/scenarios"))
+}
+
+/// Run every scenario on one target; fail with every mismatch listed.
+fn run_all(target: &str, start: impl Fn(&Scenario) -> Box<dyn Target>) {
+    let scenarios = scenarios();
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for s in &scenarios {
+        let mut t = start(s);
+        for case in &s.cases {
+            cases += 1;
+            let outcome = t.run(case);
+            if let Err(why) = case.expect.check(&outcome) {
+                failures.push(format!("{target}: {} / {}: {why}", s.file, case.name));
+            }
+            for line in &case.expect.log {
+                let started = Instant::now();
+                while !t.log().contains(line.as_str()) && started.elapsed() < Duration::from_secs(5)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if !t.log().contains(line.as_str()) {
+                    failures.push(format!(
+                        "{target}: {} / {}: no log line with {line:?}",
+                        s.file, case.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(cases >= 10, "the suite lost its scenarios ({cases} cases)");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{target}: {cases} cases in {} scenarios passed",
+        scenarios.len()
+    );
+}
+
+#[test]
+fn local_host_passes_every_scenario() {
+    run_all("local host", |s| Box::new(local::Local::start(s)));
+}
+
+#[test]
+fn lambda_adapter_passes_every_scenario() {
+    run_all("Lambda adapter", |s| {
+        Box::new(on_lambda::OnLambda::start(s))
+    });
+}
