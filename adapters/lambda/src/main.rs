@@ -52,9 +52,9 @@ fn main() -> Result<(), lambda_runtime::Error> {
     let root = std::env::var_os("LAMBDA_TASK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    // One thread: a Lambda environment handles one invocation at a time.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread: a Lambda environment handles one invocation at a time, so the Runtime API
+    // client, the handler and the guest's tasks share it without cross-thread wake-ups.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
