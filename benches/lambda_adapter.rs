@@ -30,7 +30,13 @@ fn target_dir() -> PathBuf {
 fn build_runtimes() -> (PathBuf, PathBuf) {
     for extra in [&[][..], &["--example", "bare_runtime"][..]] {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--profile", "release-lambda", "-p", "wasmfn-lambda"])
+            .args([
+                "build",
+                "--profile",
+                "release-lambda",
+                "-p",
+                "wasmfn-lambda",
+            ])
             .args(extra)
             .env("CARGO_TARGET_DIR", target_dir())
             .status()
@@ -64,7 +70,15 @@ impl Emulator {
             .unwrap()
             .port();
         let child = Command::new("cargo-lambda")
-            .args(["lambda", "watch", "--only-lambda-apis", "--offline", "-A", "127.0.0.1", "-P"])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--offline",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
             .arg(port.to_string())
             .arg("--manifest-path")
             .arg(stub.path().join("Cargo.toml"))
@@ -74,7 +88,10 @@ impl Emulator {
             .expect("cargo-lambda (scripts/test installs it)");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "emulator did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "emulator did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Emulator {
@@ -87,7 +104,10 @@ impl Emulator {
 
     fn invoke(&self, event: &Value) -> Value {
         self.client
-            .post(format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port))
+            .post(format!(
+                "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+                self.port
+            ))
             .json(event)
             .send()
             .unwrap()
@@ -100,7 +120,10 @@ impl Emulator {
         Command::new(runtime)
             .current_dir(root)
             .env("LAMBDA_TASK_ROOT", root)
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt", self.port))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt", self.port),
+            )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "192")
@@ -134,7 +157,10 @@ fn http_event() -> Value {
 fn lambda_adapter(c: &mut Criterion) {
     let (bootstrap, bare) = build_runtimes();
     let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/hello/hello.wasm");
-    assert!(hello.exists(), "build the guests first: scripts/build-guests");
+    assert!(
+        hello.exists(),
+        "build the guests first: scripts/build-guests"
+    );
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("app")).unwrap();
     std::fs::copy(&hello, work.path().join("app/hello.wasm")).unwrap();

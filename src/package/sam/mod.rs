@@ -1,0 +1,369 @@
+//! The AWS SAM `template.yaml` written beside a Lambda package: the function (memory, timeout,
+//! architecture, environment) and, from the manifest, its event sources: an HTTP API with CORS
+//! for `http` functions, SQS queues with a dead-letter redrive and `ReportBatchItemFailures`,
+//! DynamoDB streams and S3 notifications for `stream` functions, EventBridge schedules.
+//!
+//! Secrets and connection URLs become `NoEcho` parameters passed as environment variables, so
+//! no secret is ever written into the template or the package.
+
+use anyhow::{bail, Result};
+use serde_norway::{Mapping, Value};
+use wasmfn_host::blob::BlobBackendConfig;
+use wasmfn_host::kv::KvBackendConfig;
+use wasmfn_host::manifest::{FunctionEntry, Manifest};
+use wasmfn_host::secrets::SecretSource;
+use wasmfn_host::sql::SqlBackendConfig;
+use wasmfn_host::World;
+
+mod events;
+
+/// Environment variable prefix for config values (read by the bootstrap).
+pub const CONFIG_PREFIX: &str = "WASMFN_CONFIG_";
+/// Environment variable prefix for secrets that were files locally (files are never packaged).
+pub const SECRET_PREFIX: &str = "WASMFN_SECRET_";
+/// Memory Lambda gives the runtime itself (engine, tokio, pools) above the guest's limit.
+const RUNTIME_MEMORY_MB: u64 = 64;
+
+/// What the template is generated from.
+pub struct TemplateInput<'a> {
+    /// The manifest with `--env` applied (triggers and store declarations).
+    pub manifest: &'a Manifest,
+    /// The function's entry as packaged (`[defaults]` applied).
+    pub entry: &'a FunctionEntry,
+    /// The packaged function.
+    pub function: &'a str,
+    /// Its world (decides the event sources).
+    pub world: World,
+    /// `x86_64` or `arm64`.
+    pub architecture: &'a str,
+    /// The zip, relative to the template.
+    pub code_uri: &'a str,
+}
+
+/// A CloudFormation logical id (or parameter name) from a wasmfn name: `orders-dlq` →
+/// `OrdersDlq`, `DATABASE_URL` → `DatabaseUrl`.
+pub fn logical_id(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let lower = w.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Mapping(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+fn reference(name: &str) -> Value {
+    map([("Ref", name.into())])
+}
+
+fn arn_of(resource: &str) -> Value {
+    map([("Fn::GetAtt", vec![resource, "Arn"].into())])
+}
+
+fn sub(text: &str) -> Value {
+    map([("Fn::Sub", text.into())])
+}
+
+/// A queue or schedule name unique to the stack; the bootstrap strips the prefix again
+/// (`WASMFN_RESOURCE_PREFIX`), so the function sees the manifest's name.
+fn prefixed(name: &str) -> Value {
+    sub(&format!("${{AWS::StackName}}-{name}"))
+}
+
+fn insert(m: &mut Mapping, key: impl Into<String>, value: Value) {
+    m.insert(Value::from(key.into()), value);
+}
+
+#[derive(Default)]
+struct Template {
+    parameters: Mapping,
+    conditions: Mapping,
+    resources: Mapping,
+    outputs: Mapping,
+    environment: Mapping,
+    events: Mapping,
+    policies: Vec<Value>,
+}
+
+impl Template {
+    /// A `NoEcho` string parameter passed to the function as environment variable `var`.
+    fn secret_variable(&mut self, var: &str, what: &str) {
+        let param = logical_id(var);
+        insert(
+            &mut self.parameters,
+            param.clone(),
+            map([
+                ("Type", "String".into()),
+                ("NoEcho", true.into()),
+                (
+                    "Description",
+                    format!("{what} (environment variable {var})").into(),
+                ),
+            ]),
+        );
+        insert(&mut self.environment, var, reference(&param));
+    }
+
+    fn secret_source(&mut self, source: &SecretSource, what: &str) {
+        if let SecretSource::Env(var) = source {
+            self.secret_variable(var, what);
+        }
+    }
+
+    fn output(&mut self, name: &str, description: &str, value: Value) {
+        insert(
+            &mut self.outputs,
+            name,
+            map([("Description", description.into()), ("Value", value)]),
+        );
+    }
+}
+
+/// Generate `template.yaml`.
+pub fn template(input: &TemplateInput) -> Result<String> {
+    let manifest = input.manifest;
+    let name = input.function;
+    let entry = input.entry;
+    let function_id = format!("{}Function", logical_id(name));
+    let mut t = Template::default();
+    insert(
+        &mut t.environment,
+        "WASMFN_RESOURCE_PREFIX",
+        sub("${AWS::StackName}-"),
+    );
+    let limits = &entry.settings.limits;
+
+    // Config values as variables (editable on the function without repackaging).
+    for (key, value) in &entry.settings.config {
+        insert(
+            &mut t.environment,
+            wasmfn_host::config_env::variable_for(CONFIG_PREFIX, key),
+            value.as_str().into(),
+        );
+    }
+    for (key, source) in &entry.secrets {
+        match source {
+            SecretSource::File(_) => t.secret_variable(
+                &wasmfn_host::config_env::variable_for(SECRET_PREFIX, key),
+                &format!("secret `{key}`"),
+            ),
+            other => t.secret_source(other, &format!("secret `{key}`")),
+        }
+    }
+
+    // Stores: connection settings, and the VPC for servers that live in one.
+    let grants = &entry.settings.grants.stores;
+    let mut needs_vpc = false;
+    for store in &grants.kv {
+        if let Some(KvBackendConfig::Redis { url, .. }) = manifest.kv.get(store).map(|d| &d.config)
+        {
+            t.secret_source(url, &format!("Redis URL of kv store `{store}`"));
+            needs_vpc = true;
+        }
+    }
+    for store in &grants.sql {
+        if let Some(SqlBackendConfig::Postgres { url, .. }) =
+            manifest.sql.get(store).map(|d| &d.config)
+        {
+            t.secret_source(url, &format!("PostgreSQL URL of sql store `{store}`"));
+            needs_vpc = true;
+        }
+    }
+    for store in &grants.blob {
+        if let Some(BlobBackendConfig::S3(s3)) = manifest.blob.get(store).map(|d| &d.config) {
+            for source in [&s3.access_key_id, &s3.secret_access_key]
+                .into_iter()
+                .flatten()
+            {
+                t.secret_source(source, &format!("S3 credential of blob store `{store}`"));
+            }
+            t.policies.push(map([(
+                "S3CrudPolicy",
+                map([("BucketName", s3.bucket.as_str().into())]),
+            )]));
+        }
+    }
+
+    match input.world {
+        World::Http => events::http_events(&mut t, entry, name),
+        World::Queue => events::queue_events(&mut t, manifest, name, limits.timeout.as_secs())?,
+        World::Stream => events::stream_events(&mut t, manifest, name),
+        World::Schedule => events::schedule_events(&mut t, manifest, name)?,
+    }
+
+    let timeout = limits.timeout.as_secs_f64().ceil() as u64;
+    if timeout > 899 {
+        bail!(
+            "`{name}` has timeout {timeout} s; Lambda allows at most 900 s (set `timeout` to 899s or less)"
+        );
+    }
+    let memory_mb = (limits.memory_bytes >> 20) + RUNTIME_MEMORY_MB;
+    if memory_mb > 10_240 {
+        bail!(
+            "`{name}` has a {} MiB memory limit; Lambda allows at most 10 GiB",
+            memory_mb
+        );
+    }
+
+    let mut properties = Mapping::new();
+    insert(&mut properties, "FunctionName", prefixed(name));
+    insert(
+        &mut properties,
+        "Description",
+        format!("wasmfn function `{name}` ({} world)", input.world).into(),
+    );
+    insert(&mut properties, "CodeUri", input.code_uri.into());
+    // The bootstrap serves the function named by the handler.
+    insert(&mut properties, "Handler", name.into());
+    insert(&mut properties, "Runtime", "provided.al2023".into());
+    insert(
+        &mut properties,
+        "Architectures",
+        vec![input.architecture].into(),
+    );
+    insert(&mut properties, "MemorySize", memory_mb.max(128).into());
+    // One second above the guest's timeout, so the guest's own limit reports first.
+    insert(&mut properties, "Timeout", (timeout + 1).into());
+    if !t.environment.is_empty() {
+        insert(
+            &mut properties,
+            "Environment",
+            map([(
+                "Variables",
+                Value::Mapping(std::mem::take(&mut t.environment)),
+            )]),
+        );
+    }
+    if !t.policies.is_empty() {
+        insert(
+            &mut properties,
+            "Policies",
+            std::mem::take(&mut t.policies).into(),
+        );
+    }
+    if needs_vpc {
+        vpc(&mut t, &mut properties);
+    }
+    if !t.events.is_empty() {
+        insert(
+            &mut properties,
+            "Events",
+            Value::Mapping(std::mem::take(&mut t.events)),
+        );
+    }
+    insert(
+        &mut properties,
+        "Tags",
+        map([
+            ("wasmfn:function", name.into()),
+            ("wasmfn:world", input.world.name().into()),
+        ]),
+    );
+    insert(
+        &mut t.resources,
+        function_id.clone(),
+        map([
+            ("Type", "AWS::Serverless::Function".into()),
+            ("Properties", Value::Mapping(properties)),
+        ]),
+    );
+    t.output("FunctionArn", "The function's ARN", arn_of(&function_id));
+    render(input, t)
+}
+
+fn render(input: &TemplateInput, t: Template) -> Result<String> {
+    let mut doc = Mapping::new();
+    insert(&mut doc, "AWSTemplateFormatVersion", "2010-09-09".into());
+    insert(&mut doc, "Transform", "AWS::Serverless-2016-10-31".into());
+    insert(
+        &mut doc,
+        "Description",
+        format!(
+            "wasmfn function `{}` on AWS Lambda (generated by `wasmfn package lambda`; edit the manifest, not this file)",
+            input.function
+        )
+        .into(),
+    );
+    for (key, section) in [
+        ("Parameters", t.parameters),
+        ("Conditions", t.conditions),
+        ("Resources", t.resources),
+        ("Outputs", t.outputs),
+    ] {
+        if !section.is_empty() {
+            insert(&mut doc, key, Value::Mapping(section));
+        }
+    }
+    let text = serde_norway::to_string(&Value::Mapping(doc))?;
+    // YAML 1.1 readers (PyYAML, so SAM's own tools) take an unquoted 2010-09-09 for a date.
+    Ok(text.replacen(
+        "AWSTemplateFormatVersion: 2010-09-09",
+        "AWSTemplateFormatVersion: '2010-09-09'",
+        1,
+    ))
+}
+
+/// Optional VPC placement for functions reaching Redis or PostgreSQL inside a VPC.
+fn vpc(t: &mut Template, properties: &mut Mapping) {
+    for (param, what) in [
+        (
+            "SubnetIds",
+            "Subnets reaching the Redis/PostgreSQL servers (empty: no VPC)",
+        ),
+        (
+            "SecurityGroupIds",
+            "Security groups allowing the Redis/PostgreSQL ports (empty: no VPC)",
+        ),
+    ] {
+        insert(
+            &mut t.parameters,
+            param,
+            map([
+                ("Type", "CommaDelimitedList".into()),
+                ("Default", "".into()),
+                ("Description", what.into()),
+            ]),
+        );
+    }
+    let joined = map([(
+        "Fn::Join",
+        vec![Value::from(""), reference("SubnetIds")].into(),
+    )]);
+    insert(
+        &mut t.conditions,
+        "InVpc",
+        map([(
+            "Fn::Not",
+            vec![map([("Fn::Equals", vec![joined, "".into()].into())])].into(),
+        )]),
+    );
+    insert(
+        properties,
+        "VpcConfig",
+        map([(
+            "Fn::If",
+            vec![
+                "InVpc".into(),
+                map([
+                    ("SubnetIds", reference("SubnetIds")),
+                    ("SecurityGroupIds", reference("SecurityGroupIds")),
+                ]),
+                reference("AWS::NoValue"),
+            ]
+            .into(),
+        )]),
+    );
+}
