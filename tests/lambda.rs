@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::lambda::run;
+use common::lambda::{run, run_env};
 use common::{wait_until, wasmfn, Fixture};
 use serde_json::{json, Value};
 
@@ -545,4 +545,78 @@ fn aws_sample_events_of_every_source() {
     wait_until("the run in the log", Duration::from_secs(5), || {
         boot.log().contains("my-scheduled-rule")
     });
+}
+
+#[test]
+fn config_values_and_secrets_come_from_lambda_environment_variables() {
+    // Locally the secret is a file; packaged, it becomes WASMFN_SECRET_API_TOKEN, and
+    // WASMFN_CONFIG_GREETING overrides the manifest's greeting without repackaging.
+    let manifest = "[functions.config-demo]\nroutes = [\"/config-demo\"]\n\
+        [functions.config-demo.config]\ngreeting = \"from the manifest\"\n\
+        [functions.config-demo.secrets]\napi-token = { file = \"dev-token.txt\" }\n";
+    let (_f, emu, _boot) = run_env(
+        "config-demo",
+        "config-demo",
+        manifest,
+        &[
+            ("WASMFN_SECRET_API_TOKEN", "lambda-token"),
+            ("WASMFN_CONFIG_GREETING", "from the Lambda environment"),
+        ],
+    );
+    let mut request = apigw_v2("/config-demo", "", json!([]));
+    request["headers"]["authorization"] = json!("Bearer lambda-token");
+    let r = emu.invoke(&request).unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(r["body"], "{\"greeting\":\"from the Lambda environment\"}");
+    request["headers"]["authorization"] = json!("Bearer dev-token");
+    assert_eq!(emu.invoke(&request).unwrap()["statusCode"], 401);
+}
+
+#[test]
+fn arm64_package_runs_under_qemu() {
+    // The arm64 package: the component precompiled for aarch64 on this x86_64 machine, the
+    // cross-built bootstrap (scripts/test builds it), run by qemu-user against the emulator.
+    let f = Fixture::with_guests(&["echo"]);
+    let out = f.dir.path().join("out");
+    let status = wasmfn()
+        .args(["package", "lambda", "echo", "--arch", "arm64", "--dir"])
+        .arg(f.dir.path())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "packaging for arm64 (scripts/test cross-builds the bootstrap)"
+    );
+    let package = out.join("package");
+    // ELF e_machine 183: AArch64.
+    let elf = std::fs::read(package.join("bootstrap")).unwrap();
+    assert_eq!(
+        (&elf[..4], elf[18], elf[19]),
+        (&b"\x7fELF"[..], 183, 0),
+        "not an aarch64 ELF"
+    );
+    let template = std::fs::read_to_string(out.join("template.yaml")).unwrap();
+    assert!(template.contains("- arm64"), "{template}");
+
+    let emu = common::lambda::Emulator::start();
+    let boot = common::lambda::Bootstrap::start_with(
+        &package,
+        &emu,
+        &[],
+        &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"],
+    );
+    let r = emu
+        .invoke(&apigw_v2("/echo/arm", "status=202", json!([])))
+        .unwrap();
+    assert_eq!(r["statusCode"], 202, "{r}");
+    assert_eq!(r["headers"]["x-path"], "/echo/arm?status=202");
+    assert_eq!(r["body"], "{\"a\":1}");
+    // Loaded from the aarch64 precompiled entry: nothing was compiled at start.
+    let log = boot.log();
+    assert!(
+        log.contains("wasmfn function ready") && !log.contains("compiled component"),
+        "{log}"
+    );
 }

@@ -149,28 +149,58 @@ impl CompileCache {
                 dir.display()
             );
         }
-        let started = Instant::now();
-        let serialized = engine
-            .precompile_component(bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("compiling {}", origin.display()))?;
-        let compile_ms = started.elapsed().as_millis() as u64;
-        if let Err(e) = write_entry(&entry, &serialized) {
-            tracing::warn!(cache_entry = %entry.display(), error = %format!("{e:#}"),
-                "cannot write the compile cache; continuing without it");
-        }
+        let serialized = compile_into(engine, origin, bytes, &entry, false)?;
         // SAFETY: `serialized` was produced by `precompile_component` on this very engine.
         let component = unsafe { Component::deserialize(engine, &serialized) }
             .map_err(anyhow::Error::from)
             .with_context(|| format!("loading freshly compiled {}", origin.display()))?;
-        tracing::info!(
+        Ok((component, outcome))
+    }
+
+    /// Compile `bytes` into the cache without loading the result, which may be code for another
+    /// machine (an engine with [`crate::EngineOptions::target`] set). An intact entry is kept.
+    pub fn store(&self, engine: &Engine, origin: &Path, bytes: &[u8]) -> Result<CacheOutcome> {
+        let Some(dir) = &self.dir else {
+            anyhow::bail!(
+                "the compile cache is disabled: nowhere to store {}",
+                origin.display()
+            );
+        };
+        let entry = dir.join(entry_name(engine, bytes));
+        if read_checked(&entry).is_ok() {
+            return Ok(CacheOutcome::Hit);
+        }
+        compile_into(engine, origin, bytes, &entry, true)?;
+        Ok(CacheOutcome::Compiled)
+    }
+}
+
+/// Compile and write `entry`; `must_write`: a failed write is an error, not a warning.
+fn compile_into(
+    engine: &Engine,
+    origin: &Path,
+    bytes: &[u8],
+    entry: &Path,
+    must_write: bool,
+) -> Result<Vec<u8>> {
+    let started = Instant::now();
+    let serialized = engine
+        .precompile_component(bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling {}", origin.display()))?;
+    let compile_ms = started.elapsed().as_millis() as u64;
+    match write_entry(entry, &serialized) {
+        Err(e) if must_write => return Err(e.context(format!("writing {}", entry.display()))),
+        Err(e) => tracing::warn!(cache_entry = %entry.display(), error = %format!("{e:#}"),
+            "cannot write the compile cache; continuing without it"),
+        Ok(()) => tracing::info!(
             component = %origin.display(),
             compile_ms,
             cache_entry = %entry.display(),
             "compiled component and stored it in the compile cache"
-        );
-        Ok((component, outcome))
+        ),
     }
+    Ok(serialized)
 }
 
 fn compile(engine: &Engine, origin: &Path, bytes: &[u8]) -> Result<Component> {
@@ -194,8 +224,9 @@ fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
 /// Length of the checksum trailer appended to every entry.
 const CHECKSUM_LEN: usize = 32;
 
-fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
-    let data = std::fs::read(entry).context("reading the entry")?;
+/// An entry's bytes without the checksum trailer, once the checksum matches.
+fn read_checked(entry: &Path) -> Result<Vec<u8>> {
+    let mut data = std::fs::read(entry).context("reading the entry")?;
     if data.len() < CHECKSUM_LEN {
         anyhow::bail!("entry is truncated ({} bytes)", data.len());
     }
@@ -203,10 +234,16 @@ fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
     if blake3::hash(code).as_bytes() != checksum {
         anyhow::bail!("checksum mismatch: the file was modified or corrupted");
     }
+    data.truncate(data.len() - CHECKSUM_LEN);
+    Ok(data)
+}
+
+fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
+    let code = read_checked(entry)?;
     // SAFETY: the bytes were written by `write_entry` from `precompile_component` output, the
     // checksum proves they are unchanged, and the file name pins the engine configuration
     // (wasmtime also re-checks compatibility in its header).
-    let component = unsafe { Component::deserialize(engine, code) }?;
+    let component = unsafe { Component::deserialize(engine, &code) }?;
     Ok(component)
 }
 

@@ -168,8 +168,7 @@ impl Host {
     pub fn precompile(&self, path: impl AsRef<Path>) -> Result<CacheOutcome> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let (_, outcome) = self.cache.load(self.engine.engine(), path, &bytes)?;
-        Ok(outcome)
+        self.cache.store(self.engine.engine(), path, &bytes)
     }
 
     /// Load every function in `dir` (see the folder conventions in the README), applying

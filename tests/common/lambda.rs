@@ -92,8 +92,27 @@ pub struct Bootstrap {
 
 impl Bootstrap {
     pub fn start(package: &Path, emulator: &Emulator, env: &[(&str, &str)]) -> Bootstrap {
+        Self::start_with(package, emulator, env, &[])
+    }
+
+    /// [`Bootstrap::start`] through a launcher (`["qemu-aarch64", "-L", SYSROOT]`).
+    pub fn start_with(
+        package: &Path,
+        emulator: &Emulator,
+        env: &[(&str, &str)],
+        launcher: &[&str],
+    ) -> Bootstrap {
         let log = package.join("bootstrap.log");
-        let child = Command::new(package.join("bootstrap"))
+        let bootstrap = package.join("bootstrap");
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&bootstrap);
+                c
+            }
+            None => Command::new(&bootstrap),
+        };
+        let child = command
             .current_dir(package)
             .env("LAMBDA_TASK_ROOT", package)
             .env(

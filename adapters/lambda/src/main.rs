@@ -40,6 +40,27 @@ fn remaining(deadline_ms: u64) -> Duration {
     Duration::from_millis(left).saturating_sub(wasmfn_lambda::dispatch::DEADLINE_MARGIN)
 }
 
+/// The engine for one Lambda execution environment, which runs one invocation at a time.
+fn engine_options() -> Result<wasmfn_host::EngineOptions, String> {
+    let allocator = match std::env::var("WASMFN_ALLOCATOR").as_deref() {
+        Err(_) | Ok("pooling") => wasmfn_host::Allocator::Pooling,
+        // For emulated CPUs (qemu-user), where reserving the pool's address space is slow.
+        Ok("on-demand") => wasmfn_host::Allocator::OnDemand,
+        Ok(other) => {
+            return Err(format!(
+                "WASMFN_ALLOCATOR is `{other}`; use `pooling` (default) or `on-demand`"
+            ))
+        }
+    };
+    Ok(wasmfn_host::EngineOptions {
+        allocator,
+        // One invocation at a time plus pre-warmed instances: a small pool reserves less
+        // address space at start than the server's 1000 slots.
+        pool_instances: 16,
+        ..Default::default()
+    })
+}
+
 fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -59,6 +80,7 @@ fn main() -> Result<(), lambda_runtime::Error> {
         .build()?;
     runtime.block_on(async move {
         let host = wasmfn_host::Host::builder()
+            .engine_options(engine_options()?)
             .read_only_cache(root.join("compiled"))
             .state_dir(std::env::temp_dir().join("wasmfn"))
             // Config values can be changed on the function's environment variables.
