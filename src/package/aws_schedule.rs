@@ -7,7 +7,7 @@ use std::time::Duration;
 /// `rate(...)` for a fixed interval; AWS allows whole minutes, hours or days only.
 pub fn rate(every: Duration) -> Result<String, String> {
     let secs = every.as_secs();
-    if secs == 0 || secs % 60 != 0 || every.subsec_nanos() != 0 {
+    if secs == 0 || !secs.is_multiple_of(60) || every.subsec_nanos() != 0 {
         return Err(format!(
             "every {} s cannot run on AWS, whose rate schedules count whole minutes",
             every.as_secs_f64()
@@ -15,7 +15,7 @@ pub fn rate(every: Duration) -> Result<String, String> {
     }
     let (n, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
         .into_iter()
-        .find(|(size, _)| secs % size == 0)
+        .find(|(size, _)| secs.is_multiple_of(*size))
         .map(|(size, unit)| (secs / size, unit))
         .unwrap_or((secs / 60, "minute"));
     let plural = if n == 1 { "" } else { "s" };
