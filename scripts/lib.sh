@@ -63,7 +63,7 @@ ensure_arm64_cross() {
 
 build_lambda_arm64() {
     ensure_arm64_cross
-    say "building the arm64 Lambda bootstrap (cross build; the first one takes ~25 minutes)"
+    say "building the arm64 Lambda bootstrap (cross build; the first one takes ~12 minutes on two cores)"
     (cd "$ROOT" &&
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
         CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
