@@ -71,6 +71,23 @@ build_lambda_arm64() {
         cargo build --profile release-lambda --locked -p wasmfn-lambda --target aarch64-unknown-linux-gnu)
 }
 
+# The Workers adapter's tools (npm): jco and preview2-shim to build bundles, Miniflare with its
+# real workerd binary to run them in tests. Pinned; Miniflare 4.20260426 is the newest for Node 20.
+WORKERS_TOOLS="${WASMFN_WORKERS_TOOLS:-$CACHE/workers-tools}"
+ensure_workers_tools() {
+    command -v node >/dev/null 2>&1 || apt_install nodejs npm
+    local want='"@bytecodealliance/jco": "1.35.0", "@bytecodealliance/preview2-shim": "0.26.1", "miniflare": "4.20260426.0"'
+    if [ -f "$WORKERS_TOOLS/package.json" ] && grep -qF "$want" "$WORKERS_TOOLS/package.json" &&
+        [ -x "$WORKERS_TOOLS/node_modules/@cloudflare/workerd-linux-64/bin/workerd" ]; then
+        return 0
+    fi
+    say "installing jco, preview2-shim and Miniflare (workerd) from npm into $WORKERS_TOOLS"
+    mkdir -p "$WORKERS_TOOLS"
+    printf '{"name": "wasmfn-workers-tools", "private": true, "dependencies": {%s}}\n' "$want" \
+        >"$WORKERS_TOOLS/package.json"
+    (cd "$WORKERS_TOOLS" && npm install --no-audit --no-fund --loglevel=error >&2)
+}
+
 build_guests() {
     say "building guests"
     "$WASMFN" build "$ROOT/guests"

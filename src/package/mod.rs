@@ -3,6 +3,8 @@
 //! its compiled form for the target architecture (so Init never compiles), and a `wasmfn.toml`
 //! reduced to this function and the stores it is bound to, with `--env` already applied; beside
 //! it, a SAM `template.yaml` deploying it with its event sources ([`sam`]).
+//!
+//! `wasmfn package workers NAME`: one function as a Cloudflare Worker bundle ([`workers`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use wasmfn_host::{EngineOptions, FunctionSettings, Host, World};
 
 mod aws_schedule;
 mod sam;
+mod workers;
 
 #[derive(Args)]
 pub struct PackageArgs {
@@ -30,7 +33,7 @@ pub struct PackageArgs {
     /// CPU architecture of the Lambda function.
     #[arg(long, value_enum, default_value_t = Arch::X86_64)]
     arch: Arch,
-    /// Where to write the package [default: DIR/.wasmfn/package/lambda/FUNCTION].
+    /// Where to write the package [default: DIR/.wasmfn/package/TARGET/FUNCTION].
     #[arg(long)]
     out: Option<PathBuf>,
     /// The `bootstrap` binary for the architecture [default: beside this `wasmfn` binary, or
@@ -43,6 +46,8 @@ pub struct PackageArgs {
 enum Target {
     /// AWS Lambda (custom runtime, provided.al2023).
     Lambda,
+    /// Cloudflare Workers (jco-transpiled bundle; `http` functions so far).
+    Workers,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -71,7 +76,9 @@ impl Arch {
 }
 
 pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
-    let Target::Lambda = args.target;
+    if let Target::Workers = args.target {
+        return run_workers(args, environment);
+    }
     let name = &args.function;
     let manifest_path = args.dir.join("wasmfn.toml");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
@@ -141,6 +148,30 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         "  {} (deploy: sam deploy --guided --template-file {0})",
         template_path.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
+    let name = &args.function;
+    let manifest_path = args.dir.join("wasmfn.toml");
+    let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
+    Manifest::parse_env(&manifest_path, &text, environment)?;
+    let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
+    let reduced = reduce(doc, name, environment)?;
+    let component = component_of(&args.dir, &reduced, name)?;
+    let packaged = Manifest::parse(&manifest_path, &toml::to_string_pretty(&reduced)?)?;
+    let entry = packaged
+        .functions
+        .get(name)
+        .context("the reduced manifest lost the function")?;
+    // Before loading it: a component importing what Workers lacks is refused by that import.
+    let imports = workers::supported_imports(name, &component)?;
+    let world = world_of(name, &component, &entry.settings)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join(".wasmfn/package/workers").join(name));
+    workers::package(name, &component, world, &imports, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 

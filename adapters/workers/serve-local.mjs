@@ -1,0 +1,40 @@
+// Serve a bundle made by `wasmfn package workers` in real workerd, through Miniflare, on
+// loopback, without a Cloudflare account: `node serve-local.mjs BUNDLE_DIR [PORT]`.
+// Prints `listening on http://127.0.0.1:PORT` once workerd accepts requests.
+// Miniflare comes from the tools folder `scripts/lib.sh` installs (WASMFN_WORKERS_TOOLS).
+
+import path from 'node:path';
+import os from 'node:os';
+import { pathToFileURL } from 'node:url';
+
+const [bundle, port = '0'] = process.argv.slice(2);
+if (!bundle) {
+  console.error('usage: node serve-local.mjs BUNDLE_DIR [PORT]');
+  process.exit(2);
+}
+const tools = process.env.WASMFN_WORKERS_TOOLS ?? path.join(os.homedir(), '.cache/wasmfn/workers-tools');
+const { Miniflare } = await import(
+  pathToFileURL(path.join(tools, 'node_modules/miniflare/dist/src/index.js')).href
+);
+const root = path.resolve(bundle);
+const mf = new Miniflare({
+  // The same module rules as the generated wrangler.toml.
+  modules: true,
+  scriptPath: path.join(root, 'worker.js'),
+  modulesRoot: root,
+  modulesRules: [
+    { type: 'ESModule', include: ['**/*.js'] },
+    { type: 'CompiledWasm', include: ['**/*.wasm'] },
+  ],
+  compatibilityDate: '2026-04-01',
+  host: '127.0.0.1',
+  port: Number(port),
+});
+const url = await mf.ready;
+console.log(`listening on ${url.href.replace(/\/$/, '')}`);
+const stop = async () => {
+  await mf.dispose();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
