@@ -3,66 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use common::{client, wasmfn, Fixture};
-
-/// A bundle served by workerd.
-struct Worker {
-    child: Child,
-    url: String,
-}
-
-impl Worker {
-    fn start(bundle: &Path) -> Worker {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/workers/serve-local.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(bundle)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node (scripts/test installs Node.js and the Workers tools)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("workerd did not start");
-        Worker { child, url }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Package guest `guest` as `name`: (fixture, bundle folder, wasmfn's output).
-fn package(guest: &str, name: &str) -> (Fixture, std::path::PathBuf, std::process::Output) {
-    let f = Fixture::with_guests(&[]);
-    f.copy_guest(guest, name);
-    let out = f.dir.path().join("bundle");
-    let output = wasmfn()
-        .args(["package", "workers", name, "--dir"])
-        .arg(f.dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    (f, out, output)
-}
+use common::client;
+use common::workers::{package, Worker};
 
 #[test]
 fn http_functions_run_in_workerd() {

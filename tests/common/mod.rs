@@ -5,6 +5,7 @@
 
 pub mod lambda;
 pub mod servers;
+pub mod workers;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
