@@ -4,7 +4,7 @@
 mod common;
 
 use common::client;
-use common::workers::{package, Worker};
+use common::workers::{package, package_with, Worker};
 
 #[test]
 fn http_functions_run_in_workerd() {
@@ -79,10 +79,78 @@ fn imports_workers_cannot_provide_are_refused_at_packaging() {
         stderr.contains("`caps` imports") && stderr.contains("`wasmfn:platform/sql`"),
         "{stderr}"
     );
-    let (_f, _bundle, output) = package("queue-worker", "worker");
+    let (_f, _bundle, output) = package("stream-audit", "audit");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !output.status.success() && stderr.contains("`wasi:logging/logging`"),
+        !output.status.success() && stderr.contains("no change-stream event source"),
         "{stderr}"
+    );
+    let (_f, _bundle, output) = package_with(
+        "cron-job",
+        "tick",
+        "[schedules.paris]\nfunction = \"tick\"\nexpression = \"0 9 * * *\"\ntimezone = \"Europe/Paris\"\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains("schedule `paris`: Workers cron triggers run in UTC"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn queue_batches_and_cron_triggers_reach_their_worlds() {
+    let manifest =
+        "[queues.orders]\nfunction = \"worker\"\nbatch-size = 25\nmax-receive-count = 4\n\n\
+        [schedules.nightly]\nfunction = \"tick\"\nexpression = \"0 3 * * *\"\n\n\
+        [schedules.failing]\nfunction = \"tick\"\nexpression = \"rate(15 minutes)\"\n";
+    let (_f, bundle, output) = package_with("queue-worker", "worker", manifest);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    for line in [
+        "queue = \"orders\"",
+        "max_batch_size = 25",
+        "max_retries = 3",
+        "dead_letter_queue = \"orders-dlq\"",
+    ] {
+        assert!(wrangler.contains(line), "{line} in:\n{wrangler}");
+    }
+    let worker = Worker::start(&bundle);
+    let r = worker.queue(
+        "orders",
+        serde_json::json!([{"id": "m1", "body": "ok"}, {"id": "m2", "body": "please fail"}, {"id": "m3", "body": "fine"}]),
+    );
+    assert_eq!(r["explicitAcks"], serde_json::json!(["m1", "m3"]), "{r}");
+    assert_eq!(
+        r["retryMessages"],
+        serde_json::json!([{"msgId": "m2"}]),
+        "{r}"
+    );
+
+    let (_g, bundle, output) = package_with("cron-job", "tick", manifest);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    assert!(
+        wrangler.contains("crons = [\"*/15 * * * *\", \"0 3 * * *\"]"),
+        "{wrangler}"
+    );
+    let worker = Worker::start(&bundle);
+    assert_eq!(worker.scheduled("0 3 * * *")["outcome"], "ok");
+    assert_eq!(worker.scheduled("*/15 * * * *")["outcome"], "exception");
+    common::wait_until(
+        "both runs in the log",
+        std::time::Duration::from_secs(5),
+        || {
+            let log = worker.log();
+            log.contains("nightly (0 3 * * *) ran") && log.contains("schedule failing failed")
+        },
     );
 }

@@ -155,7 +155,7 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
     let name = &args.function;
     let manifest_path = args.dir.join("wasmfn.toml");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
-    Manifest::parse_env(&manifest_path, &text, environment)?;
+    let manifest = Manifest::parse_env(&manifest_path, &text, environment)?;
     let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
     let reduced = reduce(doc, name, environment)?;
     let component = component_of(&args.dir, &reduced, name)?;
@@ -171,7 +171,7 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
         .out
         .clone()
         .unwrap_or_else(|| args.dir.join(".wasmfn/package/workers").join(name));
-    workers::package(name, &component, world, &imports, &out)?;
+    workers::package(name, &component, world, &imports, &manifest, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 

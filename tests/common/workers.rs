@@ -4,6 +4,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{wasmfn, Fixture};
@@ -11,7 +12,11 @@ use super::{wasmfn, Fixture};
 /// A bundle served by workerd.
 pub struct Worker {
     child: Child,
+    /// Where it answers HTTP.
     pub url: String,
+    /// serve-local.mjs's API firing the `scheduled` and `queue` handlers.
+    pub control: String,
+    log: Arc<Mutex<String>>,
 }
 
 impl Worker {
@@ -21,22 +26,72 @@ impl Worker {
             .arg(script)
             .arg(bundle)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("node (scripts/test installs Node.js and the Workers tools)");
-        let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_string());
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let (tx, log) = (tx.clone(), log.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    for prefix in ["listening on ", "control on "] {
+                        if let Some(url) = line.strip_prefix(prefix) {
+                            let _ = tx.send((prefix, url.to_string()));
+                        }
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
                 }
+            });
+        }
+        let (mut url, mut control) = (String::new(), String::new());
+        while url.is_empty() || control.is_empty() {
+            let (which, value) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("workerd did not start:\n{}", log.lock().unwrap()));
+            match which {
+                "listening on " => url = value,
+                _ => control = value,
             }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("workerd did not start");
-        Worker { child, url }
+        }
+        Worker {
+            child,
+            url,
+            control,
+            log,
+        }
+    }
+
+    /// Everything the worker (and workerd) printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Fire the `scheduled` handler with `cron`: `outcome` is `ok` or `exception`.
+    pub fn scheduled(&self, cron: &str) -> serde_json::Value {
+        super::client()
+            .post(format!("{}/scheduled", self.control))
+            .query(&[("cron", cron)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Deliver `messages` (`[{"id", "body"}]`) to the `queue` handler as a batch of `queue`.
+    pub fn queue(&self, queue: &str, messages: serde_json::Value) -> serde_json::Value {
+        super::client()
+            .post(format!("{}/queue", self.control))
+            .query(&[("name", queue)])
+            .json(&messages)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 }
 

@@ -1,5 +1,7 @@
 //! The Cloudflare Workers target: the scenario's guest packaged with `wasmfn package workers` and
-//! served by real workerd (Miniflare) on loopback; `http` cases are real HTTP requests.
+//! served by real workerd (Miniflare) on loopback; `http` cases are real HTTP requests, queue
+//! batches go to the `queue` handler and schedule firings to `scheduled` (with the schedule's
+//! name as the cron: without a manifest the runtime names a run after its cron expression).
 //!
 //! Scenarios the adapter cannot run yet are listed in [`NOT_YET`] with the reason; the suite
 //! checks they are still refused at packaging, so the list shrinks as the adapter grows.
@@ -14,8 +16,6 @@ pub const NOT_YET: &[(&str, bool, &str)] = &[
     ("http-config-secrets.json", true, "wasi:config is not mapped to vars and secrets yet"),
     ("http-memory.json", false, "the manifest's memory limit is not enforced in workerd (the isolate's 128 MB is)"),
     ("http-timeout.json", false, "a synchronous guest cannot be interrupted from JavaScript; Workers' CPU-time limit ends it on the platform, Miniflare has none"),
-    ("queue-partial-failure.json", true, "the queue handler is not built yet"),
-    ("schedule-runs.json", true, "the scheduled handler is not built yet"),
     ("stream-changes.json", true, "Workers have no stream event source"),
 ];
 
@@ -40,8 +40,37 @@ impl OnWorkers {
 
 impl Target for OnWorkers {
     fn run(&mut self, case: &Case) -> Outcome {
-        let Input::Http(input) = &case.input else {
-            panic!("only http cases reach a worker");
+        let input = match &case.input {
+            Input::Http(input) => input,
+            Input::Queue(q) => {
+                let messages: Vec<_> = q
+                    .messages
+                    .iter()
+                    .map(|m| serde_json::json!({"id": m.id, "body": m.body}))
+                    .collect();
+                let r = self
+                    .worker
+                    .queue(&q.queue, serde_json::Value::from(messages));
+                if r["retryBatch"]["retry"] == true {
+                    return Outcome::Failed(q.messages.iter().map(|m| m.id.clone()).collect());
+                }
+                return Outcome::Failed(
+                    r["retryMessages"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| m["msgId"].as_str().unwrap().to_string())
+                        .collect(),
+                );
+            }
+            Input::Schedule(s) => {
+                let r = self.worker.scheduled(&s.name);
+                return match r["outcome"].as_str() {
+                    Some("ok") => Outcome::Ok,
+                    _ => Outcome::Error("RunFailed".into()),
+                };
+            }
+            Input::Stream(_) => panic!("Workers have no stream events"),
         };
         let method = reqwest::Method::from_bytes(input.method.as_bytes()).unwrap();
         let mut request = client().request(method, format!("{}{}", self.worker.url, input.path));
@@ -67,6 +96,6 @@ impl Target for OnWorkers {
     }
 
     fn log(&self) -> String {
-        String::new()
+        self.worker.log()
     }
 }
