@@ -152,6 +152,7 @@ pub fn package(
             "--instantiation",
             "async",
             "--no-nodejs-compat",
+            "--no-typescript",
             "--quiet",
         ])
         .arg("-o")
