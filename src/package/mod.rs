@@ -80,15 +80,12 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         return run_workers(args, environment);
     }
     let name = &args.function;
-    let manifest_path = args.dir.join("wasmfn.toml");
-    let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
-    // Validate exactly as `serve` would (file:line errors), then reduce the raw document.
-    let manifest = Manifest::parse_env(&manifest_path, &text, environment)?;
-    let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
-    let reduced = reduce(doc, name, environment)?;
-    let component = component_of(&args.dir, &reduced, name)?;
-    let reduced_text = toml::to_string_pretty(&reduced)?;
-    let packaged = Manifest::parse(&manifest_path, &reduced_text)?;
+    let Prepared {
+        manifest,
+        reduced_text,
+        packaged,
+        component,
+    } = prepare(args, environment)?;
     let entry = packaged
         .functions
         .get(name)
@@ -151,15 +148,44 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
+/// What every target starts from.
+struct Prepared {
+    /// The whole manifest, `--env` applied (triggers, store declarations).
+    manifest: Manifest,
+    /// The manifest reduced to the function and its stores, as text and parsed.
+    reduced_text: String,
+    packaged: Manifest,
+    /// The function's component file.
+    component: PathBuf,
+}
+
+fn prepare(args: &PackageArgs, environment: Option<&str>) -> Result<Prepared> {
     let name = &args.function;
     let manifest_path = args.dir.join("wasmfn.toml");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
+    // Validate exactly as `serve` would (file:line errors), then reduce the raw document.
     let manifest = Manifest::parse_env(&manifest_path, &text, environment)?;
     let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
     let reduced = reduce(doc, name, environment)?;
     let component = component_of(&args.dir, &reduced, name)?;
-    let packaged = Manifest::parse(&manifest_path, &toml::to_string_pretty(&reduced)?)?;
+    let reduced_text = toml::to_string_pretty(&reduced)?;
+    let packaged = Manifest::parse(&manifest_path, &reduced_text)?;
+    Ok(Prepared {
+        manifest,
+        reduced_text,
+        packaged,
+        component,
+    })
+}
+
+fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
+    let name = &args.function;
+    let Prepared {
+        manifest,
+        packaged,
+        component,
+        ..
+    } = prepare(args, environment)?;
     let entry = packaged
         .functions
         .get(name)

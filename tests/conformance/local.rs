@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use crate::common::{client, wasmfn, Fixture, Server};
+use crate::common::{wasmfn, Fixture, Server};
 use crate::scenario::{Case, Input, Outcome, Scenario};
 use crate::Target;
 
@@ -42,29 +42,7 @@ impl Local {
             self.server = Some(self.fixture.serve_with(&[], &env));
         }
         let server = self.server.as_ref().unwrap();
-        let method = reqwest::Method::from_bytes(input.method.as_bytes()).unwrap();
-        let mut request = client().request(method, server.url(&input.path));
-        for (k, v) in &input.headers {
-            request = request.header(k, v);
-        }
-        if let Some(body) = &input.body {
-            request = request.body(body.clone());
-        }
-        let response = request.send().unwrap();
-        if let Some(kind) = response.headers().get("x-wasmfn-error") {
-            return Outcome::Error(kind.to_str().unwrap().to_string());
-        }
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
-        Outcome::Http {
-            status,
-            headers,
-            body: response.text().unwrap(),
-        }
+        crate::scenario::send_http(&server.url(""), input)
     }
 
     /// `wasmfn invoke` with `event` on stdin: its JSON answer.

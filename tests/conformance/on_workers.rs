@@ -7,7 +7,7 @@
 //! checks they are still refused at packaging, so the list shrinks as the adapter grows.
 
 use crate::common::workers::{package_with, Worker};
-use crate::common::{client, Fixture};
+use crate::common::Fixture;
 use crate::scenario::{Case, Input, Outcome, Scenario};
 use crate::Target;
 
@@ -72,27 +72,7 @@ impl Target for OnWorkers {
             }
             Input::Stream(_) => panic!("Workers have no stream events"),
         };
-        let method = reqwest::Method::from_bytes(input.method.as_bytes()).unwrap();
-        let mut request = client().request(method, format!("{}{}", self.worker.url, input.path));
-        for (k, v) in &input.headers {
-            request = request.header(k, v);
-        }
-        if let Some(body) = &input.body {
-            request = request.body(body.clone());
-        }
-        let response = request.send().unwrap();
-        if let Some(kind) = response.headers().get("x-wasmfn-error") {
-            return Outcome::Error(kind.to_str().unwrap().to_string());
-        }
-        Outcome::Http {
-            status: response.status().as_u16(),
-            headers: response
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-                .collect(),
-            body: response.text().unwrap(),
-        }
+        crate::scenario::send_http(&self.worker.url, input)
     }
 
     fn log(&self) -> String {

@@ -214,3 +214,32 @@ pub fn load_all(dir: &Path) -> Vec<Scenario> {
         })
         .collect()
 }
+
+/// Send an `http` case to `base` (scheme, host and port) over real HTTP: the response, or the
+/// error kind a wasmfn host reports in `x-wasmfn-error`.
+pub fn send_http(base: &str, input: &HttpInput) -> Outcome {
+    let method = reqwest::Method::from_bytes(input.method.as_bytes()).unwrap();
+    let mut request = crate::common::client().request(
+        method,
+        format!("{}{}", base.trim_end_matches('/'), input.path),
+    );
+    for (k, v) in &input.headers {
+        request = request.header(k, v);
+    }
+    if let Some(body) = &input.body {
+        request = request.body(body.clone());
+    }
+    let response = request.send().unwrap();
+    if let Some(kind) = response.headers().get("x-wasmfn-error") {
+        return Outcome::Error(kind.to_str().unwrap().to_string());
+    }
+    Outcome::Http {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: response.text().unwrap(),
+    }
+}
