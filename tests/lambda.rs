@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::lambda::{run, run_env};
-use common::{wait_until, wasmfn, Fixture};
+use common::{wait_until, Fixture};
 use serde_json::{json, Value};
 
 fn apigw_v1(path: &str, query: Value, body: Option<&str>, base64: bool) -> Value {
@@ -254,13 +254,7 @@ fn sam_templates_for_every_event_source_expand_and_lint_clean() {
     let mut templates = std::collections::BTreeMap::new();
     for name in ["shop-api", "orders-worker", "audit", "nightly"] {
         let out = f.dir.path().join("out").join(name);
-        let status = wasmfn()
-            .args(["package", "lambda", name, "--dir"])
-            .arg(f.dir.path())
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .unwrap();
+        let status = f.package("lambda", name, &out, &[]).status;
         assert!(status.success(), "packaging {name}");
         let (ok, report) = validate_template(&out.join("template.yaml"));
         assert!(ok, "{name}: {report}");
@@ -421,11 +415,7 @@ fn schedules_aws_cannot_express_are_refused_at_packaging() {
     let f = Fixture::with_guests(&[]);
     f.copy_guest("cron-job", "tick");
     f.write("wasmfn.toml", "[functions.tick]\nworld = \"schedule\"\n[schedules.fast]\nfunction = \"tick\"\nexpression = \"rate(30 seconds)\"\n");
-    let out = wasmfn()
-        .args(["package", "lambda", "tick", "--dir"])
-        .arg(f.dir.path())
-        .output()
-        .unwrap();
+    let out = f.package("lambda", "tick", &f.dir.path().join("out"), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -578,13 +568,9 @@ fn arm64_package_runs_under_qemu() {
     // cross-built bootstrap (scripts/test builds it), run by qemu-user against the emulator.
     let f = Fixture::with_guests(&["echo"]);
     let out = f.dir.path().join("out");
-    let status = wasmfn()
-        .args(["package", "lambda", "echo", "--arch", "arm64", "--dir"])
-        .arg(f.dir.path())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status = f
+        .package("lambda", "echo", &out, &["--arch", "arm64"])
+        .status;
     assert!(
         status.success(),
         "packaging for arm64 (scripts/test cross-builds the bootstrap)"

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use toml::Value;
-use wasmfn_host::manifest::Manifest;
+use wasmfn_host::manifest::{FunctionEntry, Manifest};
 use wasmfn_host::{EngineOptions, FunctionSettings, Host, World};
 
 mod aws_schedule;
@@ -86,10 +86,7 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         packaged,
         component,
     } = prepare(args, environment)?;
-    let entry = packaged
-        .functions
-        .get(name)
-        .context("the reduced manifest lost the function")?;
+    let entry = packaged_entry(&packaged, name)?;
     let world = world_of(name, &component, &entry.settings)?;
     // Before any slow step, so that what AWS cannot express fails at once.
     let zip_name = format!("{name}.zip");
@@ -159,6 +156,14 @@ struct Prepared {
     component: PathBuf,
 }
 
+/// The function's entry in the reduced manifest (`[defaults]` applied).
+fn packaged_entry<'a>(packaged: &'a Manifest, name: &str) -> Result<&'a FunctionEntry> {
+    packaged
+        .functions
+        .get(name)
+        .context("the reduced manifest lost the function")
+}
+
 fn prepare(args: &PackageArgs, environment: Option<&str>) -> Result<Prepared> {
     let name = &args.function;
     let manifest_path = args.dir.join("wasmfn.toml");
@@ -186,10 +191,7 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
         component,
         ..
     } = prepare(args, environment)?;
-    let entry = packaged
-        .functions
-        .get(name)
-        .context("the reduced manifest lost the function")?;
+    let entry = packaged_entry(&packaged, name)?;
     // Before loading it: a component importing what Workers lacks is refused by that import.
     let imports = workers::supported_imports(name, &component)?;
     let world = world_of(name, &component, &entry.settings)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::servers::free_port;
-use super::{client, wait_until, wasmfn, Fixture};
+use super::{client, wait_until, Fixture};
 
 /// cargo-lambda's emulator serving only the Runtime and Invoke APIs.
 pub struct Emulator {
@@ -148,13 +148,7 @@ pub fn package(guest: &str, name: &str, manifest: &str) -> (Fixture, PathBuf) {
     f.copy_guest(guest, name);
     f.write("wasmfn.toml", manifest);
     let out = f.dir.path().join("out");
-    let status = wasmfn()
-        .args(["package", "lambda", name, "--dir"])
-        .arg(f.dir.path())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status = f.package("lambda", name, &out, &[]).status;
     assert!(status.success(), "wasmfn package lambda failed");
     assert!(out.join(format!("{name}.zip")).exists());
     (f, out.join("package"))

@@ -62,6 +62,25 @@ impl Fixture {
         std::fs::write(self.dir.path().join(file), contents).unwrap();
     }
 
+    /// `wasmfn package TARGET NAME --dir THIS --out OUT EXTRA...`: its output.
+    pub fn package(
+        &self,
+        target: &str,
+        name: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> std::process::Output {
+        wasmfn()
+            .args(["package", target, name])
+            .args(extra)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    }
+
     /// Start `wasmfn serve` on this folder.
     pub fn serve(&self) -> Server {
         Server::start(self.dir.path(), self.cache.path(), &[])

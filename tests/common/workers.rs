@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{wasmfn, Fixture};
+use super::Fixture;
 
 /// A bundle served by workerd.
 pub struct Worker {
@@ -113,12 +113,6 @@ pub fn package_with(guest: &str, name: &str, manifest: &str) -> (Fixture, PathBu
     f.copy_guest(guest, name);
     f.write("wasmfn.toml", manifest);
     let out = f.dir.path().join("bundle");
-    let output = wasmfn()
-        .args(["package", "workers", name, "--dir"])
-        .arg(f.dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = f.package("workers", name, &out, &[]);
     (f, out, output)
 }
