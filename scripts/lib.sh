@@ -76,12 +76,12 @@ build_lambda_arm64() {
 WORKERS_TOOLS="${WASMFN_WORKERS_TOOLS:-$CACHE/workers-tools}"
 ensure_workers_tools() {
     command -v node >/dev/null 2>&1 || apt_install nodejs npm
-    local want='"@bytecodealliance/jco": "1.35.0", "@bytecodealliance/preview2-shim": "0.26.1", "miniflare": "4.20260426.0"'
+    local want='"@bytecodealliance/jco": "1.35.0", "@bytecodealliance/preview2-shim": "0.26.1", "miniflare": "4.20260426.0", "wrangler": "4.86.0"'
     if [ -f "$WORKERS_TOOLS/package.json" ] && grep -qF "$want" "$WORKERS_TOOLS/package.json" &&
         [ -x "$WORKERS_TOOLS/node_modules/@cloudflare/workerd-linux-64/bin/workerd" ]; then
         return 0
     fi
-    say "installing jco, preview2-shim and Miniflare (workerd) from npm into $WORKERS_TOOLS"
+    say "installing jco, preview2-shim, Miniflare (workerd) and wrangler from npm into $WORKERS_TOOLS"
     mkdir -p "$WORKERS_TOOLS"
     printf '{"name": "wasmfn-workers-tools", "private": true, "dependencies": {%s}}\n' "$want" \
         >"$WORKERS_TOOLS/package.json"

@@ -1,5 +1,6 @@
-//! The Workers adapter (first slice: `http` functions): `wasmfn package workers` builds the
-//! bundle with jco, and real workerd (through Miniflare, on loopback, no account) serves it.
+//! The Workers adapter: `wasmfn package workers` builds the bundle with jco and the wrangler.toml
+//! from the manifest; real workerd (through Miniflare, on loopback, no account) serves it with
+//! the bindings wrangler's own configuration code reads from that wrangler.toml.
 
 mod common;
 
@@ -72,11 +73,13 @@ fn a_trap_is_a_500_and_the_worker_keeps_serving() {
 
 #[test]
 fn imports_workers_cannot_provide_are_refused_at_packaging() {
-    let (_f, _bundle, output) = package("capabilities", "caps");
+    let (_f, _bundle, output) = package("file-reader", "reader");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("`caps` imports") && stderr.contains("`wasmfn:platform/sql`"),
+        stderr.contains("`reader` imports")
+            && stderr.contains("`wasi:filesystem/types`")
+            && stderr.contains("`wasi:filesystem/preopens`"),
         "{stderr}"
     );
     let (_f, _bundle, output) = package("stream-audit", "audit");
@@ -152,5 +155,241 @@ fn queue_batches_and_cron_triggers_reach_their_worlds() {
             let log = worker.log();
             log.contains("nightly (0 3 * * *) ran") && log.contains("schedule failing failed")
         },
+    );
+}
+
+/// `wrangler deploy --dry-run` on the bundle: wrangler validates the generated configuration
+/// and lists the bindings it would upload.
+fn wrangler_dry_run(bundle: &std::path::Path, env: &str) -> String {
+    let wrangler = common::workers::tools().join("node_modules/.bin/wrangler");
+    let out = std::process::Command::new(wrangler)
+        .args(["deploy", "--dry-run", "--env", env, "--outdir"])
+        .arg(bundle.join(".dry-run"))
+        .current_dir(bundle)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .output()
+        .expect("wrangler (scripts/test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "wrangler deploy --dry-run --env '{env}':\n{text}"
+    );
+    text
+}
+
+const CAPS_MANIFEST: &str = r#"
+[functions.caps]
+routes = ["/caps/*"]
+kv = ["cache"]
+sql = ["main"]
+blob = ["files"]
+allowed-outbound-hosts = ["127.0.0.1:*"]
+
+[functions.caps.config]
+greeting = "hello from the manifest"
+
+[functions.caps.secrets]
+token = { env = "CAPS_TOKEN" }
+
+[kv.cache]
+[sql.main]
+[blob.files]
+
+[env.staging.functions.caps.config]
+greeting = "hello from staging"
+
+[env.staging.functions.caps.secrets]
+token = { env = "STAGING_TOKEN" }
+"#;
+
+#[test]
+fn platform_services_become_bindings_of_every_environment() {
+    let (_f, bundle, output) = package_with("capabilities", "caps", CAPS_MANIFEST);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("JSPI"), "{stdout}");
+    let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    for line in [
+        "[[kv_namespaces]]\nbinding = \"KV_CACHE\"",
+        "[[d1_databases]]\nbinding = \"D1_MAIN\"\ndatabase_name = \"main\"",
+        "[[r2_buckets]]\nbinding = \"R2_FILES\"\nbucket_name = \"files\"",
+        "WASMFN_CONFIG_GREETING = \"hello from the manifest\"",
+        "WASMFN_SECRETS = { \"token\" = \"CAPS_TOKEN\" }",
+        "WASMFN_ALLOWED_OUTBOUND_HOSTS = [{ \"host\" = \"127.0.0.1\", \"port\" = \"any\" }]",
+        "[env.staging.vars]\nWASMFN_CONFIG_GREETING = \"hello from staging\"",
+        "#   wrangler secret put STAGING_TOKEN --env staging",
+        "[[env.staging.d1_databases]]\nbinding = \"D1_MAIN\"\ndatabase_name = \"main-staging\"",
+        "bucket_name = \"files-staging\"",
+    ] {
+        assert!(wrangler.contains(line), "{line:?} in:\n{wrangler}");
+    }
+    // Wrangler itself accepts both environments and would bind everything.
+    for env in ["", "staging"] {
+        let dry = wrangler_dry_run(&bundle, env);
+        for binding in [
+            "env.KV_CACHE",
+            "env.D1_MAIN",
+            "env.R2_FILES",
+            "env.WASMFN_SECRETS",
+        ] {
+            assert!(dry.contains(binding), "{binding} for --env '{env}':\n{dry}");
+        }
+    }
+
+    let secrets = [
+        ("CAPS_TOKEN".to_string(), "top-secret".to_string()),
+        ("STAGING_TOKEN".to_string(), "staging-secret".to_string()),
+    ];
+    let staging = Worker::start_with_env(&bundle, &["--env", "staging"], &secrets);
+    let get = |w: &Worker, path: &str| {
+        let r = client().get(format!("{}{path}", w.url)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(
+        get(&staging, "/caps/config/greeting"),
+        (200, "hello from staging".into())
+    );
+    assert_eq!(
+        get(&staging, "/caps/config/token"),
+        (200, "staging-secret".into())
+    );
+
+    let worker = Worker::start_with_env(&bundle, &[], &secrets);
+    assert_eq!(
+        get(&worker, "/caps/config/greeting"),
+        (200, "hello from the manifest".into())
+    );
+    assert_eq!(
+        get(&worker, "/caps/config/token"),
+        (200, "top-secret".into())
+    );
+    assert_eq!(get(&worker, "/caps/config/missing").0, 404);
+
+    // Expiry to the millisecond, below KV's own 60 s floor.
+    let put = client()
+        .put(format!("{}/caps/kv/cache/brief?ttl=1000", worker.url))
+        .body("soon gone")
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let ttl: u64 = get(&worker, "/caps/kv-ttl/cache/brief").1.parse().unwrap();
+    assert!(ttl > 0 && ttl <= 1000, "{ttl}");
+    assert_eq!(
+        get(&worker, "/caps/kv/cache/brief"),
+        (200, "soon gone".into())
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_eq!(get(&worker, "/caps/kv/cache/brief"), (404, "absent".into()));
+
+    // Outbound HTTP: allowed hosts through fetch, others refused with the manifest line to add.
+    let own = format!("{}/caps/config/greeting", worker.url);
+    let allowed = get(&worker, &format!("/caps/fetch?url={own}"));
+    assert_eq!(allowed, (200, "status 200".into()));
+    let denied = get(&worker, "/caps/fetch?url=http://example.com/");
+    assert_eq!(denied.0, 403, "{denied:?}");
+    assert!(denied.1.contains("HttpRequestDenied"), "{denied:?}");
+    common::wait_until(
+        "the denial in the log",
+        std::time::Duration::from_secs(5),
+        || {
+            worker
+                .log()
+                .contains("add \"example.com\" to allowed-outbound-hosts")
+        },
+    );
+
+    // D1 has no interactive transactions: writes commit as one batch, reads inside are refused.
+    let tx = client()
+        .post(format!("{}/caps/sql-tx/main", worker.url))
+        .body(r#"{"statements": [{"sql": "SELECT 1", "params": []}], "end": "commit"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(tx.status(), 400);
+    assert!(tx.text().unwrap().contains("read before `begin`"));
+}
+
+#[test]
+fn concurrent_requests_each_get_their_own_instance() {
+    let (_f, bundle, output) = package_with("capabilities", "caps", CAPS_MANIFEST);
+    assert!(output.status.success());
+    let worker = Worker::start(&bundle);
+    // Each request suspends in KV several times; interleaved in one instance they would corrupt
+    // the guest's stack.
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let url = worker.url.clone();
+            std::thread::spawn(move || {
+                for round in 0..5 {
+                    let key = format!("{}/caps/kv/cache/key-{i}", url);
+                    let value = format!("value {i}.{round}");
+                    let r = client().put(&key).body(value.clone()).send().unwrap();
+                    assert_eq!(r.status(), 200);
+                    let r = client().get(&key).send().unwrap();
+                    assert_eq!(r.text().unwrap(), value);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = client()
+        .get(format!("{}/caps/kv-list/cache?prefix=key-", worker.url))
+        .send()
+        .unwrap();
+    let keys: serde_json::Value = r.json().unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 12, "{keys}");
+}
+
+#[test]
+fn published_messages_reach_the_queue_with_their_id_and_attributes() {
+    let manifest = "[queues.orders]\n";
+    let (_f, bundle, output) = package_with("publisher", "publisher", manifest);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    assert!(
+        wrangler.contains("[[queues.producers]]\nbinding = \"QUEUE_ORDERS\"\nqueue = \"orders\""),
+        "{wrangler}"
+    );
+    wrangler_dry_run(&bundle, "");
+    let worker = Worker::start(&bundle);
+    let r = client()
+        .post(format!("{}/publisher/orders", worker.url))
+        .body("order #1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.text().unwrap();
+    let r = client()
+        .post(format!("{}/publisher/unknown", worker.url))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().unwrap(), "no such queue: unknown");
+    let mut published = serde_json::Value::Null;
+    common::wait_until(
+        "the message delivered",
+        std::time::Duration::from_secs(10),
+        || {
+            published = worker.published("orders");
+            published.as_array().is_some_and(|a| !a.is_empty())
+        },
+    );
+    assert_eq!(
+        published,
+        serde_json::json!([{"id": id, "body": "order #1", "attributes": [["via", "guest"]]}])
     );
 }

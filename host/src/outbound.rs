@@ -67,6 +67,17 @@ impl std::str::FromStr for HostPattern {
 }
 
 impl HostPattern {
+    /// The pattern as data, for hosts that check it elsewhere (the Workers adapter):
+    /// `{"scheme": "https" | null, "host": "*.example.com", "port": "default" | "any" | 8443}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let port = match self.port {
+            PortRule::Default => serde_json::json!("default"),
+            PortRule::Any => serde_json::json!("any"),
+            PortRule::Exact(p) => serde_json::json!(p),
+        };
+        serde_json::json!({"scheme": self.scheme, "host": self.host, "port": port})
+    }
+
     /// Whether a request to `scheme://host:port` matches.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         if self.host == "*" && self.scheme.is_none() && self.port == PortRule::Default {

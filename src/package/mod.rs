@@ -195,11 +195,38 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
     // Before loading it: a component importing what Workers lacks is refused by that import.
     let imports = workers::supported_imports(name, &component)?;
     let world = world_of(name, &component, &entry.settings)?;
+    let has_manifest = args.dir.join("wasmfn.toml").exists();
+    // The top level as packaged (`--env` applied), then every `[env.NAME]` of the manifest.
+    let mut environments = vec![workers::Environment::of(
+        None,
+        &manifest,
+        entry,
+        name,
+        world,
+        &imports,
+        has_manifest,
+    )?];
+    for env in &manifest.environments {
+        let prepared = prepare(args, Some(env))?;
+        let entry = packaged_entry(&prepared.packaged, name)?;
+        environments.push(
+            workers::Environment::of(
+                Some(env),
+                &prepared.manifest,
+                entry,
+                name,
+                world,
+                &imports,
+                has_manifest,
+            )
+            .with_context(|| format!("[env.{env}]"))?,
+        );
+    }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| args.dir.join(".wasmfn/package/workers").join(name));
-    workers::package(name, &component, world, &imports, &manifest, &out)?;
+    workers::package(name, &component, world, &imports, &environments, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 

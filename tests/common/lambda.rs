@@ -112,8 +112,12 @@ impl Bootstrap {
             }
             None => Command::new(&bootstrap),
         };
+        // Each execution environment has its own /tmp (where embedded stores live).
+        let tmp = package.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let child = command
             .current_dir(package)
+            .env("TMPDIR", &tmp)
             .env("LAMBDA_TASK_ROOT", package)
             .env(
                 "AWS_LAMBDA_RUNTIME_API",

@@ -21,10 +21,18 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(bundle: &Path) -> Worker {
+        Self::start_with_env(bundle, &[], &[])
+    }
+
+    /// [`Worker::start`] with `args` for serve-local.mjs (`--env NAME`) and `vars` in its
+    /// environment (secrets the bundle names).
+    pub fn start_with_env(bundle: &Path, args: &[&str], vars: &[(String, String)]) -> Worker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/workers/serve-local.mjs");
         let mut child = Command::new("node")
             .arg(script)
             .arg(bundle)
+            .args(args)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -71,6 +79,17 @@ impl Worker {
         self.log.lock().unwrap().clone()
     }
 
+    /// What the worker published to `queue` so far (`[{"id", "body", "attributes"}]`).
+    pub fn published(&self, queue: &str) -> serde_json::Value {
+        super::client()
+            .get(format!("{}/published", self.control))
+            .query(&[("name", queue)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// Fire the `scheduled` handler with `cron`: `outcome` is `ok` or `exception`.
     pub fn scheduled(&self, cron: &str) -> serde_json::Value {
         super::client()
@@ -99,6 +118,16 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where `scripts/test` installs jco, Miniflare and wrangler.
+pub fn tools() -> PathBuf {
+    match std::env::var_os("WASMFN_WORKERS_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/wasmfn/workers-tools")
+        }
     }
 }
 

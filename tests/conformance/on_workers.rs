@@ -13,7 +13,6 @@ use crate::Target;
 
 /// Scenario files that cannot pass on Workers today: (file, refused at packaging, why).
 pub const NOT_YET: &[(&str, bool, &str)] = &[
-    ("http-config-secrets.json", true, "wasi:config is not mapped to vars and secrets yet"),
     ("http-memory.json", false, "the manifest's memory limit is not enforced in workerd (the isolate's 128 MB is)"),
     ("http-timeout.json", false, "a synchronous guest cannot be interrupted from JavaScript; Workers' CPU-time limit ends it on the platform, Miniflare has none"),
     ("stream-changes.json", true, "Workers have no stream event source"),
@@ -33,7 +32,11 @@ impl OnWorkers {
         }
         Ok(OnWorkers {
             _fixture: fixture,
-            worker: Worker::start(&bundle),
+            worker: Worker::start_with_env(
+                &bundle,
+                &[],
+                &s.env.clone().into_iter().collect::<Vec<_>>(),
+            ),
         })
     }
 }

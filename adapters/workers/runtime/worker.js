@@ -1,0 +1,140 @@
+// wasmfn's runtime inside a Worker: Workers events into calls of the jco-transpiled component.
+// Copied into every bundle as `wasmfn/worker.js` by `wasmfn package workers`, beside the
+// capability modules (kv.js, sql.js, blob.js, config.js, queues.js, outbound.js); the generated
+// `worker.js` at the bundle's root calls `worker()`.
+
+import { handleIncomingRequest } from '../shim/http.js';
+import { configure } from './platform.js';
+import { unwrap } from './queues.js';
+
+/** `wasi:logging/logging` on the console (Workers logs). */
+export const logging = {
+  log(level, context, message) {
+    const line = context ? `[${level}] ${context}: ${message}` : `[${level}] ${message}`;
+    if (level === 'error' || level === 'critical') console.error(line);
+    else if (level === 'warn') console.warn(line);
+    else console.log(line);
+  },
+};
+
+/** `wasmfn:platform/types` declares types only. */
+export const types = {};
+
+const encoder = new TextEncoder();
+
+/** A queue message body as bytes: text as UTF-8, binary as is, anything else as JSON. */
+function bytes(body) {
+  if (typeof body === 'string') return encoder.encode(body);
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  return encoder.encode(JSON.stringify(body));
+}
+
+/** A trap leaves the instance unusable: the next event gets a fresh one. */
+const isTrap = (error) => error instanceof WebAssembly.RuntimeError;
+
+/** What the component reported (`err` payloads of jco's ComponentError) or the trap. */
+const describe = (error) => (error && error.payload !== undefined ? String(error.payload) : String(error));
+
+/**
+ * Instances of the component, one per event in flight. A guest suspended in a platform call
+ * (JSPI) must not be re-entered by another event, so concurrent events in the isolate each take
+ * their own instance; idle ones are kept for the next event, a trapped one is dropped.
+ */
+class Instances {
+  #load;
+  #idle = [];
+  constructor(load) {
+    this.#load = load;
+  }
+  async run(call) {
+    const instance = this.#idle.pop() ?? (await this.#load());
+    try {
+      const result = await call(instance);
+      this.#idle.push(instance);
+      return result;
+    } catch (error) {
+      if (!isTrap(error)) this.#idle.push(instance);
+      throw error;
+    }
+  }
+}
+
+/**
+ * The Worker's handlers for a component of `world`: `load()` instantiates it; `schedules` maps
+ * cron expressions to the manifest's schedule names; `platform` maps the manifest's store,
+ * queue, config and secret names to the Worker's bindings and variables.
+ */
+export function worker({ world, load, schedules = {}, platform = {} }) {
+  const instances = new Instances(load);
+  const ready = (env) => configure(env, platform);
+  if (world === 'http') {
+    return {
+      async fetch(request, env) {
+        ready(env);
+        try {
+          return await instances.run((inst) => handleIncomingRequest(request, inst.incomingHandler.handle));
+        } catch (error) {
+          console.error(`wasmfn: request failed: ${describe(error)}`);
+          return new Response(`function trapped: ${describe(error)}\n`, {
+            status: 500,
+            headers: { 'x-wasmfn-error': isTrap(error) ? 'Trap' : 'HandlerError' },
+          });
+        }
+      },
+    };
+  }
+  if (world === 'queue') {
+    return {
+      async queue(batch, env) {
+        ready(env);
+        const delivered = batch.messages.map((m) => ({ message: m, ...unwrap(m) }));
+        const messages = delivered.map((d) => ({
+          id: d.id,
+          body: bytes(d.body),
+          attributes: d.attributes,
+          attempt: d.message.attempts ?? 1,
+          enqueuedAt: BigInt(d.message.timestamp.getTime()),
+        }));
+        let failures;
+        try {
+          failures = await instances.run((inst) => inst.queueHandler.handle({ queue: batch.queue, messages }));
+        } catch (error) {
+          console.error(`wasmfn: batch of ${batch.queue} failed: ${describe(error)}`);
+          batch.retryAll();
+          return;
+        }
+        const retry = new Set(failures.map((f) => f.id));
+        for (const f of failures) console.warn(`wasmfn: message ${f.id} failed: ${f.reason}`);
+        for (const d of delivered) {
+          if (retry.has(d.id)) d.message.retry();
+          else d.message.ack();
+        }
+      },
+    };
+  }
+  if (world === 'schedule') {
+    return {
+      async scheduled(controller, env) {
+        ready(env);
+        const name = schedules[controller.cron] ?? controller.cron;
+        try {
+          await instances.run((inst) =>
+            inst.scheduleHandler.handle({
+              schedule: name,
+              expression: controller.cron,
+              scheduledTime: BigInt(Math.trunc(controller.scheduledTime)),
+              fireTime: BigInt(Date.now()),
+            }),
+          );
+        } catch (error) {
+          const message = `schedule ${name} failed: ${describe(error)}`;
+          console.error(`wasmfn: ${message}`);
+          // Throwing marks the run failed in Workers' cron history.
+          throw new Error(message);
+        }
+      },
+    };
+  }
+  throw new Error(`wasmfn: no Workers handler for the ${world} world`);
+}
