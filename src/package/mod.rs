@@ -226,7 +226,8 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
         .out
         .clone()
         .unwrap_or_else(|| args.dir.join(".wasmfn/package/workers").join(name));
-    workers::package(name, &component, world, &imports, &environments, &out)?;
+    let limits = &entry.settings.limits;
+    workers::package(name, &component, world, &imports, limits, &environments, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,7 +31,7 @@ function bytes(body) {
 }
 
 /** A trap leaves the instance unusable: the next event gets a fresh one. */
-const isTrap = (error) => error instanceof WebAssembly.RuntimeError;
+const isTrap = (error) => error instanceof WebAssembly.RuntimeError || error instanceof MemoryLimitExceeded;
 
 /** What the component reported (`err` payloads of jco's ComponentError) or the trap. */
 const describe = (error) => (error && error.payload !== undefined ? String(error.payload) : String(error));
@@ -43,30 +43,65 @@ const describe = (error) => (error && error.payload !== undefined ? String(error
  */
 class Instances {
   #load;
+  #memoryLimit;
   #idle = [];
-  constructor(load) {
+  /** Each instance's failed-grow flags (globals the packager added), to tell a memory-limit trap. */
+  #growFlags = new WeakMap();
+  constructor(load, memoryLimit) {
     this.#load = load;
+    this.#memoryLimit = memoryLimit;
+  }
+  async #create() {
+    const flags = [];
+    const instance = await this.#load(async (module, imports) => {
+      const core = await WebAssembly.instantiate(module, imports);
+      const flag = core.exports['wasmfn:grow-failed'];
+      if (flag) flags.push(flag);
+      return core;
+    });
+    this.#growFlags.set(instance, flags);
+    return instance;
   }
   async run(call) {
-    const instance = this.#idle.pop() ?? (await this.#load());
+    const instance = this.#idle.pop() ?? (await this.#create());
     try {
       const result = await call(instance);
       this.#idle.push(instance);
       return result;
     } catch (error) {
-      if (!isTrap(error)) this.#idle.push(instance);
-      throw error;
+      if (!isTrap(error)) {
+        this.#idle.push(instance);
+        throw error;
+      }
+      // The packager capped every memory at the limit and flags a failed `memory.grow`: a trap
+      // after one is the guest running out of memory there.
+      const full = (this.#growFlags.get(instance) ?? []).some((flag) => flag.value === 1);
+      throw full ? new MemoryLimitExceeded(this.#memoryLimit, error) : error;
     }
   }
+}
+
+/** A trap with the instance's memory at the manifest's limit. */
+class MemoryLimitExceeded extends Error {
+  constructor(limit, trap) {
+    super(`memory limit of ${Math.round(limit / 1048576)} MiB exceeded (${trap.message})`);
+  }
+}
+
+/** The `x-wasmfn-error` kind of a failure (the names the host and the Lambda adapter use). */
+function kind(error) {
+  if (error instanceof MemoryLimitExceeded) return 'MemoryLimitExceeded';
+  return isTrap(error) ? 'Trap' : 'HandlerError';
 }
 
 /**
  * The Worker's handlers for a component of `world`: `load()` instantiates it; `schedules` maps
  * cron expressions to the manifest's schedule names; `platform` maps the manifest's store,
- * queue, config and secret names to the Worker's bindings and variables.
+ * queue, config and secret names to the Worker's bindings and variables; `limits.memory` is
+ * the manifest's memory limit in bytes.
  */
-export function worker({ world, load, schedules = {}, platform = {} }) {
-  const instances = new Instances(load);
+export function worker({ world, load, schedules = {}, platform = {}, limits = {} }) {
+  const instances = new Instances(load, limits.memory ?? 128 * 1048576);
   const ready = (env) => configure(env, platform);
   if (world === 'http') {
     return {
@@ -78,7 +113,7 @@ export function worker({ world, load, schedules = {}, platform = {} }) {
           console.error(`wasmfn: request failed: ${describe(error)}`);
           return new Response(`function trapped: ${describe(error)}\n`, {
             status: 500,
-            headers: { 'x-wasmfn-error': isTrap(error) ? 'Trap' : 'HandlerError' },
+            headers: { 'x-wasmfn-error': kind(error) },
           });
         }
       },

@@ -4,6 +4,7 @@
 //! Worker's bindings and cron expressions to schedule names.
 
 use anyhow::Result;
+use wasmfn_host::Limits;
 use wasmfn_host::World;
 
 use super::imports::PROVIDED;
@@ -19,6 +20,7 @@ pub fn entry_module(
     world: World,
     imports: &[String],
     cores: &[String],
+    limits: &Limits,
     environments: &[Environment],
 ) -> Result<String> {
     let mut js = String::from(
@@ -57,7 +59,9 @@ pub fn entry_module(
     js.push_str(&format!(
         "}};\n// The manifest's names -> the Worker's bindings and vars.\nconst platform = {platform};\n\n\
          export default wasmfn_worker.worker({{\n  world: '{world}',\n  \
-         load: () => instantiate((file) => cores[file], imports),\n  schedules,\n  platform,\n}});\n"
+         load: (instantiateCore) => instantiate((file) => cores[file], imports, instantiateCore),\n  \
+         schedules,\n  platform,\n  limits: {{ memory: {} }},\n}});\n",
+        limits.memory_bytes
     ));
     Ok(js)
 }

@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
+use wasmfn_host::Limits;
 use wasmfn_host::World;
 
 mod entry;
 mod imports;
+mod memory;
 mod wrangler;
 
 pub use imports::supported_imports;
@@ -50,6 +52,9 @@ fn handler_export(world: World) -> &'static str {
     }
 }
 
+/// Isolate memory on Workers: the manifest cannot grant more.
+const ISOLATE_MEMORY: u64 = 128 << 20;
+
 /// Build the Worker for `name` (whose checked `imports` these are) into `out`; `environments`
 /// holds the top level first, then each `[env.NAME]`.
 pub fn package(
@@ -57,6 +62,7 @@ pub fn package(
     component: &Path,
     world: World,
     imports: &[String],
+    limits: &Limits,
     environments: &[Environment],
     out: &Path,
 ) -> Result<()> {
@@ -115,6 +121,22 @@ pub fn package(
     if !status.success() {
         bail!("jco transpile failed for {}", component.display());
     }
+    let mut cores: Vec<String> = std::fs::read_dir(&gen)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".wasm"))
+        .collect();
+    cores.sort();
+    for core in &cores {
+        memory::cap_memories(&gen.join(core), limits.memory_bytes)?;
+    }
+    if limits.memory_bytes > ISOLATE_MEMORY {
+        println!(
+            "  note: memory = {} MiB, but a Worker's isolate has {} MiB (JavaScript included); \
+             the isolate's limit applies first",
+            limits.memory_bytes >> 20,
+            ISOLATE_MEMORY >> 20
+        );
+    }
     let shim_out = out.join("shim");
     std::fs::create_dir_all(&shim_out)?;
     for entry in std::fs::read_dir(&shim)? {
@@ -128,14 +150,9 @@ pub fn package(
     for (file, text) in imports::RUNTIME {
         std::fs::write(runtime.join(file), text)?;
     }
-    let mut cores: Vec<String> = std::fs::read_dir(&gen)?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| f.ends_with(".wasm"))
-        .collect();
-    cores.sort();
     std::fs::write(
         out.join("worker.js"),
-        entry::entry_module(name, world, imports, &cores, environments)?,
+        entry::entry_module(name, world, imports, &cores, limits, environments)?,
     )?;
     std::fs::write(
         out.join("wrangler.toml"),

@@ -58,7 +58,12 @@ pub struct Environment {
     pub crons: Vec<(String, String)>,
     /// `[[queues.consumers]]`.
     consumers: Vec<QueueConfig>,
+    /// `[limits] cpu_ms`: the manifest's timeout, as Workers' CPU-time limit.
+    cpu_ms: u64,
 }
+
+/// The most CPU time Workers allow one invocation (paid plans).
+const MAX_CPU_MS: u64 = 300_000;
 
 /// Manifest names of one environment: `name` plus `-ENV` outside the top level, so that
 /// staging never writes production's data.
@@ -92,8 +97,10 @@ impl Environment {
         } else {
             StoreBindings::defaults()
         };
+        let timeout = entry.settings.limits.timeout.as_millis() as u64;
         let mut e = Environment {
             name: env.map(str::to_string),
+            cpu_ms: timeout.clamp(1, MAX_CPU_MS),
             ..Default::default()
         };
         if uses("wasi:keyvalue/store") {
@@ -247,6 +254,9 @@ impl Environment {
                 c.concurrency.max(1),
             );
         }
+        // Workers stop a Worker at its CPU-time limit (waiting on I/O does not count); a guest
+        // spinning past the manifest's timeout ends there.
+        let _ = writeln!(out, "\n[{}]\ncpu_ms = {}", at("limits"), self.cpu_ms);
         if !self.crons.is_empty() {
             let crons: Vec<String> = self.crons.iter().map(|(c, _)| q(c)).collect();
             let _ = writeln!(
