@@ -72,11 +72,15 @@ build_lambda_arm64() {
 }
 
 # The Workers adapter's tools (npm): jco and preview2-shim to build bundles, Miniflare with its
-# real workerd binary to run them in tests. Pinned; Miniflare 4.20260426 is the newest for Node 20.
+# real workerd binary to run them, wrangler to read and validate the generated wrangler.toml.
+# Pinned; Miniflare 4.20260426 / wrangler 4.86 are the newest for Node 20. jco 1.11.2 on
+# purpose: later versions route every call through component-model-async task bookkeeping,
+# which made a wasi:http hello 2.7x a plain JS Worker against 1.4x with 1.11.2
+# (benches/workers/compare.mjs).
 WORKERS_TOOLS="${WASMFN_WORKERS_TOOLS:-$CACHE/workers-tools}"
 ensure_workers_tools() {
     command -v node >/dev/null 2>&1 || apt_install nodejs npm
-    local want='"@bytecodealliance/jco": "1.35.0", "@bytecodealliance/preview2-shim": "0.26.1", "miniflare": "4.20260426.0", "wrangler": "4.86.0"'
+    local want='"@bytecodealliance/jco": "1.11.2", "@bytecodealliance/preview2-shim": "0.26.1", "miniflare": "4.20260426.0", "wrangler": "4.86.0"'
     if [ -f "$WORKERS_TOOLS/package.json" ] && grep -qF "$want" "$WORKERS_TOOLS/package.json" &&
         [ -x "$WORKERS_TOOLS/node_modules/@cloudflare/workerd-linux-64/bin/workerd" ]; then
         return 0

@@ -228,6 +228,8 @@ fn platform_services_become_bindings_of_every_environment() {
         "#   wrangler secret put STAGING_TOKEN --env staging",
         "[[env.staging.d1_databases]]\nbinding = \"D1_MAIN\"\ndatabase_name = \"main-staging\"",
         "bucket_name = \"files-staging\"",
+        // The manifest's default 30 s timeout, as Workers' CPU limit.
+        "[limits]\ncpu_ms = 30000",
     ] {
         assert!(wrangler.contains(line), "{line:?} in:\n{wrangler}");
     }

@@ -4,22 +4,29 @@
 // (isolate start, component instantiation) and the bundle size.
 //
 //   wasmfn package workers hello --dir guests --out /tmp/hello-worker
-//   node benches/workers/compare.mjs /tmp/hello-worker [REQUESTS]
+//   node benches/workers/compare.mjs /tmp/hello-worker [REQUESTS] [ROUNDS]
+//
+// The two run in alternating rounds of REQUESTS each (a shared machine drifts); the figures
+// are each one's median round and the median of the per-round ratios. The bundle is loaded
+// from its own wrangler.toml, read by wrangler's configuration code.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 
-const [bundle, requests = '2000'] = process.argv.slice(2);
+const [bundle, requests = '2000', rounds = '5'] = process.argv.slice(2);
 if (!bundle) {
   console.error('usage: node compare.mjs BUNDLE_DIR [REQUESTS]');
   process.exit(2);
 }
 const tools = process.env.WASMFN_WORKERS_TOOLS ?? path.join(os.homedir(), '.cache/wasmfn/workers-tools');
-const { Miniflare } = await import(pathToFileURL(path.join(tools, 'node_modules/miniflare/dist/src/index.js')).href);
+const require = createRequire(path.join(tools, 'package.json'));
+const { Miniflare } = require('miniflare');
+const { unstable_getMiniflareWorkerOptions } = require('wrangler');
 const root = path.resolve(bundle);
+const { workerOptions } = unstable_getMiniflareWorkerOptions(path.join(root, 'wrangler.toml'), '');
 
 const driver = `
 export default {
@@ -51,9 +58,7 @@ const mf = new Miniflare({
   workers: [
     { name: 'driver', modules: true, script: driver, compatibilityDate: '2026-04-01',
       serviceBindings: { WASMFN: 'wasmfn', PLAIN: 'plain' } },
-    { name: 'wasmfn', modules: true, scriptPath: path.join(root, 'worker.js'), modulesRoot: root,
-      modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
-      compatibilityDate: '2026-04-01' },
+    { ...workerOptions, name: 'wasmfn', modules: true, scriptPath: path.join(root, 'worker.js'), modulesRoot: root },
     { name: 'plain', modules: true, script: plain, compatibilityDate: '2026-04-01' },
   ],
 });
@@ -61,9 +66,20 @@ const run = async (target) => (await mf.dispatchFetch(`http://driver/?target=${t
 // Each target's first request is its cold start; measure both before any warm-up.
 const wasmfn = await run('WASMFN');
 const js = await run('PLAIN');
-// Then the per-request figures again, warm.
-const wasmfnWarm = await run('WASMFN');
-const jsWarm = await run('PLAIN');
+// Then the per-request figures, warm, in alternating rounds.
+const wasmfnRounds = [];
+const jsRounds = [];
+const ratios = [];
+for (let i = 0; i < Number(rounds); i++) {
+  const w = await run('WASMFN');
+  const j = await run('PLAIN');
+  wasmfnRounds.push(w.each);
+  jsRounds.push(j.each);
+  ratios.push(w.each / j.each);
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const wasmfnWarm = { each: median(wasmfnRounds), body: wasmfn.body };
+const jsWarm = { each: median(jsRounds), body: js.body };
 await mf.dispose();
 
 let raw = 0;
@@ -83,6 +99,6 @@ walk(root);
 const gzip = zlib.gzipSync(Buffer.concat(gz)).length;
 const us = (ms) => `${(ms * 1000).toFixed(0)} µs`;
 console.log(`responses: ${JSON.stringify(wasmfnWarm.body)} / ${JSON.stringify(jsWarm.body)}`);
-console.log(`per request (${requests}, warm): wasmfn ${us(wasmfnWarm.each)}, plain JS ${us(jsWarm.each)}, ratio ${(wasmfnWarm.each / jsWarm.each).toFixed(2)}x`);
+console.log(`per request (${rounds} rounds of ${requests}, warm, medians): wasmfn ${us(wasmfnWarm.each)}, plain JS ${us(jsWarm.each)}, ratio ${median(ratios).toFixed(2)}x (rounds: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
 console.log(`first request: wasmfn ${wasmfn.first.toFixed(1)} ms, plain JS ${js.first.toFixed(1)} ms`);
 console.log(`bundle: ${(raw / 1024).toFixed(0)} KiB, ${(gzip / 1024).toFixed(0)} KiB gzip`);

@@ -227,7 +227,15 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
         .clone()
         .unwrap_or_else(|| args.dir.join(".wasmfn/package/workers").join(name));
     let limits = &entry.settings.limits;
-    workers::package(name, &component, world, &imports, limits, &environments, &out)?;
+    workers::package(
+        name,
+        &component,
+        world,
+        &imports,
+        limits,
+        &environments,
+        &out,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

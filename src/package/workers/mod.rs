@@ -73,12 +73,12 @@ pub fn package(
         );
     }
     let tools = tools_dir().join("node_modules");
-    let jco = tools.join("@bytecodealliance/jco/dist/jco.js");
+    let jco = tools.join("@bytecodealliance/jco/src/jco.js");
     let shim = tools.join("@bytecodealliance/preview2-shim/dist/browser");
     if !jco.exists() || !shim.exists() {
         bail!(
             "jco and preview2-shim are not installed in {}: `scripts/test` installs them (or \
-             `npm install --prefix {} @bytecodealliance/jco@1.35.0 @bytecodealliance/preview2-shim@0.26.1`)",
+             `npm install --prefix {} @bytecodealliance/jco@1.11.2 @bytecodealliance/preview2-shim@0.26.1`)",
             tools.display(),
             tools_dir().display()
         );
