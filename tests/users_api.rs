@@ -1,11 +1,21 @@
 //! The example users REST API (`guests/users`) end to end over real HTTP, on the embedded
-//! stores and on PostgreSQL + Redis + S3; and the config/secret example (`guests/config-demo`).
+//! stores, on PostgreSQL + Redis + S3, and packaged as a Cloudflare Worker in workerd (D1, KV,
+//! R2); and the config/secret example (`guests/config-demo`).
 
 mod common;
 
 use common::servers::{postgres, redis, s3, unique};
 use common::{client, Fixture, Server};
 use serde_json::{json, Value};
+
+/// The users manifest binding `stores` (the store tables).
+fn users_manifest(stores: &str) -> String {
+    format!(
+        "[functions.users]\nsql = [\"users\"]\nkv = [\"cache\"]\nblob = [\"avatars\"]\n\n{stores}"
+    )
+}
+
+const EMBEDDED: &str = "[sql.users]\n[kv.cache]\n[blob.avatars]\n";
 
 fn serve_users(distributed: bool) -> (Fixture, Server) {
     let f = Fixture::with_guests(&["users"]);
@@ -21,12 +31,9 @@ fn serve_users(distributed: bool) -> (Fixture, Server) {
             s3().endpoint()
         )
     } else {
-        "[sql.users]\n[kv.cache]\n[blob.avatars]\n".to_string()
+        EMBEDDED.to_string()
     };
-    f.write(
-        "wasmfn.toml",
-        format!("[functions.users]\nsql = [\"users\"]\nkv = [\"cache\"]\nblob = [\"avatars\"]\n\n{stores}"),
-    );
+    f.write("wasmfn.toml", users_manifest(&stores));
     let server = f.serve_with(
         &[],
         &[
@@ -37,8 +44,17 @@ fn serve_users(distributed: bool) -> (Fixture, Server) {
     (f, server)
 }
 
+/// Where the API answers: `base` + path.
+struct Api(String);
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
 fn call(
-    server: &Server,
+    server: &Api,
     method: &str,
     path: &str,
     body: &str,
@@ -54,10 +70,9 @@ fn call(
     (status, headers, r.text().unwrap())
 }
 
-fn users_api(distributed: bool) {
-    let (_f, s) = serve_users(distributed);
+fn users_api(s: &Api) {
     let (status, headers, body) = call(
-        &s,
+        s,
         "POST",
         "/users",
         r#"{"name":"Ada","email":"ada@example.com"}"#,
@@ -68,13 +83,13 @@ fn users_api(distributed: bool) {
     let id = ada["id"].as_str().unwrap().to_string();
     assert_eq!(headers["location"], format!("/users/{id}").as_str());
 
-    let (status, headers, body) = call(&s, "GET", &format!("/users/{id}"), "");
+    let (status, headers, body) = call(s, "GET", &format!("/users/{id}"), "");
     assert_eq!(
         (status, &headers["x-cache"]),
         (200, &"miss".parse().unwrap()),
         "{body}"
     );
-    let (_, headers, body) = call(&s, "GET", &format!("/users/{id}"), "");
+    let (_, headers, body) = call(s, "GET", &format!("/users/{id}"), "");
     assert_eq!(headers["x-cache"], "hit");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["email"],
@@ -82,12 +97,12 @@ fn users_api(distributed: bool) {
     );
 
     call(
-        &s,
+        s,
         "POST",
         "/users",
         r#"{"name":"Bob","email":"bob@example.com"}"#,
     );
-    let (status, _, body) = call(&s, "GET", "/users", "");
+    let (status, _, body) = call(s, "GET", "/users", "");
     assert_eq!(status, 200);
     let names: Vec<String> = serde_json::from_str::<Vec<Value>>(&body)
         .unwrap()
@@ -97,9 +112,9 @@ fn users_api(distributed: bool) {
     assert_eq!(names, ["Ada", "Bob"]);
 
     // An update invalidates the cached copy.
-    let (status, _, body) = call(&s, "PUT", &format!("/users/{id}"), r#"{"name":"Ada L."}"#);
+    let (status, _, body) = call(s, "PUT", &format!("/users/{id}"), r#"{"name":"Ada L."}"#);
     assert_eq!(status, 200, "{body}");
-    let (_, headers, body) = call(&s, "GET", &format!("/users/{id}"), "");
+    let (_, headers, body) = call(s, "GET", &format!("/users/{id}"), "");
     assert_eq!(headers["x-cache"], "miss");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["name"],
@@ -131,7 +146,7 @@ fn users_api(distributed: bool) {
 
     // Bad input, as the seed's handler answers it.
     let expect = |method: &str, path: &str, body: &str, want: u16, message: &str| {
-        let (status, headers, text) = call(&s, method, path, body);
+        let (status, headers, text) = call(s, method, path, body);
         assert_eq!(status, want, "{method} {path}: {text}");
         assert_eq!(
             headers["access-control-allow-origin"], "*",
@@ -172,27 +187,42 @@ fn users_api(distributed: bool) {
         405,
         "Method not allowed",
     );
-    let (status, headers, _) = call(&s, "OPTIONS", "/users", "");
+    let (status, headers, _) = call(s, "OPTIONS", "/users", "");
     assert_eq!(status, 204);
     assert!(headers["access-control-allow-methods"]
         .to_str()
         .unwrap()
         .contains("DELETE"));
 
-    let (status, _, _) = call(&s, "DELETE", &format!("/users/{id}"), "");
+    let (status, _, _) = call(s, "DELETE", &format!("/users/{id}"), "");
     assert_eq!(status, 204);
-    assert_eq!(call(&s, "GET", &format!("/users/{id}"), "").0, 404);
-    assert_eq!(call(&s, "GET", &format!("/users/{id}/avatar"), "").0, 404);
+    assert_eq!(call(s, "GET", &format!("/users/{id}"), "").0, 404);
+    assert_eq!(call(s, "GET", &format!("/users/{id}/avatar"), "").0, 404);
 }
 
 #[test]
 fn users_api_on_embedded_stores() {
-    users_api(false);
+    let (_f, server) = serve_users(false);
+    users_api(&Api(server.url("")));
 }
 
 #[test]
 fn users_api_on_postgres_redis_and_s3() {
-    users_api(true);
+    let (_f, server) = serve_users(true);
+    users_api(&Api(server.url("")));
+}
+
+#[test]
+fn users_api_as_a_cloudflare_worker() {
+    let (_f, bundle, output) =
+        common::workers::package_with("users", "users", &users_manifest(EMBEDDED));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let worker = common::workers::Worker::start(&bundle);
+    users_api(&Api(worker.url.clone()));
 }
 
 #[test]

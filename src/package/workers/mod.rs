@@ -167,12 +167,17 @@ pub fn package(
         gzip / 1024,
         BUNDLE_LIMIT_GZIP >> 20
     );
-    if gzip > BUNDLE_LIMIT_GZIP {
+    within_limit(gzip, BUNDLE_LIMIT_GZIP)
+}
+
+/// Refuse a bundle whose compressed size is over Workers' limit.
+fn within_limit(gzip: u64, limit: u64) -> Result<()> {
+    if gzip > limit {
         bail!(
             "the bundle is {} KiB gzip, over Workers' {} MiB limit: shrink the component \
              (release build, `wasm-opt -Oz`, fewer dependencies)",
             gzip / 1024,
-            BUNDLE_LIMIT_GZIP >> 20
+            limit >> 20
         );
     }
     Ok(())
@@ -193,4 +198,18 @@ fn bundle_size(out: &Path) -> Result<(u64, u64)> {
         encoder.write_all(&bytes)?;
     }
     Ok((raw, encoder.finish()?.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bundles_over_the_limit_are_refused_with_the_fix() {
+        assert!(super::within_limit(10 << 20, super::BUNDLE_LIMIT_GZIP).is_ok());
+        let err = super::within_limit((10 << 20) + 1, super::BUNDLE_LIMIT_GZIP).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("over Workers' 10 MiB limit") && text.contains("wasm-opt -Oz"),
+            "{text}"
+        );
+    }
 }
