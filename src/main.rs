@@ -3,8 +3,10 @@
 mod build;
 mod check;
 mod invoke;
+mod new;
 mod package;
 mod queue_cmd;
+mod wit_tree;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,8 +76,11 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Build every guest source in a folder into `NAME/NAME.wasm`.
+    /// Build every guest source in a folder into `NAME/NAME.wasm` (Rust, JavaScript, Python,
+    /// C), rebuilding only what changed.
     Build(build::BuildArgs),
+    /// Create a guest from a template (`wasmfn new --list`), ready for `wasmfn build`.
+    New(new::NewArgs),
     /// Validate `wasmfn.toml` and every component against it (bindings, worlds, imports),
     /// opening each declared store; exits non-zero on any problem. Never prints secret values.
     Check {
@@ -162,6 +167,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let builder = host_builder(&cli);
     match cli.command {
         Command::Build(args) => build::run(&args),
+        Command::New(args) => new::run(&args),
         Command::Check { dir } => check::run(builder.build()?, &dir),
         Command::Package(args) => package::run(&args, cli.environment.as_deref()),
         Command::Schema => {

@@ -1,67 +1,81 @@
-//! `wasmfn build`: compile the guest sources in a folder into components (`NAME/NAME.wasm`).
-//!
-//! Rust guests are built with cargo for `wasm32-wasip2`: with the rustup target when it is
+//! Rust guests: built with cargo for `wasm32-wasip2`, with the rustup target when it is
 //! installed, otherwise with Debian's `rustc-web` building std from source (the route that needs
 //! only Debian packages; `scripts/setup` installs it). Cargo's own fingerprints make rebuilds
 //! incremental; an unchanged artifact is not copied again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-/// Arguments of `wasmfn build`.
-#[derive(clap::Args)]
-pub struct BuildArgs {
-    /// The functions folder.
-    #[arg(default_value = "guests")]
-    dir: PathBuf,
-    /// Cargo target directory for guest builds, shared between folders so std and dependencies
-    /// build once [default: ~/.cache/wasmfn/guest-target].
-    #[arg(long, env = "WASMFN_GUEST_TARGET_DIR")]
-    target_dir: Option<PathBuf>,
+use super::Guest;
+
+/// Whether `folder` holds a guest crate: a `[package]` Cargo.toml producing a component (a
+/// `cdylib`, or a command's `src/main.rs`). Plain libraries shared by guests are built as
+/// their dependencies.
+pub fn is_guest_crate(folder: &Path) -> Result<bool> {
+    Ok(package_name(folder)?.is_some())
 }
 
-/// A Rust guest: a subfolder with a `[package]` Cargo.toml.
-struct RustGuest {
-    /// Function name (the folder name).
-    name: String,
-    folder: PathBuf,
-    /// The cargo package name.
-    package: String,
+/// The cargo package name of the guest crate in `folder`.
+fn package_name(folder: &Path) -> Result<Option<String>> {
+    let manifest = folder.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&manifest)?;
+    let parsed: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let Some(package) = parsed
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+    else {
+        return Ok(None);
+    };
+    let cdylib = parsed
+        .get("lib")
+        .and_then(|l| l.get("crate-type"))
+        .and_then(|t| t.as_array())
+        .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+    if !cdylib && !folder.join("src/main.rs").exists() {
+        return Ok(None);
+    }
+    Ok(Some(package.to_string()))
 }
 
-pub fn run(args: &BuildArgs) -> Result<ExitCode> {
-    let dir = &args.dir;
-    if !dir.is_dir() {
-        bail!("functions folder `{}` does not exist", dir.display());
-    }
-    let guests = find_rust_guests(dir)?;
-    if guests.is_empty() {
-        println!("wasmfn build: no guest sources in {}", dir.display());
-        return Ok(ExitCode::SUCCESS);
-    }
+/// Build the Rust `guests` of `dir`: one cargo run per workspace (a folder whose Cargo.toml is
+/// a workspace builds together; a guest with its own `[workspace]` builds alone).
+pub fn build(dir: &Path, guests: &[&Guest], target_dir: Option<PathBuf>) -> Result<()> {
     let toolchain = Toolchain::detect()?;
-    let target_dir = args.target_dir.clone().unwrap_or_else(default_target_dir);
+    let target_dir = target_dir.unwrap_or_else(default_target_dir);
     println!(
-        "wasmfn build: {} Rust guest(s) in {} ({}; target dir {})",
+        "Rust: {} guest(s) ({}; target dir {})",
         guests.len(),
-        dir.display(),
         toolchain.describe(),
         target_dir.display()
     );
-    // One cargo run per workspace: a folder whose Cargo.toml is a workspace builds together.
+    let mut packages = Vec::new();
+    for g in guests {
+        let package = package_name(&g.folder)?.context("not a guest crate")?;
+        packages.push(package);
+    }
     let workspace = dir.join("Cargo.toml");
-    let runs: Vec<(PathBuf, Vec<&RustGuest>)> = if is_workspace(&workspace)? {
-        vec![(workspace, guests.iter().collect())]
-    } else {
-        guests
-            .iter()
-            .map(|g| (g.folder.join("Cargo.toml"), vec![g]))
-            .collect()
-    };
+    let mut runs: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for (i, g) in guests.iter().enumerate() {
+        let own = is_workspace(&g.folder.join("Cargo.toml"))?;
+        let manifest = if !own && is_workspace(&workspace)? {
+            workspace.clone()
+        } else {
+            g.folder.join("Cargo.toml")
+        };
+        match runs.iter_mut().find(|(m, _)| *m == manifest) {
+            Some((_, members)) => members.push(i),
+            None => runs.push((manifest, vec![i])),
+        }
+    }
     for (i, (manifest, members)) in runs.iter().enumerate() {
-        let names: Vec<&str> = members.iter().map(|g| g.name.as_str()).collect();
+        let names: Vec<&str> = members.iter().map(|&m| guests[m].name.as_str()).collect();
         println!(
             "[{}/{}] cargo build {}",
             i + 1,
@@ -79,24 +93,23 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
             ])
             .arg(manifest)
             .env("CARGO_TARGET_DIR", &target_dir);
-        for g in members {
-            cargo.args(["-p", &g.package]);
+        for &m in members {
+            cargo.args(["-p", &packages[m]]);
         }
         let status = cargo.status().context("running cargo")?;
         if !status.success() {
             bail!("cargo failed building {} ({status})", names.join(", "));
         }
     }
-    for g in &guests {
+    for (g, package) in guests.iter().zip(&packages) {
         let artifact = target_dir
             .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", g.package.replace('-', "_")));
-        let dest = g.folder.join(format!("{}.wasm", g.name));
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        let dest = g.output();
         let built = std::fs::read(&artifact).with_context(|| {
             format!(
-                "cargo finished but {} is missing: is `{}` a cdylib?",
-                artifact.display(),
-                g.package
+                "cargo finished but {} is missing: is `{package}` a cdylib?",
+                artifact.display()
             )
         })?;
         let unchanged = std::fs::read(&dest).is_ok_and(|old| old == built);
@@ -111,54 +124,11 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
             if unchanged { ", unchanged" } else { "" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn default_target_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("wasmfn").join("guest-target")
-}
-
-fn find_rust_guests(dir: &Path) -> Result<Vec<RustGuest>> {
-    let mut guests = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let folder = entry.path();
-        let manifest = folder.join("Cargo.toml");
-        if !folder.is_dir() || !manifest.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&manifest)?;
-        let parsed: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-        let Some(package) = parsed
-            .get("package")
-            .and_then(|p| p.get("name"))
-            .and_then(|n| n.as_str())
-        else {
-            continue;
-        };
-        // Only crates that produce a component: a `cdylib` library (or a command's main.rs).
-        // Plain libraries shared by guests are built as their dependencies.
-        let cdylib = parsed
-            .get("lib")
-            .and_then(|l| l.get("crate-type"))
-            .and_then(|t| t.as_array())
-            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
-        if !cdylib && !folder.join("src/main.rs").exists() {
-            continue;
-        }
-        guests.push(RustGuest {
-            name: entry.file_name().to_string_lossy().into_owned(),
-            folder,
-            package: package.to_string(),
-        });
-    }
-    Ok(guests)
+    super::cache_root().join("guest-target")
 }
 
 fn is_workspace(manifest: &Path) -> Result<bool> {
