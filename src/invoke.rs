@@ -95,7 +95,7 @@ fn load(host: &Host, args: &InvokeArgs) -> Result<Function> {
     {
         bail!("{e}");
     }
-    let names: Vec<&str> = app.functions().map(|f| f.name()).collect();
+    let names: Vec<String> = app.functions().map(|f| f.name().to_string()).collect();
     bail!(
         "no function `{}` in {}; available: {}",
         args.function,

@@ -6,6 +6,7 @@ mod invoke;
 mod new;
 mod package;
 mod queue_cmd;
+mod watch;
 mod wit_tree;
 
 use std::net::SocketAddr;
@@ -67,6 +68,9 @@ enum Command {
         /// Server threads, each with its own event loop and socket [default: one per core].
         #[arg(long)]
         threads: Option<usize>,
+        /// Rebuild a guest when its sources change and swap it in without dropping requests.
+        #[arg(long)]
+        watch: bool,
     },
     /// Invoke one function once, in-process, and print its result (like `sam local invoke`).
     Invoke(invoke::InvokeArgs),
@@ -183,10 +187,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             listen,
             threads,
+            watch,
         } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(builder.build()?, dir, listen, threads).await
+            serve(builder.build()?, dir, listen, threads, watch).await
         }
         Command::Invoke(args) => invoke::run(builder.build()?, args).await,
         Command::Compile { paths } => compile(&builder.build()?, &paths),
@@ -212,7 +217,13 @@ fn host_builder(cli: &Cli) -> HostBuilder {
     builder
 }
 
-async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> Result<ExitCode> {
+async fn serve(
+    host: Host,
+    dir: PathBuf,
+    listen: SocketAddr,
+    threads: usize,
+    watch: bool,
+) -> Result<ExitCode> {
     if !dir.is_dir() {
         bail!(
             "functions folder `{}` does not exist; pass the folder holding your components",
@@ -235,6 +246,11 @@ async fn serve(host: Host, dir: PathBuf, listen: SocketAddr, threads: usize) -> 
     if let Some(feed) = app.streams() {
         consumers.extend(feed.start(app.clone(), stopped.clone()));
     }
+    let host = Arc::new(host);
+    let _watcher = match watch {
+        true => Some(watch::start(host.clone(), app.clone(), dir.clone())?),
+        false => None,
+    };
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
@@ -15,9 +15,13 @@ use crate::router::{Route, Router};
 use crate::world::World;
 
 /// Functions loaded from a folder (or added one by one) plus their routes.
+///
+/// Each function sits in a slot that [`App::replace`] can swap (`wasmfn serve --watch`): an
+/// invocation takes a clone of the function it started with, so in-flight work finishes on the
+/// old code while new work gets the new one.
 #[derive(Default)]
 pub struct App {
-    functions: BTreeMap<String, Function>,
+    functions: BTreeMap<String, RwLock<Function>>,
     routes: Vec<Route>,
     router: Router,
     errors: Vec<LoadError>,
@@ -86,8 +90,27 @@ impl App {
             self.router = trial;
             self.routes.extend(routes);
         }
-        self.functions.insert(name, function);
+        self.functions.insert(name, RwLock::new(function));
         Ok(())
+    }
+
+    /// Swap in a new build of a loaded function (same name, same world; its routes and trigger
+    /// bindings stay). Returns the function it replaced.
+    pub fn replace(&self, function: Function) -> Result<Function, String> {
+        let slot = self
+            .functions
+            .get(function.name())
+            .ok_or_else(|| format!("no function `{}` is loaded", function.name()))?;
+        let mut current = slot.write().unwrap_or_else(|e| e.into_inner());
+        if current.world() != function.world() {
+            return Err(format!(
+                "`{}` now implements world `{}` instead of `{}`; restart `wasmfn serve` to change its world",
+                function.name(),
+                function.world(),
+                current.world()
+            ));
+        }
+        Ok(std::mem::replace(&mut *current, function))
     }
 
     pub(crate) fn add_loaded(
@@ -106,14 +129,14 @@ impl App {
         self.errors.push(error);
     }
 
-    /// A function by name.
-    pub fn function(&self, name: &str) -> Option<&Function> {
-        self.functions.get(name)
+    /// A function by name (a cheap clone: it stays usable even if replaced meanwhile).
+    pub fn function(&self, name: &str) -> Option<Function> {
+        self.functions.get(name).map(current)
     }
 
     /// All loaded functions, by name.
-    pub fn functions(&self) -> impl Iterator<Item = &Function> {
-        self.functions.values()
+    pub fn functions(&self) -> impl Iterator<Item = Function> + '_ {
+        self.functions.values().map(current)
     }
 
     /// The HTTP route table, in the order routes were added.
@@ -129,7 +152,7 @@ impl App {
     /// Discard warm instances idle past their timeout, across all functions (the server calls
     /// this every second). Returns how many were discarded.
     pub fn evict_idle(&self) -> usize {
-        self.functions.values().map(|f| f.evict_idle()).sum()
+        self.functions().map(|f| f.evict_idle()).sum()
     }
 
     /// Fill every function's warm pool up to its `prewarm` count; returns how many instances
@@ -137,7 +160,7 @@ impl App {
     /// retired after `max-uses` or a trap.
     pub async fn prewarm(&self) -> usize {
         let mut created = 0;
-        for f in self.functions.values() {
+        for f in self.functions().collect::<Vec<_>>() {
             match f.prewarm().await {
                 Ok(n) => created += n,
                 Err(e) => tracing::warn!(function = f.name(), "pre-warming failed: {e}"),
@@ -172,10 +195,11 @@ impl App {
     }
 
     /// The HTTP function serving `path`.
-    pub fn route(&self, path: &str) -> Option<&Function> {
+    pub fn route(&self, path: &str) -> Option<Function> {
         self.router
             .find(path)
             .and_then(|name| self.functions.get(name))
+            .map(current)
     }
 
     /// Route and handle one HTTP request; errors become HTTP error responses.
@@ -208,4 +232,9 @@ impl App {
         }
         text_response(http::StatusCode::NOT_FOUND, text)
     }
+}
+
+/// The function in a slot now.
+fn current(slot: &RwLock<Function>) -> Function {
+    slot.read().unwrap_or_else(|e| e.into_inner()).clone()
 }

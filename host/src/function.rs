@@ -65,6 +65,8 @@ pub(crate) struct FunctionInner {
     pub(crate) uses: crate::stores::StoreUse,
     config_names: Vec<String>,
     secret_names: Vec<String>,
+    /// What it was loaded with (to load a rebuilt component the same way).
+    settings: FunctionSettings,
 }
 
 /// The pre-instantiated component, typed by world.
@@ -155,8 +157,8 @@ impl Function {
                 source: path.to_path_buf(),
                 handler,
                 permits: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),
-                limits: settings.limits,
-                mode: settings.mode,
+                limits: settings.limits.clone(),
+                mode: settings.mode.clone(),
                 config: Arc::new(config),
                 platform: settings.platform.clone(),
                 grants: Arc::new(settings.grants.clone()),
@@ -165,8 +167,14 @@ impl Function {
                 uses,
                 config_names: settings.config.iter().map(|(k, _)| k.clone()).collect(),
                 secret_names: settings.secrets.iter().map(|(k, _)| k.clone()).collect(),
+                settings,
             }),
         })
+    }
+
+    /// The settings it was loaded with.
+    pub fn settings(&self) -> &FunctionSettings {
+        &self.inner.settings
     }
 
     /// Store bindings and outbound hosts granted to it.

@@ -158,6 +158,24 @@ impl Host {
         )
     }
 
+    /// Load function `name` of `app` again from its component file (after a rebuild), with
+    /// the settings it was loaded with, and swap it in ([`App::replace`]): invocations in
+    /// flight finish on the old build, new ones get the new one. On error the old one stays.
+    pub fn reload(&self, app: &App, name: &str) -> Result<Function, LoadError> {
+        let current = app.function(name).ok_or_else(|| LoadError {
+            path: PathBuf::new(),
+            function: name.to_string(),
+            message: format!("no function `{name}` is loaded"),
+        })?;
+        let fresh = self.load_component(name, current.source(), current.settings().clone())?;
+        app.replace(fresh.clone()).map_err(|message| LoadError {
+            path: current.source().to_path_buf(),
+            function: name.to_string(),
+            message,
+        })?;
+        Ok(fresh)
+    }
+
     fn overlay_config_env(&self, settings: &mut FunctionSettings) {
         if let Some(prefix) = &self.config_env_prefix {
             crate::config_env::overlay(&mut settings.config, prefix, std::env::vars());

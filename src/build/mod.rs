@@ -209,13 +209,16 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
         _ => componentize::build(&tool, g, &staged)?,
     }
     std::fs::create_dir_all(cache_dir())?;
-    std::fs::copy(&staged, &cached).with_context(|| format!("caching {}", cached.display()))?;
+    // Copy then rename: a concurrent build of the same guest never sees half a component.
+    let partial = cached.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::copy(&staged, &partial).with_context(|| format!("caching {}", cached.display()))?;
+    std::fs::rename(&partial, &cached)?;
     std::fs::rename(&staged, &output).with_context(|| format!("writing {}", output.display()))?;
     Ok("built")
 }
 
 /// Files of a guest that are not its inputs.
-fn is_output(rel: &Path) -> bool {
+pub fn is_output(rel: &Path) -> bool {
     let first = rel
         .components()
         .next()

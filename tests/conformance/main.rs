@@ -114,3 +114,26 @@ fn workers_adapter_passes_every_scenario_it_supports() {
         Box::new(on_workers::OnWorkers::start(s).unwrap_or_else(|e| panic!("{}: {e}", s.file)))
     });
 }
+
+/// Guests written in every language, made by `wasmfn new` from the `http` template (an echo) and
+/// the `queue` template (fails the messages that say `fail`), pass the same echo and
+/// partial-failure scenarios as the Rust guests, on the local host.
+#[test]
+fn guests_in_every_language_pass_the_echo_and_queue_scenarios() {
+    for lang in common::languages::LANGUAGES {
+        let mut chosen = Vec::new();
+        for mut s in scenarios() {
+            let world = match s.file.as_str() {
+                "http-echo.json" => "http",
+                "queue-partial-failure.json" => "queue",
+                _ => continue,
+            };
+            let built = common::languages::component(lang, world);
+            s.guest = built.to_string_lossy().into_owned();
+            chosen.push(s);
+        }
+        run_scenarios(&format!("local host, {lang} guests"), &chosen, 8, |s| {
+            Box::new(local::Local::start(s))
+        });
+    }
+}

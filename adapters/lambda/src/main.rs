@@ -95,13 +95,13 @@ fn main() -> Result<(), lambda_runtime::Error> {
         }
         let wanted = std::env::var("_HANDLER").ok().filter(|h| !h.is_empty());
         let function = match &wanted {
-            Some(name) => app.function(name).cloned().ok_or_else(|| {
+            Some(name) => app.function(name).ok_or_else(|| {
                 format!("_HANDLER names `{name}`, which is not in the package")
             })?,
             None => {
                 let mut all = app.functions();
                 match (all.next(), all.next()) {
-                    (Some(f), None) => f.clone(),
+                    (Some(f), None) => f,
                     _ => return Err("the package must hold exactly one function (or set _HANDLER)".into()),
                 }
             }
