@@ -37,6 +37,29 @@ ensure_guest_toolchain() {
     done
 }
 
+# Guest languages besides Rust (`wasmfn build`): clang-19 with wasi-libc for C (bindings and the
+# component wrapping run inside wasmfn), componentize-js (npm) for JavaScript, componentize-py
+# (PyPI, in a venv) for Python. Pinned, installed once into ~/.cache/wasmfn/guest-tools.
+GUEST_TOOLS="${WASMFN_GUEST_TOOLS:-$CACHE/guest-tools}"
+ensure_guest_languages() {
+    apt_install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 python3-venv
+    command -v node >/dev/null 2>&1 || apt_install nodejs npm
+    mkdir -p "$GUEST_TOOLS"
+    local js='"@bytecodealliance/componentize-js": "0.23.0"'
+    if ! { [ -f "$GUEST_TOOLS/package.json" ] && grep -qF "$js" "$GUEST_TOOLS/package.json" &&
+        [ -f "$GUEST_TOOLS/node_modules/@bytecodealliance/componentize-js/src/cli.js" ]; }; then
+        say "installing componentize-js (JavaScript guests) into $GUEST_TOOLS"
+        printf '{"name": "wasmfn-guest-tools", "private": true, "dependencies": {%s}}\n' "$js" \
+            >"$GUEST_TOOLS/package.json"
+        (cd "$GUEST_TOOLS" && npm install --no-audit --no-fund --loglevel=error >&2)
+    fi
+    if ! "$GUEST_TOOLS/py/bin/componentize-py" --version 2>/dev/null | grep -q '0.25.1'; then
+        say "installing componentize-py (Python guests) into $GUEST_TOOLS/py"
+        python3 -m venv "$GUEST_TOOLS/py"
+        "$GUEST_TOOLS/py/bin/pip" install -q componentize-py==0.25.1 >&2
+    fi
+}
+
 # Build-time tools: libclang lets rusqlite generate bindings for SQLite's pre-update hook
 # (the embedded SQL store's change capture).
 ensure_build_tools() {
