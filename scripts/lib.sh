@@ -45,9 +45,13 @@ ensure_guest_languages() {
     apt_install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 python3-venv
     command -v node >/dev/null 2>&1 || apt_install nodejs npm
     mkdir -p "$GUEST_TOOLS"
-    local js='"@bytecodealliance/componentize-js": "0.23.0"'
+    # componentize-js imports preview2-shim without declaring it: pinned beside it, at 0.17 (its
+    # Node filesystem preopens `/`; from 0.2x it starts with none and componentize-js cannot
+    # read the WIT).
+    local js='"@bytecodealliance/componentize-js": "0.23.0", "@bytecodealliance/preview2-shim": "0.17.2"'
     if ! { [ -f "$GUEST_TOOLS/package.json" ] && grep -qF "$js" "$GUEST_TOOLS/package.json" &&
-        [ -f "$GUEST_TOOLS/node_modules/@bytecodealliance/componentize-js/src/cli.js" ]; }; then
+        [ -f "$GUEST_TOOLS/node_modules/@bytecodealliance/componentize-js/src/cli.js" ] &&
+        [ -d "$GUEST_TOOLS/node_modules/@bytecodealliance/preview2-shim" ]; }; then
         say "installing componentize-js (JavaScript guests) into $GUEST_TOOLS"
         printf '{"name": "wasmfn-guest-tools", "private": true, "dependencies": {%s}}\n' "$js" \
             >"$GUEST_TOOLS/package.json"

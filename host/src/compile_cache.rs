@@ -132,7 +132,7 @@ impl CompileCache {
             if let Ok(listing) = std::fs::read_dir(dir) {
                 for candidate in listing.flatten().map(|e| e.path()) {
                     let name = candidate.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    if !name.starts_with(prefix) || candidate == entry {
+                    if !name.starts_with(prefix) || name.ends_with(".b3") || candidate == entry {
                         continue;
                     }
                     match read_entry(engine, &candidate) {
@@ -167,7 +167,7 @@ impl CompileCache {
             );
         };
         let entry = dir.join(entry_name(engine, bytes));
-        if read_checked(&entry).is_ok() {
+        if verify(&entry).is_ok() {
             return Ok(CacheOutcome::Hit);
         }
         compile_into(engine, origin, bytes, &entry, true)?;
@@ -215,35 +215,53 @@ fn compile(engine: &Engine, origin: &Path, bytes: &[u8]) -> Result<Component> {
 
 /// `<content hash>-<engine hash>.cwasm`: a new wasmtime or new settings never reuse old code.
 fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
-    let content = blake3::hash(bytes);
+    let content = hash(bytes);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("{}-{:016x}.cwasm", &content.to_hex()[..32], hasher.finish())
 }
 
-/// Length of the checksum trailer appended to every entry.
-const CHECKSUM_LEN: usize = 32;
+/// Below this size hashing on one core is faster than spreading the work.
+const PARALLEL_HASH_MIN: usize = 1 << 20;
 
-/// An entry's bytes without the checksum trailer, once the checksum matches.
-fn read_checked(entry: &Path) -> Result<Vec<u8>> {
-    let mut data = std::fs::read(entry).context("reading the entry")?;
-    if data.len() < CHECKSUM_LEN {
-        anyhow::bail!("entry is truncated ({} bytes)", data.len());
+/// blake3 of `bytes`, on every core for large inputs (JavaScript and Python components are
+/// 12-18 MB, their entries 36 MB).
+fn hash(bytes: &[u8]) -> blake3::Hash {
+    if bytes.len() < PARALLEL_HASH_MIN {
+        return blake3::hash(bytes);
     }
-    let (code, checksum) = data.split_at(data.len() - CHECKSUM_LEN);
-    if blake3::hash(code).as_bytes() != checksum {
-        anyhow::bail!("checksum mismatch: the file was modified or corrupted");
+    blake3::Hasher::new().update_rayon(bytes).finalize()
+}
+
+/// The checksum written beside an entry (`NAME.cwasm.b3`): a separate file, so that the entry
+/// itself is exactly wasmtime's artifact and can be mapped, not copied, when loaded.
+fn checksum_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".b3");
+    PathBuf::from(name)
+}
+
+/// Check `entry` against its checksum (hashing the mapped file on every core).
+fn verify(entry: &Path) -> Result<()> {
+    let expected = std::fs::read(checksum_path(entry)).context("reading the entry's checksum")?;
+    let file = std::fs::File::open(entry).context("reading the entry")?;
+    // SAFETY: a read-only mapping of a file in the user's own cache folder; a concurrent
+    // rewrite goes through a new file and a rename, never in place.
+    let mapped = unsafe { memmap2::Mmap::map(&file) }.context("mapping the entry")?;
+    if hash(&mapped).as_bytes()[..] != expected[..] {
+        anyhow::bail!("checksum mismatch: the file was modified, truncated or corrupted");
     }
-    data.truncate(data.len() - CHECKSUM_LEN);
-    Ok(data)
+    Ok(())
 }
 
 fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
-    let code = read_checked(entry)?;
-    // SAFETY: the bytes were written by `write_entry` from `precompile_component` output, the
-    // checksum proves they are unchanged, and the file name pins the engine configuration
-    // (wasmtime also re-checks compatibility in its header).
-    let component = unsafe { Component::deserialize(engine, &code) }?;
+    verify(entry)?;
+    // SAFETY: the file was written by `write_entry` from `precompile_component` output, the
+    // checksum proves it is unchanged (the cache folder is writable by this user only, so it
+    // is not swapped between the check and the mapping), and the file name pins the engine
+    // configuration (wasmtime also re-checks compatibility in its header). Mapped, not read:
+    // a 36 MB Python entry costs no copy, and its pages load as they are used.
+    let component = unsafe { Component::deserialize_file(engine, entry) }?;
     Ok(component)
 }
 
@@ -259,16 +277,25 @@ fn write_entry(entry: &Path, serialized: &[u8]) -> Result<()> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
     }
-    // Write-then-rename so a crash or a concurrent `wasmfn` never leaves a half-written entry.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        entry.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut data = Vec::with_capacity(serialized.len() + CHECKSUM_LEN);
-    data.extend_from_slice(serialized);
-    data.extend_from_slice(blake3::hash(serialized).as_bytes());
-    std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, entry).with_context(|| format!("renaming into {}", entry.display()))?;
+    // Write-then-rename so a crash or a concurrent `wasmfn` never leaves a half-written entry;
+    // the checksum goes last, so an entry without one is never trusted.
+    let tmp = |path: &Path| {
+        dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ))
+    };
+    let (entry_tmp, sum_path) = (tmp(entry), checksum_path(entry));
+    let sum_tmp = tmp(&sum_path);
+    let _ = std::fs::remove_file(&sum_path);
+    std::fs::write(&entry_tmp, serialized)
+        .with_context(|| format!("writing {}", entry_tmp.display()))?;
+    std::fs::rename(&entry_tmp, entry)
+        .with_context(|| format!("renaming into {}", entry.display()))?;
+    std::fs::write(&sum_tmp, blake3::hash(serialized).as_bytes())
+        .with_context(|| format!("writing {}", sum_tmp.display()))?;
+    std::fs::rename(&sum_tmp, &sum_path)
+        .with_context(|| format!("renaming into {}", sum_path.display()))?;
     Ok(())
 }
