@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt as _;
 use wasmfn_host::{full_body, Function, FunctionSettings, Host};
 
-const LANGUAGES: &[&str] = &["rust", "c", "js", "python"];
+const LANGUAGES: &[&str] = &["rust", "c", "go", "js", "python"];
 
 fn wasmfn_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

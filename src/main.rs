@@ -81,7 +81,7 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Build every guest source in a folder into `NAME/NAME.wasm` (Rust, JavaScript, Python,
-    /// C), rebuilding only what changed.
+    /// C, Go), rebuilding only what changed.
     Build(build::BuildArgs),
     /// Create a guest from a template (`wasmfn new --list`), ready for `wasmfn build`.
     New(new::NewArgs),

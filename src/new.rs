@@ -1,5 +1,6 @@
-//! `wasmfn new TEMPLATE NAME`: a new guest from a template (language × world), ready for
-//! `wasmfn build`. Templates live in `templates/` and are compiled into the binary.
+//! `wasmfn new TEMPLATE NAME`: a new guest from a template (Rust, JavaScript, Python, C, Go ×
+//! http, queue, schedule, stream), ready for `wasmfn build`. Templates live in `templates/` and
+//! are compiled into the binary.
 //!
 //! Every template is a working function: `http` echoes the request, `queue` fails the messages
 //! whose body says `fail` (partial failure), `schedule` and `stream` log what they receive.
@@ -14,7 +15,8 @@ use anyhow::{bail, Context as _, Result};
 /// Arguments of `wasmfn new`.
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// Template: LANGUAGE-WORLD (`rust-http`, `js-queue`, `python-schedule`, `c-stream`, ...);
+    /// Template: LANGUAGE-WORLD (`rust-http`, `js-queue`, `python-schedule`, `c-stream`,
+    /// `go-http`, ...);
     /// `--list` shows them all.
     #[arg(required_unless_present = "list")]
     template: Option<String>,
@@ -130,6 +132,30 @@ const TEMPLATES: &[Template] = &[
         [("main.c", "c/schedule/main.c")]
     ),
     t!("c", "stream", Some(None), [("main.c", "c/stream/main.c")]),
+    t!(
+        "go",
+        "http",
+        Some(None),
+        [("handler.go", "go/http/handler.go")]
+    ),
+    t!(
+        "go",
+        "queue",
+        Some(None),
+        [("handler.go", "go/queue/handler.go")]
+    ),
+    t!(
+        "go",
+        "schedule",
+        Some(None),
+        [("handler.go", "go/schedule/handler.go")]
+    ),
+    t!(
+        "go",
+        "stream",
+        Some(None),
+        [("handler.go", "go/stream/handler.go")]
+    ),
 ];
 
 /// The guest's `wit/world.wit` for `world`.

@@ -36,7 +36,21 @@ fn invoke(name: &str, event: &str) -> serde_json::Value {
 #[test]
 fn every_template_builds_and_runs() {
     let dir = templates();
+    // Precompile first (JavaScript and Python components take seconds each), as a deployment
+    // would: `serve` then starts from the compile cache.
     let cache = tempfile::tempdir().unwrap();
+    let compiled = wasmfn()
+        .arg("compile")
+        .arg(dir)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
     let server = Server::start(dir, cache.path(), &[]);
     for lang in LANGUAGES {
         // http: the echo.

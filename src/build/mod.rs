@@ -8,8 +8,9 @@
 //! | JavaScript | `app.js` + `wit/` | componentize-js ([`componentize`]) |
 //! | Python | `app.py` + `wit/` | componentize-py ([`componentize`]) |
 //! | C | `*.c` + `wit/` | wit-bindgen C bindings, clang, the preview1 reactor adapter ([`c`]) |
+//! | Go | `*.go` + `wit/` | wit-bindgen Go bindings, Go (wasip1), the preview1 reactor adapter ([`go`]) |
 //!
-//! JavaScript, Python and C guests are content-addressed: a hash of their sources, their WIT
+//! JavaScript, Python, C and Go guests are content-addressed: a hash of their sources, their WIT
 //! and the tool's version names a cached component in `~/.cache/wasmfn/components`, so an
 //! unchanged guest is never rebuilt, in this folder or in a fresh clone. Rust guests go through
 //! cargo, whose fingerprints already rebuild only what changed.
@@ -22,6 +23,7 @@ use anyhow::{bail, Context as _, Result};
 
 pub mod c;
 pub mod componentize;
+pub mod go;
 pub mod rust;
 
 /// Arguments of `wasmfn build`.
@@ -46,6 +48,7 @@ pub enum Language {
     JavaScript,
     Python,
     C,
+    Go,
 }
 
 impl Language {
@@ -56,6 +59,7 @@ impl Language {
             Language::JavaScript => "js",
             Language::Python => "python",
             Language::C => "c",
+            Language::Go => "go",
         }
     }
 }
@@ -89,6 +93,8 @@ pub fn detect(folder: &Path) -> Result<Option<Guest>> {
         Language::Python
     } else if folder.join("wit").is_dir() && c::sources(folder)?.next().is_some() {
         Language::C
+    } else if folder.join("wit").is_dir() && !go::sources(folder)?.is_empty() {
+        Language::Go
     } else {
         return Ok(None);
     };
@@ -187,6 +193,7 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
     let tool = match g.language {
         Language::JavaScript | Language::Python => componentize::tool(g.language)?,
         Language::C => c::tool()?,
+        Language::Go => go::tool()?,
         Language::Rust => unreachable!("Rust guests build through cargo"),
     };
     let key = content_key(g, &tool.version)?;
@@ -206,6 +213,7 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
     let staged = output.with_extension("wasm.partial");
     match g.language {
         Language::C => c::build(g, &staged)?,
+        Language::Go => go::build(&tool, g, &staged)?,
         _ => componentize::build(&tool, g, &staged)?,
     }
     std::fs::create_dir_all(cache_dir())?;

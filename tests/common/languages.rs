@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The languages with templates.
-pub const LANGUAGES: &[&str] = &["rust", "js", "python", "c"];
+pub const LANGUAGES: &[&str] = &["rust", "js", "python", "c", "go"];
 /// The worlds every language has a template for.
 pub const WORLDS: &[&str] = &["http", "queue", "schedule", "stream"];
 
