@@ -48,6 +48,7 @@ mod sqlite_pool;
 mod state;
 pub mod stores;
 pub mod stream_feed;
+pub mod workflow;
 mod world;
 
 pub use app::App;
