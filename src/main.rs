@@ -8,6 +8,7 @@ mod package;
 mod queue_cmd;
 mod watch;
 mod wit_tree;
+mod workflow_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,9 @@ enum Command {
     },
     /// Print the JSON Schema of `wasmfn.toml` (for editors and CI validation).
     Schema,
+    /// Saga workflows (Step Functions-style state machines over functions).
+    #[command(subcommand)]
+    Workflow(workflow_cmd::WorkflowCommand),
     /// Package one function for another platform (`lambda`: zip with the bootstrap runtime and
     /// the component precompiled for the architecture).
     Package(package::PackageArgs),
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::New(args) => new::run(&args),
         Command::Check { dir } => check::run(builder.build()?, &dir),
         Command::Package(args) => package::run(&args, cli.environment.as_deref()),
+        Command::Workflow(command) => workflow_cmd::run(&command),
         Command::Schema => {
             print!("{}", check::SCHEMA);
             Ok(ExitCode::SUCCESS)
