@@ -105,15 +105,7 @@ pub fn build(g: &Guest, out: &Path) -> Result<()> {
     }
     let module = std::fs::read(&core)?;
     let _ = std::fs::remove_file(&core);
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .validate(true)
-        .adapter(
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .encode()
-        .with_context(|| format!("making a component of `{}`", g.name))?;
+    let component = super::componentize_core(&g.name, &module, false)?;
     std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -197,16 +197,7 @@ pub fn build(tool: &Tool, g: &Guest, out: &Path) -> Result<()> {
         wit_component::StringEncoding::UTF8,
         false,
     )?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .validate(true)
-        .realloc_via_memory_grow(true)
-        .adapter(
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .encode()
-        .with_context(|| format!("making a component of `{}`", g.name))?;
+    let component = super::componentize_core(&g.name, &module, true)?;
     std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

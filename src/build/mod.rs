@@ -302,6 +302,25 @@ pub struct Tool {
     pub version: String,
 }
 
+/// Wrap a core module (its world embedded) into a component with the WASI preview1 reactor
+/// adapter; `realloc_via_memory_grow` for modules without a `cabi_realloc` (Go).
+pub fn componentize_core(
+    name: &str,
+    module: &[u8],
+    realloc_via_memory_grow: bool,
+) -> Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(module)?
+        .validate(true)
+        .realloc_via_memory_grow(realloc_via_memory_grow)
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+        .with_context(|| format!("making a component of `{name}`"))
+}
+
 /// The error for a missing tool: what is missing and the command that installs it.
 pub fn missing(tool: &str, install: &str) -> anyhow::Error {
     anyhow::anyhow!("{tool} is not installed: install it with `{install}` (`scripts/setup` does)")
