@@ -5,7 +5,7 @@
 mod common;
 
 use common::client;
-use common::workers::{package, package_with, Worker};
+use common::workers::{assert_packaged, package, package_with, Worker};
 
 #[test]
 fn http_functions_run_in_workerd() {
@@ -46,11 +46,7 @@ fn http_functions_run_in_workerd() {
 #[test]
 fn a_trap_is_a_500_and_the_worker_keeps_serving() {
     let (_f, bundle, output) = package("trap", "trap");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_packaged(&output);
     let worker = Worker::start(&bundle);
     for _ in 0..2 {
         let r = client().get(format!("{}/trap", worker.url)).send().unwrap();
@@ -108,11 +104,7 @@ fn queue_batches_and_cron_triggers_reach_their_worlds() {
         [schedules.nightly]\nfunction = \"tick\"\nexpression = \"0 3 * * *\"\n\n\
         [schedules.failing]\nfunction = \"tick\"\nexpression = \"rate(15 minutes)\"\n";
     let (_f, bundle, output) = package_with("queue-worker", "worker", manifest);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_packaged(&output);
     let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
     for line in [
         "queue = \"orders\"",
@@ -135,11 +127,7 @@ fn queue_batches_and_cron_triggers_reach_their_worlds() {
     );
 
     let (_g, bundle, output) = package_with("cron-job", "tick", manifest);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_packaged(&output);
     let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
     assert!(
         wrangler.contains("crons = [\"*/15 * * * *\", \"0 3 * * *\"]"),
@@ -355,11 +343,7 @@ fn concurrent_requests_each_get_their_own_instance() {
 fn published_messages_reach_the_queue_with_their_id_and_attributes() {
     let manifest = "[queues.orders]\n";
     let (_f, bundle, output) = package_with("publisher", "publisher", manifest);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_packaged(&output);
     let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
     assert!(
         wrangler.contains("[[queues.producers]]\nbinding = \"QUEUE_ORDERS\"\nqueue = \"orders\""),

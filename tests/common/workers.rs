@@ -131,6 +131,16 @@ pub fn tools() -> PathBuf {
     }
 }
 
+/// Fail with wasmfn's output unless packaging succeeded.
+pub fn assert_packaged(output: &Output) {
+    assert!(
+        output.status.success(),
+        "wasmfn package failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Package guest `guest` as `name`: (fixture, bundle folder, wasmfn's output).
 pub fn package(guest: &str, name: &str) -> (Fixture, PathBuf, Output) {
     package_with(guest, name, "")
