@@ -20,7 +20,7 @@ pub struct InvokeArgs {
     dir: PathBuf,
     /// The event as JSON, from a file or `-` for stdin. HTTP: {"method", "path", "headers",
     /// "body" | "bodyBase64"}; queue: {"queue", "messages": [...]}; stream: {"events": [...]};
-    /// schedule: {"schedule", "expression"}. Default: an empty event (GET /NAME for HTTP).
+    /// schedule: {"schedule", "expression"}; task: the task's JSON input. Default: an empty event (GET /NAME for HTTP).
     #[arg(long, short)]
     event: Option<String>,
 }
@@ -63,6 +63,26 @@ pub async fn run(host: Host, args: InvokeArgs) -> Result<ExitCode> {
             let ev = event_json::parse_scheduled_event(event.as_deref().unwrap_or("{}"))?;
             match function.invoke_schedule(&ev).await {
                 Ok(r) => (event_json::schedule_result_json(&r), r.is_ok()),
+                Err(e) => (error_json(&e), false),
+            }
+        }
+        World::Task => {
+            let input = event.as_deref().unwrap_or("{}");
+            serde_json::from_str::<serde_json::Value>(input)
+                .context("a task's input must be JSON")?;
+            let context = wasmfn_host::task::TaskContext {
+                execution: "local-invoke".into(),
+                workflow: String::new(),
+                state: function.name().to_string(),
+                attempt: 1,
+            };
+            match function.invoke_task(&context, input).await {
+                Ok(Ok(output)) => (
+                    json!({ "output": serde_json::from_str::<serde_json::Value>(&output)
+                        .unwrap_or(serde_json::Value::String(output)) }),
+                    true,
+                ),
+                Ok(Err(e)) => (json!({ "error": e.error, "cause": e.cause }), false),
                 Err(e) => (error_json(&e), false),
             }
         }

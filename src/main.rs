@@ -103,6 +103,10 @@ enum Command {
     Package(package::PackageArgs),
     /// Send one message to a queue of a running `wasmfn serve`.
     Send(queue_cmd::SendArgs),
+    /// Put an event on the event bus of a running `wasmfn serve` (routed by `[rules.NAME]`).
+    PutEvent(workflow_cmd::PutEventArgs),
+    /// Publish a message to a topic of a running `wasmfn serve` (fanned out to its subscriptions).
+    Publish(workflow_cmd::PublishArgs),
     /// List the queues of a running `wasmfn serve` with their depths.
     Queues(queue_cmd::ServerArg),
     /// Show the messages of a queue without consuming them (for dead-letter queues).
@@ -178,12 +182,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::New(args) => new::run(&args),
         Command::Check { dir } => check::run(builder.build()?, &dir),
         Command::Package(args) => package::run(&args, cli.environment.as_deref()),
-        Command::Workflow(command) => workflow_cmd::run(&command),
+        Command::Workflow(command) => workflow_cmd::run(command).await,
         Command::Schema => {
             print!("{}", check::SCHEMA);
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => queue_cmd::send(args).await,
+        Command::PutEvent(args) => workflow_cmd::put_event(args).await,
+        Command::Publish(args) => workflow_cmd::publish(args).await,
         Command::Queues(server) => queue_cmd::list(server).await,
         Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server).await,
         Command::DeadLetters { queue, server } => queue_cmd::dead_letters(queue, server).await,
@@ -250,6 +256,9 @@ async fn serve(
     }
     if let Some(feed) = app.streams() {
         consumers.extend(feed.start(app.clone(), stopped.clone()));
+    }
+    if let Some(workflows) = app.workflows() {
+        consumers.extend(workflows.start(app.clone(), stopped.clone()));
     }
     let host = Arc::new(host);
     let _watcher = match watch {

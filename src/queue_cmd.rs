@@ -35,7 +35,7 @@ pub struct SendArgs {
     server: ServerArg,
 }
 
-fn parse_attr(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_attr(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))?;
@@ -51,18 +51,18 @@ async fn check(response: reqwest::Response) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
 impl ServerArg {
     /// The full URL of host API `path` (under `/_wasmfn/`).
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/_wasmfn/{path}", self.server.trim_end_matches('/'))
     }
 
     /// Send `request`, turning connection failures into a hint and non-2xx into an error.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+    pub(crate) async fn call(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
         let response = request
             .send()
             .await

@@ -76,6 +76,10 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("deps/platform/types.wit", include_str!("../wit/types.wit")),
     (
+        "deps/platform/workflow.wit",
+        include_str!("../wit/workflow.wit"),
+    ),
+    (
         "deps/platform/worlds.wit",
         include_str!("../wit/worlds.wit"),
     ),

@@ -34,6 +34,10 @@ pub struct App {
     /// The app's change feed, when the manifest declares streams.
     pub(crate) streams: Option<Arc<crate::stream_feed::StreamFeed>>,
     pub(crate) stores: Option<Arc<crate::stores::StoreRegistry>>,
+    /// The app's workflows, when the manifest declares any.
+    pub(crate) workflows: Option<Arc<crate::workflow::Workflows>>,
+    /// The app's event bus and topics, when the manifest declares rules or topics.
+    pub(crate) events: Option<Arc<crate::eventbus::EventBus>>,
 }
 
 impl App {
@@ -187,6 +191,16 @@ impl App {
     /// The app's open stores (key-value, SQL, blob), by binding name.
     pub fn stores(&self) -> Option<&Arc<crate::stores::StoreRegistry>> {
         self.stores.as_ref()
+    }
+
+    /// The app's workflows, when the manifest declares any.
+    pub fn workflows(&self) -> Option<&Arc<crate::workflow::Workflows>> {
+        self.workflows.as_ref()
+    }
+
+    /// The app's event bus and topics, when the manifest declares rules or topics.
+    pub fn events(&self) -> Option<&Arc<crate::eventbus::EventBus>> {
+        self.events.as_ref()
     }
 
     /// Problems found at load with trigger bindings (queues, schedules, streams) and stores.

@@ -1,5 +1,5 @@
-//! Host-side bindings generated from `wit/`: the handler exports of the queue, stream and
-//! schedule worlds, and the `wasi:logging` import.
+//! Host-side bindings generated from `wit/`: the handler exports of the queue, stream,
+//! schedule and task worlds, and the `wasi:logging` import.
 //!
 //! Export-only worlds are used so that instantiating a handler needs nothing but its export;
 //! imports are satisfied by the shared [`crate::linker`].
@@ -40,6 +40,36 @@ pub mod schedule {
         ",
         world: "wasmfn:host-bindings/schedule-exports",
         exports: { default: async },
+    });
+}
+
+/// The `task` world's export.
+pub mod task {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world task-exports { export wasmfn:platform/task-handler@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/task-exports",
+        exports: { default: async },
+    });
+}
+
+/// `wasmfn:platform/events` and `wasmfn:platform/workflows`: the event bus, topics and
+/// workflow starts.
+pub mod routing {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world routing-imports {
+                import wasmfn:platform/events@0.1.0;
+                import wasmfn:platform/workflows@0.1.0;
+            }
+        ",
+        world: "wasmfn:host-bindings/routing-imports",
+        imports: { default: async },
     });
 }
 

@@ -1,4 +1,4 @@
-//! Invoking `queue`, `stream` and `schedule` functions, and the WIT types they take.
+//! Invoking `queue`, `stream`, `schedule` and `task` functions, and the WIT types they take.
 
 use std::time::Instant;
 
@@ -24,6 +24,13 @@ pub mod stream {
 /// Types of the `schedule` world (`wasmfn:platform/schedule-handler`).
 pub mod schedule {
     pub use crate::bindings::schedule::exports::wasmfn::platform::schedule_handler::ScheduledEvent;
+}
+
+/// Types of the `task` world (`wasmfn:platform/task-handler`).
+pub mod task {
+    pub use crate::bindings::task::exports::wasmfn::platform::task_handler::{
+        TaskContext, TaskError,
+    };
 }
 
 /// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
@@ -111,6 +118,38 @@ impl Function {
         self.log_event(started, invocation, &result, |r| match r {
             Ok(()) => "run succeeded".to_string(),
             Err(reason) => format!("run failed: {reason}"),
+        });
+        result
+    }
+
+    /// Run this `task` function for one step of a workflow execution: `input` and the result
+    /// are JSON text.
+    pub async fn invoke_task(
+        &self,
+        context: &task::TaskContext,
+        input: &str,
+    ) -> Result<Result<String, task::TaskError>, InvokeError> {
+        let (started, invocation) = self.begin(World::Task)?;
+        let result = self
+            .inner
+            .run(invocation, |mut lease| async move {
+                let result = {
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Task(b) = bindings else {
+                        unreachable!("a function's bindings match its world")
+                    };
+                    b.wasmfn_platform_task_handler()
+                        .call_handle(store, context, input)
+                        .await
+                };
+                (lease, result)
+            })
+            .await;
+        self.log_event(started, invocation, &result, |r| match r {
+            Ok(_) => format!("task `{}` succeeded", context.state),
+            Err(e) => format!("task `{}` failed: {}: {}", context.state, e.error, e.cause),
         });
         result
     }

@@ -16,7 +16,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
-use crate::bindings::{queue, schedule, stream};
+use crate::bindings::{queue, schedule, stream, task};
 use crate::compile_cache::{CacheOutcome, CompileCache};
 use crate::error::{InvokeError, LoadError};
 use crate::limits::{InstanceMode, Limits};
@@ -75,6 +75,7 @@ pub(crate) enum Handler {
     Queue(queue::QueueExportsPre<InstanceState>),
     Stream(stream::StreamExportsPre<InstanceState>),
     Schedule(schedule::ScheduleExportsPre<InstanceState>),
+    Task(task::TaskExportsPre<InstanceState>),
 }
 
 /// A live instance, typed by world.
@@ -83,6 +84,7 @@ pub(crate) enum Bindings {
     Queue(queue::QueueExports),
     Stream(stream::StreamExports),
     Schedule(schedule::ScheduleExports),
+    Task(task::TaskExports),
 }
 
 /// An instance checked out for one invocation.
@@ -361,6 +363,7 @@ impl FunctionInner {
                 .instantiate_async(&mut store)
                 .await
                 .map(Bindings::Schedule),
+            Handler::Task(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Task),
         };
         match bindings {
             Ok(bindings) => Ok(Lease {
@@ -461,6 +464,7 @@ impl Handler {
             Handler::Queue(pre) => pre.engine(),
             Handler::Stream(pre) => pre.engine(),
             Handler::Schedule(pre) => pre.engine(),
+            Handler::Task(pre) => pre.engine(),
         }
     }
 }
@@ -485,6 +489,7 @@ fn pre_instantiate(
         World::Queue => queue::QueueExportsPre::new(pre).map(Handler::Queue),
         World::Stream => stream::StreamExportsPre::new(pre).map(Handler::Stream),
         World::Schedule => schedule::ScheduleExportsPre::new(pre).map(Handler::Schedule),
+        World::Task => task::TaskExportsPre::new(pre).map(Handler::Task),
     };
     typed.map_err(|e| format!("its `{world}` export has the wrong type: {e:#}"))
 }

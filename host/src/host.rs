@@ -364,6 +364,29 @@ impl Host {
             let _ = platform.queues.set(queues.clone());
             app.queues = Some(queues);
         }
+        if !manifest.workflows.is_empty() {
+            let db = state.join("workflows.sqlite");
+            let store = Arc::new(crate::workflow::SqliteExecutions::open(&db)?);
+            tracing::info!(database = %db.display(), "workflows: embedded SQLite store");
+            let mut workflows = crate::workflow::Workflows::new(store, manifest.workflows.clone());
+            for problem in workflows.validate(&app) {
+                tracing::error!("{problem}");
+                app.queue_errors.push(problem);
+            }
+            let workflows = Arc::new(workflows);
+            let _ = platform.workflows.set(workflows.clone());
+            app.workflows = Some(workflows);
+        }
+        if !manifest.rules.is_empty() || !manifest.topics.is_empty() {
+            let bus = Arc::new(crate::eventbus::EventBus::new(
+                manifest.rules.clone(),
+                manifest.topics.clone(),
+                app.queues.clone(),
+                app.workflows.clone(),
+            ));
+            let _ = platform.events.set(bus.clone());
+            app.events = Some(bus);
+        }
         Ok(app)
     }
 }

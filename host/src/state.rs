@@ -39,6 +39,8 @@ pub struct InstanceState {
 pub struct Platform {
     pub(crate) queues: std::sync::OnceLock<Arc<crate::queue::dispatcher::QueueService>>,
     pub(crate) stores: std::sync::OnceLock<Arc<StoreRegistry>>,
+    pub(crate) workflows: std::sync::OnceLock<Arc<crate::workflow::Workflows>>,
+    pub(crate) events: std::sync::OnceLock<Arc<crate::eventbus::EventBus>>,
 }
 
 /// What one function was granted in the manifest: store bindings and outbound hosts.

@@ -1,4 +1,4 @@
-//! The four handler worlds and how a component's exports identify which one it implements.
+//! The five handler worlds and how a component's exports identify which one it implements.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,11 +18,19 @@ pub enum World {
     Stream,
     /// Exports `wasmfn:platform/schedule-handler`.
     Schedule,
+    /// Exports `wasmfn:platform/task-handler` (a workflow step).
+    Task,
 }
 
 impl World {
     /// All worlds, in documentation order.
-    pub const ALL: [World; 4] = [World::Http, World::Queue, World::Stream, World::Schedule];
+    pub const ALL: [World; 5] = [
+        World::Http,
+        World::Queue,
+        World::Stream,
+        World::Schedule,
+        World::Task,
+    ];
 
     /// The world's name as written in manifests and WIT.
     pub fn name(self) -> &'static str {
@@ -31,6 +39,7 @@ impl World {
             World::Queue => "queue",
             World::Stream => "stream",
             World::Schedule => "schedule",
+            World::Task => "task",
         }
     }
 
@@ -41,6 +50,7 @@ impl World {
             World::Queue => "wasmfn:platform/queue-handler",
             World::Stream => "wasmfn:platform/stream-handler",
             World::Schedule => "wasmfn:platform/schedule-handler",
+            World::Task => "wasmfn:platform/task-handler",
         }
     }
 
@@ -93,7 +103,7 @@ impl FromStr for World {
             .into_iter()
             .find(|w| w.name() == s)
             .ok_or_else(|| {
-                format!("unknown world `{s}`: expected one of http, queue, stream, schedule")
+                format!("unknown world `{s}`: expected one of http, queue, stream, schedule, task")
             })
     }
 }
@@ -125,7 +135,8 @@ impl fmt::Display for WorldError {
                      wasi:http/incoming-handler@0.2.x (world http), \
                      wasmfn:platform/queue-handler@0.1.x (world queue), \
                      wasmfn:platform/stream-handler@0.1.x (world stream), \
-                     wasmfn:platform/schedule-handler@0.1.x (world schedule); \
+                     wasmfn:platform/schedule-handler@0.1.x (world schedule), \
+                     wasmfn:platform/task-handler@0.1.x (world task); \
                      build it against a world in wit/"
                 )
             }

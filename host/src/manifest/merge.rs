@@ -28,6 +28,9 @@ pub(super) fn overlay(base: &mut RawManifest, over: RawManifest) {
     base.queues.extend(over.queues);
     base.schedules.extend(over.schedules);
     base.streams.extend(over.streams);
+    base.workflows.extend(over.workflows);
+    base.topics.extend(over.topics);
+    base.rules.extend(over.rules);
     base.kv.extend(over.kv);
     base.sql.extend(over.sql);
     base.blob.extend(over.blob);

@@ -31,6 +31,7 @@ use crate::world::World;
 
 mod bindings;
 mod merge;
+mod routing;
 mod triggers;
 
 pub use bindings::StoreDecl;
@@ -55,6 +56,12 @@ pub struct Manifest {
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
     /// `[streams.NAME]` entries.
     pub streams: Vec<crate::stream_feed::StreamConfig>,
+    /// `[workflows.NAME]` entries.
+    pub workflows: Vec<crate::workflow::WorkflowConfig>,
+    /// `[topics.NAME]` entries.
+    pub topics: Vec<crate::eventbus::TopicConfig>,
+    /// `[rules.NAME]` entries (event bus rules).
+    pub rules: Vec<crate::eventbus::RuleConfig>,
     /// `[kv.NAME]` stores.
     pub kv: BTreeMap<String, StoreDecl<crate::kv::KvBackendConfig>>,
     /// `[sql.NAME]` databases.
@@ -94,6 +101,12 @@ struct RawManifest {
     schedules: BTreeMap<String, RawSchedule>,
     #[serde(default)]
     streams: BTreeMap<String, RawStream>,
+    #[serde(default)]
+    workflows: BTreeMap<String, routing::RawWorkflow>,
+    #[serde(default)]
+    topics: BTreeMap<String, routing::RawTopic>,
+    #[serde(default)]
+    rules: BTreeMap<String, routing::RawRule>,
     #[serde(default)]
     kv: BTreeMap<String, bindings::RawStore>,
     #[serde(default)]
@@ -347,7 +360,10 @@ impl Manifest {
                 },
             );
         }
-        let queues = triggers::queues(path, &raw.queues, &at)?;
+        let mut queues = triggers::queues(path, &raw.queues, &at)?;
+        let workflows = routing::workflows(path, &raw.workflows, &at)?;
+        let topics = routing::topics(path, &raw.topics, &queues, &at)?;
+        let rules = routing::rules(path, &raw.rules, &mut queues, &topics, &workflows, &at)?;
         let queue_backend = triggers::queue_backend(raw.queue_backend.as_ref(), &at)?;
         let schedules = triggers::schedules(path, &raw.schedules, &at)?;
         let streams = triggers::streams(path, &raw.streams, &at)?;
@@ -374,6 +390,9 @@ impl Manifest {
             queue_backend,
             schedules,
             streams,
+            workflows,
+            topics,
+            rules,
             kv,
             sql,
             blob,

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::{FailOutcome, NewMessage, QueueBackend, QueueConfig, QueueStats, Received};
 use crate::app::App;
-use crate::events::queue::{Batch, Message};
+use crate::events::queue::{Batch, Message, MessageFailure};
 use crate::world::World;
 
 /// The queues of an app: their backend and their configuration.
@@ -93,9 +93,10 @@ impl QueueService {
                         .map(|e| format!(" ({})", e.message))
                         .unwrap_or_default()
                 )),
-                Some(f) if f.world() != World::Queue => Some(format!(
+                Some(f) if !matches!(f.world(), World::Queue | World::Http) => Some(format!(
                     "function `{name}` implements world `{}`, but a queue consumer must implement \
-                     world `queue` (export wasmfn:platform/queue-handler)",
+                     world `queue` (export wasmfn:platform/queue-handler) or `http` (each message \
+                     is POSTed to it)",
                     f.world()
                 )),
                 Some(_) => None,
@@ -254,7 +255,11 @@ async fn deliver(
         .iter()
         .map(|m| (m.id.as_str(), m.attempt))
         .collect();
-    let failures: Vec<(String, String)> = match function.invoke_queue(&wit_batch).await {
+    let outcome = match function.world() {
+        World::Http => Ok(Ok(post_each(function, &wit_batch).await)),
+        _ => function.invoke_queue(&wit_batch).await,
+    };
+    let failures: Vec<(String, String)> = match outcome {
         Ok(Ok(failed)) => {
             let known: HashSet<&str> = ids.iter().map(String::as_str).collect();
             failed
@@ -309,4 +314,52 @@ async fn deliver(
             }
         }
     }
+}
+
+/// Deliver a batch to an `http` function: each message is a `POST /` with the body, its
+/// attributes as `x-wasmfn-attr-NAME` headers and its id as `x-wasmfn-message-id`. A 2xx
+/// response settles the message; anything else fails it with the status and body.
+async fn post_each(function: &crate::Function, batch: &Batch) -> Vec<MessageFailure> {
+    use http_body_util::BodyExt as _;
+    let mut failures = Vec::new();
+    for m in &batch.messages {
+        let mut request = http::Request::post("http://localhost/")
+            .header("x-wasmfn-message-id", &m.id)
+            .header("x-wasmfn-queue", &batch.queue)
+            .header("x-wasmfn-attempt", m.attempt.to_string());
+        if m.body.first() == Some(&b'{') {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in &m.attributes {
+            request = request.header(format!("x-wasmfn-attr-{k}"), v);
+        }
+        let reason = match request.body(crate::full_body(m.body.clone())) {
+            Err(e) => Some(format!("message cannot be sent as an HTTP request: {e}")),
+            Ok(request) => match function.handle_http(request).await {
+                Err(e) => Some(e.to_string()),
+                Ok(response) if response.status().is_success() => {
+                    // Drain the body so the guest runs to completion.
+                    let _ = response.into_body().collect().await;
+                    None
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                        .unwrap_or_default();
+                    Some(format!("HTTP {status}: {}", body.trim()))
+                }
+            },
+        };
+        if let Some(reason) = reason {
+            failures.push(MessageFailure {
+                id: m.id.clone(),
+                reason,
+            });
+        }
+    }
+    failures
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+
 use serde::Deserialize;
 
 /// A state machine: where it starts and its states by name.
@@ -38,9 +39,9 @@ pub enum State {
         retry: Vec<Retry>,
         #[serde(rename = "Catch", default)]
         catch: Vec<Catcher>,
-        /// Where the result goes in the state's input (`$` replaces it; default `$`).
-        #[serde(rename = "ResultPath", default)]
-        result_path: Option<String>,
+        /// Where the result goes in the state's input (see [`ResultPath`]).
+        #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
+        result_path: ResultPath,
         /// Seconds before the task counts as failed with `States.Timeout`.
         #[serde(rename = "TimeoutSeconds", default)]
         timeout_seconds: Option<u64>,
@@ -51,8 +52,8 @@ pub enum State {
         flow: Flow,
         #[serde(rename = "Result", default)]
         result: Option<serde_json::Value>,
-        #[serde(rename = "ResultPath", default)]
-        result_path: Option<String>,
+        #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
+        result_path: ResultPath,
     },
     /// Branch on the input.
     Choice {
@@ -80,6 +81,8 @@ pub enum State {
         retry: Vec<Retry>,
         #[serde(rename = "Catch", default)]
         catch: Vec<Catcher>,
+        #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
+        result_path: ResultPath,
     },
     /// End the execution successfully.
     Succeed {},
@@ -130,8 +133,17 @@ fn three() -> u32 {
 pub struct Catcher {
     pub error_equals: Vec<String>,
     pub next: String,
-    #[serde(default)]
-    pub result_path: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: ResultPath,
+}
+
+/// A `ResultPath`: `None` when absent (the result replaces the input, like `"$"`),
+/// `Some(None)` for JSON `null` (the result is discarded, the input passes on),
+/// `Some(Some(path))` to place it at `path`.
+pub type ResultPath = Option<Option<String>>;
+
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ResultPath, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// One branch of a Choice: a comparison on `Variable` and where to go when it holds.
@@ -141,9 +153,10 @@ pub struct ChoiceRule {
     pub variable: Option<String>,
     #[serde(rename = "Next")]
     pub next: String,
-    /// The comparison (`StringEquals`, `NumericGreaterThan`, `BooleanEquals`, `IsPresent`, ...).
+    /// The comparison (`StringEquals`, `NumericGreaterThan`, `BooleanEquals`, `IsPresent`,
+    /// `And`/`Or`/`Not`, ...).
     #[serde(flatten)]
-    pub test: BTreeMap<String, serde_json::Value>,
+    pub test: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a definition was refused: the state and the fix.
@@ -173,6 +186,17 @@ impl Definition {
             .map_err(|e| DefinitionError(format!("not a workflow definition: {e}")))?;
         d.validate("")?;
         Ok(d)
+    }
+
+    /// Read a definition file: `.toml` as TOML, anything else as States Language JSON.
+    pub fn load(path: &std::path::Path) -> Result<Definition, DefinitionError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DefinitionError(format!("cannot read {}: {e}", path.display())))?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            Definition::parse_toml(&text)
+        } else {
+            Definition::parse_json(&text)
+        }
     }
 
     /// Check every reference and that every state can finish; `scope` names the branch.
@@ -216,6 +240,29 @@ impl Definition {
                     return fail(name, "a Choice needs at least one rule in `Choices`".into())
                 }
                 _ => {}
+            }
+            for path in state.result_paths() {
+                if let Err(e) = super::paths::check(path) {
+                    return fail(name, format!("`ResultPath`: {e}"));
+                }
+            }
+            if let State::Choice { choices, .. } = state {
+                for (i, c) in choices.iter().enumerate() {
+                    if let Err(e) = super::paths::check_rule(c.variable.as_deref(), &c.test) {
+                        return fail(name, format!("choice {i}: {e}"));
+                    }
+                }
+            }
+            if let State::Wait {
+                timestamp: Some(t), ..
+            } = state
+            {
+                if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+                    return fail(
+                        name,
+                        format!("`Timestamp` `{t}` is not an RFC 3339 time such as 2026-12-01T09:00:00Z"),
+                    );
+                }
             }
             if let State::Task { resource, .. } = state {
                 if resource.trim().is_empty() {
@@ -295,6 +342,29 @@ impl State {
                 out.extend(default.as_deref());
             }
             State::Succeed {} | State::Fail { .. } => {}
+        }
+        out.into_iter()
+    }
+
+    /// The `ResultPath`s given on the state and its catchers.
+    fn result_paths(&self) -> impl Iterator<Item = &str> {
+        let mut out: Vec<&str> = Vec::new();
+        match self {
+            State::Task {
+                result_path, catch, ..
+            }
+            | State::Parallel {
+                result_path, catch, ..
+            } => {
+                out.extend(result_path.as_ref().and_then(|p| p.as_deref()));
+                for c in catch {
+                    out.extend(c.result_path.as_ref().and_then(|p| p.as_deref()));
+                }
+            }
+            State::Pass { result_path, .. } => {
+                out.extend(result_path.as_ref().and_then(|p| p.as_deref()))
+            }
+            _ => {}
         }
         out.into_iter()
     }

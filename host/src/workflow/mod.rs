@@ -1,8 +1,22 @@
 //! Saga workflows: Step Functions-style state machines whose tasks are wasmfn functions.
 //!
-//! So far: the definition ([`definition`]), read from Amazon States Language JSON or the same
-//! shape in TOML, and checked before anything runs. The durable executor comes next.
+//! - [`definition`]: the Amazon States Language subset, read from JSON or TOML and checked
+//!   before anything runs.
+//! - [`paths`]: reference paths, `ResultPath`, error matching and Choice rules.
+//! - [`ExecutionStore`]: where executions live, persisted after every step.
+//!   [`SqliteExecutions`] is the embedded default.
+//! - [`Workflows`]: the executor. It runs executions step by step, resumes unfinished ones when
+//!   the host starts (a completed step is never run again), and keeps each one's history.
 
 pub mod definition;
+pub mod paths;
 
 pub use definition::{Definition, DefinitionError};
+mod executor;
+mod sqlite;
+pub mod store;
+
+pub use executor::{StartError, WorkflowConfig, Workflows};
+pub use sqlite::SqliteExecutions;
+pub(crate) use executor::new_id;
+pub use store::{Execution, ExecutionStore, Status, Step};

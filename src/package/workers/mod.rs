@@ -49,6 +49,7 @@ fn handler_export(world: World) -> &'static str {
         World::Queue => "wasmfn:platform/queue-handler#handle",
         World::Schedule => "wasmfn:platform/schedule-handler#handle",
         World::Stream => "wasmfn:platform/stream-handler#handle",
+        World::Task => "wasmfn:platform/task-handler#handle",
     }
 }
 
@@ -70,6 +71,12 @@ pub fn package(
         bail!(
             "`{name}` implements the `stream` world, and Workers have no change-stream event \
              source; deploy it where the stream lives (wasmfn serve, or Lambda for DynamoDB/S3)"
+        );
+    }
+    if world == World::Task {
+        bail!(
+            "`{name}` implements the `task` world: tasks run as steps of wasmfn workflows, which \
+             the Workers adapter does not host; serve the workflow with `wasmfn serve`"
         );
     }
     let tools = tools_dir().join("node_modules");

@@ -13,7 +13,10 @@
 //! | `GET /_wasmfn/streams/NAME/parked` | records set aside after repeated failures |
 //! | `POST /_wasmfn/schedules/NAME/trigger` | run a schedule once now and answer with its result |
 //!
-//! A `202` means the messages are durably stored.
+//! A `202` means the messages are durably stored. The event bus, topic and workflow routes are
+//! in [`routing`].
+
+mod routing;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,6 +75,25 @@ where
         .to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let parts: Vec<&str> = path.split('/').collect();
+    if matches!(
+        parts.first(),
+        Some(&("events" | "rules" | "topics" | "workflows" | "executions"))
+    ) {
+        let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        let (head, body) = request.into_parts();
+        let body = body.map_err(|e| -> wasmtime_wasi_http::Error { e.into() });
+        let body = match Limited::new(body, 64 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return text_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "host API requests are limited to 64 MiB",
+                )
+            }
+        };
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        return routing::handle(app, &head.method, &parts, &query, &head.headers, body).await;
+    }
     if parts.first() == Some(&"schedules") {
         return schedules(app, request.method(), &parts).await;
     }

@@ -1,0 +1,707 @@
+//! The executor: runs executions state by state, persisting every step with the position it
+//! leads to, and resumes unfinished executions when the host starts.
+//!
+//! A step that completed is never run again. A Task interrupted by a crash runs again from
+//! its start (its attempt number is unchanged), so tasks with side effects should be idempotent
+//! on `execution` + `state`, as with Step Functions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::definition::{Catcher, Definition, ResultPath, Retry, State};
+use super::paths;
+use super::store::{Execution, ExecutionStore, NewExecution, Position, Status, Step, Transition};
+use crate::app::App;
+use crate::error::InvokeError;
+use crate::queue::now_ms;
+use crate::world::World;
+
+/// A `[workflows.NAME]` entry: a name and its checked definition.
+#[derive(Clone, Debug)]
+pub struct WorkflowConfig {
+    /// The workflow's name.
+    pub name: String,
+    /// Its definition.
+    pub definition: Arc<Definition>,
+}
+
+/// Why an execution could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    /// No workflow of that name is declared (the declared ones).
+    UnknownWorkflow(String, Vec<String>),
+    /// The input is not JSON, or the name is not usable as an id.
+    Invalid(String),
+    /// The workflow cannot run (a task's function is missing or of the wrong world).
+    NotRunnable(String),
+    /// The store failed; nothing was started.
+    Store(anyhow::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::UnknownWorkflow(w, known) => write!(
+                f,
+                "no workflow named `{w}`; declared: {} (declare it as [workflows.{w}] in wasmfn.toml)",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ),
+            StartError::Invalid(why) | StartError::NotRunnable(why) => f.write_str(why),
+            StartError::Store(e) => write!(f, "workflow store failed, nothing was started: {e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The workflows of an app: their definitions, their store, and the executor.
+pub struct Workflows {
+    store: Arc<dyn ExecutionStore>,
+    configs: BTreeMap<String, WorkflowConfig>,
+    /// Workflows that cannot run, with the reason (checked against the app's functions).
+    problems: BTreeMap<String, String>,
+    queued: mpsc::UnboundedSender<String>,
+    receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Woken whenever an execution ends (for callers waiting on a result).
+    finished: Notify,
+}
+
+impl Workflows {
+    /// Workflows over `store`.
+    pub fn new(store: Arc<dyn ExecutionStore>, configs: Vec<WorkflowConfig>) -> Self {
+        let (queued, receiver) = mpsc::unbounded_channel();
+        Self {
+            store,
+            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            problems: BTreeMap::new(),
+            queued,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+            finished: Notify::new(),
+        }
+    }
+
+    /// Check every Task names a loaded `task` function. A workflow that fails the check is
+    /// not started (starts are refused with the reason); the returned errors say why.
+    pub fn validate(&mut self, app: &App) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, c) in &self.configs {
+            let mut missing = Vec::new();
+            for_each_task(&c.definition, &mut |state, resource| {
+                let problem = match app.function(resource) {
+                    None => format!(
+                        "state `{state}` runs function `{resource}`, which is not loaded{}",
+                        app.load_errors()
+                            .iter()
+                            .find(|e| e.function == resource)
+                            .map(|e| format!(" ({})", e.message))
+                            .unwrap_or_default()
+                    ),
+                    Some(f) if f.world() != World::Task => format!(
+                        "state `{state}` runs function `{resource}`, which implements world `{}`; \
+                         a task must implement world `task` (export wasmfn:platform/task-handler)",
+                        f.world()
+                    ),
+                    Some(_) => return,
+                };
+                missing.push(problem);
+            });
+            if let Some(first) = missing.into_iter().next() {
+                errors.push(format!(
+                    "[workflows.{name}]: {first}; executions of it are refused until this is fixed"
+                ));
+                self.problems.insert(name.clone(), first);
+            }
+        }
+        errors
+    }
+
+    /// The declared workflows.
+    pub fn configs(&self) -> impl Iterator<Item = &WorkflowConfig> {
+        self.configs.values()
+    }
+
+    /// The store (history, listings).
+    pub fn store(&self) -> &Arc<dyn ExecutionStore> {
+        &self.store
+    }
+
+    /// Start `workflow` with `input` (JSON text). With `name`, starting the same name again
+    /// returns the existing execution. Returns the id and whether it is new. The execution is
+    /// durable when this returns; it runs once the executor is started ([`Self::start`]).
+    pub async fn start_execution(
+        &self,
+        workflow: &str,
+        input: &str,
+        name: Option<&str>,
+    ) -> Result<(String, bool), StartError> {
+        let Some(config) = self.configs.get(workflow) else {
+            return Err(StartError::UnknownWorkflow(
+                workflow.to_string(),
+                self.configs.keys().cloned().collect(),
+            ));
+        };
+        if let Some(problem) = self.problems.get(workflow) {
+            return Err(StartError::NotRunnable(format!(
+                "workflow `{workflow}` cannot run: {problem}"
+            )));
+        }
+        serde_json::from_str::<Value>(input)
+            .map_err(|e| StartError::Invalid(format!("the input is not JSON: {e}")))?;
+        let id = match name {
+            Some(n) => {
+                validate_execution_name(n).map_err(StartError::Invalid)?;
+                n.to_string()
+            }
+            None => new_id(),
+        };
+        let created = self
+            .store
+            .create(NewExecution {
+                id: id.clone(),
+                workflow: workflow.to_string(),
+                parent: None,
+                input: input.to_string(),
+                start_at: config.definition.start_at.clone(),
+            })
+            .await
+            .map_err(StartError::Store)?;
+        if created {
+            tracing::info!(workflow, execution = %id, "execution started");
+            // The executor may not run (a library user who never starts it): the execution
+            // stays stored and is resumed by the next executor.
+            let _ = self.queued.send(id.clone());
+        }
+        Ok((id, created))
+    }
+
+    /// Wait until execution `id` ends or `timeout` passes; returns it as it then stands.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> anyhow::Result<Option<Execution>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.finished.notified();
+            let execution = self.store.get(id).await?;
+            match &execution {
+                Some(e) if e.status == Status::Running => {}
+                _ => return Ok(execution),
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(execution);
+            }
+        }
+    }
+
+    /// Resume every unfinished execution, then run new ones as they are started, until
+    /// `shutdown` turns true: executions then stop at their next step boundary (a running
+    /// task finishes first) and resume at the next start.
+    pub fn start(
+        self: &Arc<Self>,
+        app: Arc<App>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let Some(mut receiver) = self.receiver.lock().unwrap().take() else {
+            return Vec::new();
+        };
+        let runner = Arc::new(Runner {
+            workflows: self.clone(),
+            app,
+            shutdown: shutdown.clone(),
+        });
+        let mut shutdown = shutdown;
+        vec![tokio::spawn(async move {
+            let mut running = tokio::task::JoinSet::new();
+            match runner.workflows.store.unfinished().await {
+                Ok(list) => {
+                    if !list.is_empty() {
+                        tracing::info!(executions = list.len(), "resuming unfinished executions");
+                    }
+                    for e in list {
+                        running.spawn(runner.clone().run_top(e.id));
+                    }
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "listing unfinished executions failed"),
+            }
+            loop {
+                tokio::select! {
+                    id = receiver.recv() => match id {
+                        Some(id) => { running.spawn(runner.clone().run_top(id)); }
+                        None => break,
+                    },
+                    _ = shutdown.changed() => if *shutdown.borrow() { break },
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                }
+            }
+            while running.join_next().await.is_some() {}
+        })]
+    }
+}
+
+/// Call `f(state, function)` for every Task, in branches too.
+fn for_each_task(d: &Definition, f: &mut dyn FnMut(&str, &str)) {
+    for (name, state) in &d.states {
+        match state {
+            State::Task { resource, .. } => f(name, resource),
+            State::Parallel { branches, .. } => branches.iter().for_each(|b| for_each_task(b, f)),
+            _ => {}
+        }
+    }
+}
+
+/// Execution names given by callers become ids: keep them printable and short.
+fn validate_execution_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "execution name `{name}` must be 1-80 characters of letters, digits, `-`, `_` and `.`"
+        ))
+    }
+}
+
+/// A fresh id (executions, events): time-ordered, 20 hex digits.
+pub(crate) fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&nanos.to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    let hash = h.finalize().to_hex();
+    format!("{:011x}{}", (nanos / 1_000_000) as u64, &hash[..9])
+}
+
+/// An error a state ended with.
+struct Failure {
+    error: String,
+    cause: String,
+}
+
+/// What running one execution needs.
+struct Runner {
+    workflows: Arc<Workflows>,
+    app: Arc<App>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Runner {
+    /// Run a top-level execution to its end (or to shutdown).
+    async fn run_top(self: Arc<Self>, id: String) {
+        let execution = match self.workflows.store.get(&id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(execution = %id, error = %format!("{e:#}"), "reading the execution failed; it resumes at the next start");
+                return;
+            }
+        };
+        let Some(config) = self.workflows.configs.get(&execution.workflow) else {
+            tracing::error!(execution = %id, workflow = %execution.workflow,
+                "the execution's workflow is no longer declared; it stays RUNNING until it is declared again");
+            return;
+        };
+        let definition = config.definition.clone();
+        if let Err(e) = self.run(execution, &definition).await {
+            tracing::error!(execution = %id, error = %format!("{e:#}"), "the workflow store failed; the execution resumes at the next start");
+        }
+    }
+
+    /// Run `execution` over `definition` until it ends; `Ok(None)` when stopped by shutdown.
+    async fn run(
+        &self,
+        execution: Execution,
+        definition: &Definition,
+    ) -> anyhow::Result<Option<Execution>> {
+        let store = &self.workflows.store;
+        let id = execution.id.clone();
+        let mut steps = execution.steps;
+        let Some(mut position) = execution.position.clone() else {
+            return Ok(Some(execution));
+        };
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            if let Some(wake_at) = position.wake_at {
+                let wait = wake_at.saturating_sub(now_ms());
+                if wait > 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                        _ = shutdown.changed() => continue,
+                    }
+                }
+            }
+            let Some(state) = definition.states.get(&position.state) else {
+                anyhow::bail!(
+                    "execution `{id}` is at state `{}`, which its workflow no longer has",
+                    position.state
+                );
+            };
+            let started_at = now_ms();
+            let input: Value = serde_json::from_str(&position.input).unwrap_or(Value::Null);
+            let outcome: Result<Value, Failure> = match state {
+                State::Task {
+                    resource,
+                    timeout_seconds,
+                    ..
+                } => {
+                    self.task(&execution, &position, resource, *timeout_seconds)
+                        .await
+                }
+                State::Pass {
+                    result,
+                    result_path,
+                    ..
+                } => place(&input, result_path, result.clone().unwrap_or(input.clone())),
+                State::Choice { choices, default } => {
+                    let next = choices
+                        .iter()
+                        .find(|c| paths::evaluate(c.variable.as_deref(), &c.test, &input))
+                        .map(|c| c.next.clone())
+                        .or_else(|| default.clone());
+                    let (step, next) = match next {
+                        Some(next) => (
+                            step(&position, "Choice", started_at, Ok(&input)),
+                            Transition::Continue(Position {
+                                state: next,
+                                input: position.input.clone(),
+                                attempt: 0,
+                                wake_at: None,
+                            }),
+                        ),
+                        None => {
+                            let f = Failure {
+                                error: "States.NoChoiceMatched".into(),
+                                cause: format!(
+                                    "no rule of Choice `{}` matched and it has no Default",
+                                    position.state
+                                ),
+                            };
+                            (step(&position, "Choice", started_at, Err(&f)), finish_failed(&f))
+                        }
+                    };
+                    store.record(&id, Some(step), next.clone()).await?;
+                    steps += 1;
+                    match next {
+                        Transition::Continue(p) => {
+                            position = p;
+                            continue;
+                        }
+                        Transition::Finish { .. } => return self.ended(&id).await,
+                    }
+                }
+                State::Wait {
+                    seconds, timestamp, ..
+                } if position.wake_at.is_none() => {
+                    let until = match (seconds, timestamp) {
+                        (Some(s), _) => now_ms() + s * 1000,
+                        (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(t)
+                            .map(|t| t.timestamp_millis().max(0) as u64)
+                            .unwrap_or_else(|_| now_ms()),
+                        (None, None) => now_ms(),
+                    };
+                    // Persist the deadline first, so a restart waits only what is left.
+                    position.wake_at = Some(until);
+                    store
+                        .record(&id, None, Transition::Continue(position.clone()))
+                        .await?;
+                    continue;
+                }
+                State::Wait { .. } => Ok(input.clone()),
+                State::Parallel { branches, .. } => {
+                    self.parallel(&execution, &position, steps, branches, &input)
+                        .await?
+                }
+                State::Succeed {} => Ok(input.clone()),
+                State::Fail { error, cause } => Err(Failure {
+                    error: error.clone().unwrap_or_else(|| "States.Fail".into()),
+                    cause: cause.clone().unwrap_or_default(),
+                }),
+            };
+            let Some(outcome) = self.settle(outcome, &input, state) else {
+                // Shut down mid-Parallel: branches stopped; resume later.
+                return Ok(None);
+            };
+            let kind = kind_of(state);
+            let (step, next) = match outcome {
+                Ok(output) => {
+                    let next = match next_of(state) {
+                        Some(next) => Transition::Continue(Position {
+                            state: next.to_string(),
+                            input: output.to_string(),
+                            attempt: 0,
+                            wake_at: None,
+                        }),
+                        None => Transition::Finish {
+                            status: Status::Succeeded,
+                            output: Some(output.to_string()),
+                            error: None,
+                            cause: None,
+                        },
+                    };
+                    (step(&position, kind, started_at, Ok(&output)), next)
+                }
+                Err(f) => {
+                    let next = self.on_error(state, &position, &input, &f);
+                    (step(&position, kind, started_at, Err(&f)), next)
+                }
+            };
+            store.record(&id, Some(step), next.clone()).await?;
+            steps += 1;
+            match next {
+                Transition::Continue(p) => position = p,
+                Transition::Finish { .. } => return self.ended(&id).await,
+            }
+        }
+    }
+
+    /// Apply a successful state's ResultPath (Task/Parallel), passing failures through.
+    /// `None` when the state was interrupted by shutdown.
+    fn settle(
+        &self,
+        outcome: Result<Value, Failure>,
+        input: &Value,
+        state: &State,
+    ) -> Option<Result<Value, Failure>> {
+        if *self.shutdown.borrow() && matches!(&outcome, Err(f) if f.error == STOPPED) {
+            return None;
+        }
+        Some(match (outcome, state) {
+            (Ok(result), State::Task { result_path, .. })
+            | (Ok(result), State::Parallel { result_path, .. }) => place(input, result_path, result),
+            (other, _) => other,
+        })
+    }
+
+    /// Where a failed state goes: a retry after backoff, a catcher, or the end.
+    fn on_error(&self, state: &State, position: &Position, input: &Value, f: &Failure) -> Transition {
+        let (retry, catch): (&[Retry], &[Catcher]) = match state {
+            State::Task { retry, catch, .. } | State::Parallel { retry, catch, .. } => (retry, catch),
+            _ => (&[], &[]),
+        };
+        if let Some(r) = retry.iter().find(|r| paths::error_matches(&r.error_equals, &f.error)) {
+            if position.attempt < r.max_attempts {
+                let delay = r.interval_seconds * r.backoff_rate.powi(position.attempt as i32);
+                return Transition::Continue(Position {
+                    state: position.state.clone(),
+                    input: position.input.clone(),
+                    attempt: position.attempt + 1,
+                    wake_at: Some(now_ms() + (delay * 1000.0) as u64),
+                });
+            }
+        }
+        if let Some(c) = catch.iter().find(|c| paths::error_matches(&c.error_equals, &f.error)) {
+            let error = json!({ "Error": f.error, "Cause": f.cause });
+            let input = place(input, &c.result_path, error.clone()).unwrap_or(error);
+            return Transition::Continue(Position {
+                state: c.next.clone(),
+                input: input.to_string(),
+                attempt: 0,
+                wake_at: None,
+            });
+        }
+        finish_failed(f)
+    }
+
+    async fn ended(&self, id: &str) -> anyhow::Result<Option<Execution>> {
+        let e = self.workflows.store.get(id).await?;
+        if let Some(e) = &e {
+            if e.parent.is_none() {
+                tracing::info!(execution = %id, workflow = %e.workflow, status = e.status.as_str(),
+                    error = e.error.as_deref().unwrap_or(""), "execution ended");
+            }
+        }
+        self.workflows.finished.notify_waiters();
+        Ok(e)
+    }
+
+    /// Invoke a Task's function.
+    async fn task(
+        &self,
+        execution: &Execution,
+        position: &Position,
+        resource: &str,
+        timeout_seconds: Option<u64>,
+    ) -> Result<Value, Failure> {
+        let Some(function) = self.app.function(resource) else {
+            return Err(Failure {
+                error: "States.TaskFailed".into(),
+                cause: format!("function `{resource}` is not loaded"),
+            });
+        };
+        let context = crate::events::task::TaskContext {
+            execution: execution.id.clone(),
+            workflow: execution.workflow.clone(),
+            state: position.state.clone(),
+            attempt: position.attempt + 1,
+        };
+        let call = function.invoke_task(&context, &position.input);
+        let result = match timeout_seconds {
+            Some(s) => match tokio::time::timeout(Duration::from_secs(s), call).await {
+                Ok(r) => r,
+                Err(_) => Err(InvokeError::Timeout {
+                    function: resource.to_string(),
+                    after: Duration::from_secs(s),
+                }),
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(Ok(output)) => serde_json::from_str(&output).map_err(|e| Failure {
+                error: "States.Runtime".into(),
+                cause: format!("function `{resource}` returned a result that is not JSON: {e}"),
+            }),
+            Ok(Err(e)) => Err(Failure {
+                error: e.error,
+                cause: e.cause,
+            }),
+            Err(e @ InvokeError::Timeout { .. }) => Err(Failure {
+                error: "States.Timeout".into(),
+                cause: e.to_string(),
+            }),
+            Err(e) => Err(Failure {
+                error: "States.TaskFailed".into(),
+                cause: e.to_string(),
+            }),
+        }
+    }
+
+    /// Run a Parallel state's branches as child executions (ids derived from the parent's
+    /// step count, so a resumed parent finds them) and collect their outputs in order.
+    async fn parallel(
+        &self,
+        execution: &Execution,
+        position: &Position,
+        steps: u64,
+        branches: &[Definition],
+        input: &Value,
+    ) -> anyhow::Result<Result<Value, Failure>> {
+        let store = &self.workflows.store;
+        let mut runs = Vec::new();
+        for (i, branch) in branches.iter().enumerate() {
+            let child = format!("{}:{}:{i}", execution.id, steps + 1);
+            store
+                .create(NewExecution {
+                    id: child.clone(),
+                    workflow: execution.workflow.clone(),
+                    parent: Some(execution.id.clone()),
+                    input: position.input.clone(),
+                    start_at: branch.start_at.clone(),
+                })
+                .await?;
+            let e = store
+                .get(&child)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("branch execution `{child}` vanished"))?;
+            runs.push(Box::pin(self.run(e, branch)));
+        }
+        let _ = input;
+        let mut outputs = Vec::new();
+        let mut failure = None;
+        for result in futures::future::join_all(runs).await {
+            match result? {
+                None => {
+                    return Ok(Err(Failure {
+                        error: STOPPED.into(),
+                        cause: String::new(),
+                    }))
+                }
+                Some(e) if e.status == Status::Succeeded => outputs.push(
+                    e.output
+                        .as_deref()
+                        .and_then(|o| serde_json::from_str(o).ok())
+                        .unwrap_or(Value::Null),
+                ),
+                Some(e) => {
+                    failure.get_or_insert(Failure {
+                        error: e.error.unwrap_or_else(|| "States.BranchFailed".into()),
+                        cause: e.cause.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(match failure {
+            Some(f) => Err(f),
+            None => Ok(Value::Array(outputs)),
+        })
+    }
+}
+
+/// The pseudo-error of a Parallel state interrupted by shutdown (never stored).
+const STOPPED: &str = "wasmfn.Stopped";
+
+fn place(input: &Value, result_path: &ResultPath, result: Value) -> Result<Value, Failure> {
+    match result_path {
+        Some(None) => Ok(input.clone()),
+        Some(Some(p)) => paths::place(input, Some(p), result),
+        None => Ok(result),
+    }
+    .map_err(|cause| Failure {
+        error: "States.ResultPathMatchFailure".into(),
+        cause,
+    })
+}
+
+fn finish_failed(f: &Failure) -> Transition {
+    Transition::Finish {
+        status: Status::Failed,
+        output: None,
+        error: Some(f.error.clone()),
+        cause: Some(f.cause.clone()),
+    }
+}
+
+fn step(position: &Position, kind: &str, started_at: u64, outcome: Result<&Value, &Failure>) -> Step {
+    let (output, error, cause) = match outcome {
+        Ok(v) => (Some(v.to_string()), None, None),
+        Err(f) => (None, Some(f.error.clone()), Some(f.cause.clone())),
+    };
+    Step {
+        seq: 0,
+        state: position.state.clone(),
+        kind: kind.to_string(),
+        attempt: position.attempt + 1,
+        input: position.input.clone(),
+        output,
+        error,
+        cause,
+        started_at,
+        ended_at: now_ms(),
+    }
+}
+
+fn kind_of(state: &State) -> &'static str {
+    match state {
+        State::Task { .. } => "Task",
+        State::Pass { .. } => "Pass",
+        State::Choice { .. } => "Choice",
+        State::Wait { .. } => "Wait",
+        State::Parallel { .. } => "Parallel",
+        State::Succeed {} => "Succeed",
+        State::Fail { .. } => "Fail",
+    }
+}
+
+/// The state after a successful one (`None`: the execution ends).
+fn next_of(state: &State) -> Option<&str> {
+    match state {
+        State::Task { flow, .. }
+        | State::Pass { flow, .. }
+        | State::Wait { flow, .. }
+        | State::Parallel { flow, .. } => flow.next.as_deref(),
+        _ => None,
+    }
+}
