@@ -261,8 +261,18 @@ impl Host {
             let loaded = self.load_component(name, &path, settings);
             app.add_loaded(loaded, entry.routes.clone());
         }
+        // A component that manifest entries deploy under other names (one component, several
+        // functions told apart by config) is not served under its own name as well.
+        let claimed: Vec<PathBuf> = manifest
+            .functions
+            .values()
+            .filter_map(|e| e.component.as_ref()?.canonicalize().ok())
+            .collect();
         for c in candidates {
             if manifest.functions.contains_key(&c.name) {
+                continue;
+            }
+            if c.path.canonicalize().is_ok_and(|p| claimed.contains(&p)) {
                 continue;
             }
             if let Some(problem) = c.problem {

@@ -88,6 +88,9 @@ pub struct RuleConfig {
     pub pattern: Pattern,
     /// Where matching events go.
     pub targets: Vec<Target>,
+    /// Deliver only this part of the event (e.g. `$.detail`), as EventBridge's target
+    /// `InputPath`; the whole event when `None`.
+    pub input_path: Option<String>,
 }
 
 /// A `[topics.NAME]` entry.
@@ -215,6 +218,12 @@ impl EventBus {
             let Value::Object(map) = &envelope else { unreachable!() };
             let body = envelope.to_string();
             for rule in self.matching_rules(map) {
+                let body = match &rule.input_path {
+                    None => body.clone(),
+                    Some(p) => crate::workflow::paths::get(&envelope, p)
+                        .unwrap_or(&Value::Null)
+                        .to_string(),
+                };
                 let attributes = vec![
                     ("event-id".to_string(), id.clone()),
                     ("source".to_string(), e.source.clone()),

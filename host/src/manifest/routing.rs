@@ -12,6 +12,7 @@
 //! ]
 //!
 //! [rules.large-orders]
+//! input-path = "$.detail"                # deliver only the event's detail (default: all of it)
 //! targets = ["queue:review", "topic:order-events", "function:audit", "workflow:order-saga"]
 //! [rules.large-orders.pattern]
 //! source = ["shop.orders"]
@@ -56,6 +57,7 @@ pub(super) struct RawSubscription {
 pub(super) struct RawRule {
     pub(super) targets: Vec<Spanned<String>>,
     pub(super) pattern: Option<Spanned<toml::Table>>,
+    pub(super) input_path: Option<Spanned<String>>,
 }
 
 /// `[workflows.NAME]`: each definition read (relative to the manifest) and checked.
@@ -197,10 +199,15 @@ pub(super) fn rules(
             }
             targets.push(target);
         }
+        if let Some(p) = &r.input_path {
+            crate::workflow::paths::check(p.get_ref())
+                .map_err(|e| at(p.span(), &format!("rules.{name}.input-path"), e))?;
+        }
         out.push(RuleConfig {
             name: name.clone(),
             pattern,
             targets,
+            input_path: r.input_path.as_ref().map(|p| p.get_ref().clone()),
         });
     }
     Ok(out)

@@ -95,13 +95,18 @@ pub enum State {
     },
 }
 
-/// Where a state goes next: `Next` or `End`, exactly one.
+/// Where a state goes next (`Next` or `End`, exactly one) and which part of its input it
+/// reads (`InputPath`) and passes on (`OutputPath`); both default to `$`, `null` means `{}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Flow {
     #[serde(rename = "Next", default)]
     pub next: Option<String>,
     #[serde(rename = "End", default)]
     pub end: bool,
+    #[serde(rename = "InputPath", default, deserialize_with = "nullable")]
+    pub input_path: ResultPath,
+    #[serde(rename = "OutputPath", default, deserialize_with = "nullable")]
+    pub output_path: ResultPath,
 }
 
 /// Retry a failed Task/Parallel whose error matches, with exponential backoff.
@@ -243,7 +248,7 @@ impl Definition {
             }
             for path in state.result_paths() {
                 if let Err(e) = super::paths::check(path) {
-                    return fail(name, format!("`ResultPath`: {e}"));
+                    return fail(name, format!("path: {e}"));
                 }
             }
             if let State::Choice { choices, .. } = state {
@@ -366,7 +371,22 @@ impl State {
             }
             _ => {}
         }
+        if let Some(flow) = self.flow() {
+            out.extend(flow.input_path.as_ref().and_then(|p| p.as_deref()));
+            out.extend(flow.output_path.as_ref().and_then(|p| p.as_deref()));
+        }
         out.into_iter()
+    }
+
+    /// `Next`/`End` and the input/output paths, for the states that have them.
+    pub fn flow(&self) -> Option<&Flow> {
+        match self {
+            State::Task { flow, .. }
+            | State::Pass { flow, .. }
+            | State::Wait { flow, .. }
+            | State::Parallel { flow, .. } => Some(flow),
+            _ => None,
+        }
     }
 
     /// Whether the execution can end here.

@@ -358,14 +358,18 @@ impl Runner {
                     timeout_seconds,
                     ..
                 } => {
-                    self.task(&execution, &position, resource, *timeout_seconds)
+                    let effective = select(&input, &state.flow().and_then(|f| f.input_path.clone()));
+                    self.task(&execution, &position, resource, *timeout_seconds, &effective)
                         .await
                 }
                 State::Pass {
                     result,
                     result_path,
-                    ..
-                } => place(&input, result_path, result.clone().unwrap_or(input.clone())),
+                    flow,
+                } => {
+                    let effective = select(&input, &flow.input_path);
+                    place(&input, result_path, result.clone().unwrap_or(effective))
+                }
                 State::Choice { choices, default } => {
                     let next = choices
                         .iter()
@@ -421,8 +425,9 @@ impl Runner {
                     continue;
                 }
                 State::Wait { .. } => Ok(input.clone()),
-                State::Parallel { branches, .. } => {
-                    self.parallel(&execution, &position, steps, branches, &input)
+                State::Parallel { branches, flow, .. } => {
+                    let effective = select(&input, &flow.input_path);
+                    self.parallel(&execution, steps, branches, &effective)
                         .await?
                 }
                 State::Succeed {} => Ok(input.clone()),
@@ -436,6 +441,10 @@ impl Runner {
                 return Ok(None);
             };
             let kind = kind_of(state);
+            let outcome = outcome.map(|o| match state.flow() {
+                Some(flow) => select(&o, &flow.output_path),
+                None => o,
+            });
             let (step, next) = match outcome {
                 Ok(output) => {
                     let next = match next_of(state) {
@@ -535,6 +544,7 @@ impl Runner {
         position: &Position,
         resource: &str,
         timeout_seconds: Option<u64>,
+        input: &Value,
     ) -> Result<Value, Failure> {
         let Some(function) = self.app.function(resource) else {
             return Err(Failure {
@@ -548,7 +558,8 @@ impl Runner {
             state: position.state.clone(),
             attempt: position.attempt + 1,
         };
-        let call = function.invoke_task(&context, &position.input);
+        let input = input.to_string();
+        let call = function.invoke_task(&context, &input);
         let result = match timeout_seconds {
             Some(s) => match tokio::time::timeout(Duration::from_secs(s), call).await {
                 Ok(r) => r,
@@ -584,7 +595,6 @@ impl Runner {
     async fn parallel(
         &self,
         execution: &Execution,
-        position: &Position,
         steps: u64,
         branches: &[Definition],
         input: &Value,
@@ -598,7 +608,7 @@ impl Runner {
                     id: child.clone(),
                     workflow: execution.workflow.clone(),
                     parent: Some(execution.id.clone()),
-                    input: position.input.clone(),
+                    input: input.to_string(),
                     start_at: branch.start_at.clone(),
                 })
                 .await?;
@@ -608,7 +618,6 @@ impl Runner {
                 .ok_or_else(|| anyhow::anyhow!("branch execution `{child}` vanished"))?;
             runs.push(Box::pin(self.run(e, branch)));
         }
-        let _ = input;
         let mut outputs = Vec::new();
         let mut failure = None;
         for result in futures::future::join_all(runs).await {
@@ -653,6 +662,15 @@ fn place(input: &Value, result_path: &ResultPath, result: Value) -> Result<Value
         error: "States.ResultPathMatchFailure".into(),
         cause,
     })
+}
+
+/// Apply an `InputPath`/`OutputPath`: absent keeps the value, `null` gives `{}`.
+fn select(value: &Value, path: &ResultPath) -> Value {
+    match path {
+        None => value.clone(),
+        Some(None) => json!({}),
+        Some(Some(p)) => paths::get(value, p).cloned().unwrap_or(Value::Null),
+    }
 }
 
 fn finish_failed(f: &Failure) -> Transition {
