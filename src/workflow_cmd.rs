@@ -117,7 +117,10 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
             let value = server
                 .call(client().post(&url).body(input.to_string()))
                 .await?;
-            let id = value["executionId"].as_str().unwrap_or_default().to_string();
+            let id = value["executionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if wait.is_none() {
                 println!("{id}");
                 return Ok(ExitCode::SUCCESS);
@@ -129,7 +132,10 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
             let value = server
                 .call(client().get(server.url(&format!("workflows/{workflow}/executions"))))
                 .await?;
-            println!("{:<32} {:<10} {:<24} STARTED (ms)", "EXECUTION", "STATUS", "ERROR");
+            println!(
+                "{:<32} {:<10} {:<24} STARTED (ms)",
+                "EXECUTION", "STATUS", "ERROR"
+            );
             for e in value["executions"].as_array().into_iter().flatten() {
                 println!(
                     "{:<32} {:<10} {:<24} {}",
@@ -188,7 +194,11 @@ pub async fn put_event(args: PutEventArgs) -> Result<ExitCode> {
     let body = json!({ "source": args.source, "type": args.kind, "detail": detail });
     let value = args
         .server
-        .call(client().post(args.server.url("events")).body(body.to_string()))
+        .call(
+            client()
+                .post(args.server.url("events"))
+                .body(body.to_string()),
+        )
         .await?;
     println!("accepted: {}", value["ids"]);
     Ok(ExitCode::SUCCESS)

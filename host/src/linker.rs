@@ -118,9 +118,8 @@ mod routing {
             };
             let mut parsed = Vec::with_capacity(list.len());
             for e in list {
-                let detail = serde_json::from_str(&e.detail).map_err(|err| {
-                    events::Error::Invalid(format!("detail is not JSON: {err}"))
-                })?;
+                let detail = serde_json::from_str(&e.detail)
+                    .map_err(|err| events::Error::Invalid(format!("detail is not JSON: {err}")))?;
                 parsed.push(NewEvent {
                     source: e.source,
                     r#type: e.type_,

@@ -17,8 +17,10 @@ wit_bindgen::generate!({
 
 use std::io::Write as _;
 
-use ::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use crate::wasi::config::store::get;
+use ::wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct ConfigDemo;
 
@@ -29,20 +31,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl ::wasi::exports::http::incoming_handler::Guest for ConfigDemo {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let presented = request
-            .headers()
-            .get("authorization")
-            .first()
-            .map(|v| String::from_utf8_lossy(v).trim_start_matches("Bearer ").to_string());
+        let presented = request.headers().get("authorization").first().map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_start_matches("Bearer ")
+                .to_string()
+        });
         let (status, body) = match (get("api-token"), presented) {
             (Ok(Some(token)), Some(p)) if same(token.as_bytes(), p.as_bytes()) => {
-                let greeting = get("greeting").ok().flatten().unwrap_or_else(|| "hello".into());
+                let greeting = get("greeting")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "hello".into());
                 (200, format!("{{\"greeting\":\"{greeting}\"}}"))
             }
             (Ok(None), _) => (500, "{\"error\":\"api-token is not configured\"}".into()),
             _ => (401, "{\"error\":\"missing or wrong bearer token\"}".into()),
         };
-        let headers = Fields::from_list(&[("content-type".into(), b"application/json".to_vec())]).unwrap();
+        let headers =
+            Fields::from_list(&[("content-type".into(), b"application/json".to_vec())]).unwrap();
         let response = OutgoingResponse::new(headers);
         response.set_status_code(status).unwrap();
         let body_out = response.body().unwrap();

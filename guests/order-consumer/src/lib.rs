@@ -36,7 +36,11 @@ impl Guest for Consumer {
         for m in batch.messages {
             let event: Value = serde_json::from_slice(&m.body).unwrap_or(Value::Null);
             // Events from the bus carry the order in `detail`; plain topic messages are the order.
-            let order = if event["detail"].is_object() { &event["detail"] } else { &event };
+            let order = if event["detail"].is_object() {
+                &event["detail"]
+            } else {
+                &event
+            };
             let id = order["orderId"].as_str().unwrap_or("unknown");
             if order["failConsumer"].as_str() == Some(me.as_str()) {
                 failures.push(MessageFailure {
@@ -45,7 +49,8 @@ impl Guest for Consumer {
                 });
                 continue;
             }
-            atomics::increment(&bucket, &format!("seen/{me}/{id}"), 1).map_err(|e| format!("{e:?}"))?;
+            atomics::increment(&bucket, &format!("seen/{me}/{id}"), 1)
+                .map_err(|e| format!("{e:?}"))?;
         }
         Ok(failures)
     }

@@ -47,13 +47,17 @@ impl Guest for Steps {
         let mut order: Value = serde_json::from_str(&input)
             .map_err(|e| fail("InvalidOrder", format!("input is not JSON: {e}")))?;
         let id = order["orderId"].as_str().unwrap_or("unknown").to_string();
-        let bucket = store::open("orders").map_err(|e| fail("StoreUnavailable", format!("{e:?}")))?;
+        let bucket =
+            store::open("orders").map_err(|e| fail("StoreUnavailable", format!("{e:?}")))?;
         atomics::increment(&bucket, &format!("runs/{id}/{step}"), 1)
             .map_err(|e| fail("StoreUnavailable", format!("{e:?}")))?;
         log(
             Level::Info,
             "order-steps",
-            &format!("{step} for order {id} (state {}, attempt {})", context.state, context.attempt),
+            &format!(
+                "{step} for order {id} (state {}, attempt {})",
+                context.state, context.attempt
+            ),
         );
         if order["failAt"].as_str() == Some(context.state.as_str()) {
             let error = match step.as_str() {
@@ -62,9 +66,14 @@ impl Guest for Steps {
                 "ship" => "ShippingUnavailable",
                 _ => "StepFailed",
             };
-            return Err(fail(error, format!("order {id}: {} failed as asked", context.state)));
+            return Err(fail(
+                error,
+                format!("order {id}: {} failed as asked", context.state),
+            ));
         }
-        if step == "pay" && u64::from(context.attempt) <= order["busyAttempts"].as_u64().unwrap_or(0) {
+        if step == "pay"
+            && u64::from(context.attempt) <= order["busyAttempts"].as_u64().unwrap_or(0)
+        {
             return Err(fail(
                 "PaymentGatewayBusy",
                 format!("attempt {}: gateway busy", context.attempt),

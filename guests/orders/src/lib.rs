@@ -24,11 +24,11 @@ wit_bindgen::generate!({
 
 use std::io::{Read as _, Write as _};
 
+use crate::wasi::keyvalue::{atomics, store};
 use ::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use serde_json::{json, Value};
-use crate::wasi::keyvalue::{atomics, store};
 use wasmfn::platform::{events, workflows};
 
 const STEPS: [&str; 5] = ["reserve", "pay", "ship", "refund", "release"];
@@ -59,7 +59,11 @@ fn handle(method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
         Ok(b) => b,
         Err(e) => return (500, json!({"error": format!("{e:?}")})),
     };
-    let order = || serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
+    let order = || {
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .filter(Value::is_object)
+    };
     match (method, path.trim_end_matches('/')) {
         (Method::Post, "/orders") => {
             let Some(order) = order() else {
@@ -98,16 +102,32 @@ fn handle(method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
             let id = &p["/orders/".len()..];
             let runs: serde_json::Map<String, Value> = STEPS
                 .iter()
-                .map(|s| (s.to_string(), json!(count(&bucket, &format!("runs/{id}/{s}")))))
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        json!(count(&bucket, &format!("runs/{id}/{s}"))),
+                    )
+                })
                 .collect();
             let seen: serde_json::Map<String, Value> = ["email", "analytics"]
                 .iter()
-                .map(|c| (c.to_string(), json!(count(&bucket, &format!("seen/{c}/{id}")))))
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        json!(count(&bucket, &format!("seen/{c}/{id}"))),
+                    )
+                })
                 .collect();
             let audited = count(&bucket, &format!("audited/{id}"));
-            (200, json!({"orderId": id, "runs": runs, "seen": seen, "audited": audited}))
+            (
+                200,
+                json!({"orderId": id, "runs": runs, "seen": seen, "audited": audited}),
+            )
         }
-        _ => (404, json!({"error": "POST /orders, POST /orders/saga, GET /orders/ID"})),
+        _ => (
+            404,
+            json!({"error": "POST /orders, POST /orders/saga, GET /orders/ID"}),
+        ),
     }
 }
 

@@ -90,8 +90,14 @@ impl Response {
         };
         set("content-type", &self.content_type);
         set("access-control-allow-origin", "*");
-        set("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS");
-        set("access-control-allow-headers", "Content-Type, Authorization");
+        set(
+            "access-control-allow-methods",
+            "GET, POST, PUT, DELETE, OPTIONS",
+        );
+        set(
+            "access-control-allow-headers",
+            "Content-Type, Authorization",
+        );
         for (k, v) in &self.headers {
             set(k, v);
         }

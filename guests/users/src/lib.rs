@@ -96,7 +96,9 @@ fn route(req: &Request) -> Outcome {
 
 fn sql_error(e: sql::Error) -> Response {
     match e {
-        sql::Error::ConstraintViolation(_) => Response::error(409, "A user with this email already exists"),
+        sql::Error::ConstraintViolation(_) => {
+            Response::error(409, "A user with this email already exists")
+        }
         other => Response::error(500, &format!("database error: {other:?}")),
     }
 }
@@ -138,7 +140,10 @@ fn cache() -> Option<store::Bucket> {
 
 fn list(db: &sql::Connection) -> Outcome {
     let rows = db
-        .query("SELECT id, name, email, created_at FROM users ORDER BY created_at, id", &[])
+        .query(
+            "SELECT id, name, email, created_at FROM users ORDER BY created_at, id",
+            &[],
+        )
         .map_err(sql_error)?;
     let users: Vec<User> = rows.rows.iter().map(|r| user_of(r)).collect();
     Ok(Response::json(200, &json!(users)))
@@ -178,7 +183,12 @@ fn create(db: &sql::Connection, req: &Request) -> Outcome {
     let (Some(name), Some(email)) = (input.name, input.email) else {
         return Err(Response::error(400, "name and email are required"));
     };
-    let user = User { id: new_id(), name, email, created_at: now_ms() };
+    let user = User {
+        id: new_id(),
+        name,
+        email,
+        created_at: now_ms(),
+    };
     db.query(
         "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, $3, $4)",
         &[
@@ -195,7 +205,10 @@ fn create(db: &sql::Connection, req: &Request) -> Outcome {
 fn update(db: &sql::Connection, id: &str, req: &Request) -> Outcome {
     let input = parse_input(req)?;
     if input.name.is_none() && input.email.is_none() {
-        return Err(Response::error(400, "nothing to update: send name and/or email"));
+        return Err(Response::error(
+            400,
+            "nothing to update: send name and/or email",
+        ));
     }
     // One statement, so a concurrent update cannot interleave between read and write.
     let rows = db
@@ -209,7 +222,11 @@ fn update(db: &sql::Connection, id: &str, req: &Request) -> Outcome {
             ],
         )
         .map_err(sql_error)?;
-    let user = rows.rows.first().map(|r| user_of(r)).ok_or_else(|| Response::error(404, "User not found"))?;
+    let user = rows
+        .rows
+        .first()
+        .map(|r| user_of(r))
+        .ok_or_else(|| Response::error(404, "User not found"))?;
     if let Some(b) = cache() {
         let _ = b.delete(&format!("user:{id}"));
     }
@@ -218,7 +235,10 @@ fn update(db: &sql::Connection, id: &str, req: &Request) -> Outcome {
 
 fn delete(db: &sql::Connection, id: &str) -> Outcome {
     let rows = db
-        .query("DELETE FROM users WHERE id = $1", &[sql::Value::Text(id.into())])
+        .query(
+            "DELETE FROM users WHERE id = $1",
+            &[sql::Value::Text(id.into())],
+        )
         .map_err(sql_error)?;
     if rows.rows_affected == 0 {
         return Err(Response::error(404, "User not found"));
@@ -237,9 +257,13 @@ fn put_avatar(db: &sql::Connection, id: &str, req: &Request) -> Outcome {
         return Err(Response::error(404, "User not found"));
     }
     let Some(content_type) = req.content_type.clone().filter(|c| c.starts_with("image/")) else {
-        return Err(Response::error(400, "send the avatar with an image/* content type"));
+        return Err(Response::error(
+            400,
+            "send the avatar with an image/* content type",
+        ));
     };
-    let avatars = blob::Container::open("avatars").map_err(|e| Response::error(500, &format!("{e:?}")))?;
+    let avatars =
+        blob::Container::open("avatars").map_err(|e| Response::error(500, &format!("{e:?}")))?;
     let options = blob::PutOptions {
         content_type: Some(content_type),
         metadata: vec![("user".into(), id.into())],
@@ -247,15 +271,21 @@ fn put_avatar(db: &sql::Connection, id: &str, req: &Request) -> Outcome {
     let info = avatars
         .put(&format!("{id}/avatar"), &req.body, &options)
         .map_err(|e| Response::error(500, &format!("{e:?}")))?;
-    Ok(Response::json(200, &json!({"size": info.size, "content_type": info.content_type, "etag": info.etag})))
+    Ok(Response::json(
+        200,
+        &json!({"size": info.size, "content_type": info.content_type, "etag": info.etag}),
+    ))
 }
 
 fn get_avatar(id: &str) -> Outcome {
-    let avatars = blob::Container::open("avatars").map_err(|e| Response::error(500, &format!("{e:?}")))?;
+    let avatars =
+        blob::Container::open("avatars").map_err(|e| Response::error(500, &format!("{e:?}")))?;
     match avatars.get(&format!("{id}/avatar"), None) {
         Ok((info, data)) => Ok(Response {
             status: 200,
-            content_type: info.content_type.unwrap_or_else(|| "application/octet-stream".into()),
+            content_type: info
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
             headers: vec![("etag".into(), info.etag)],
             body: data,
         }),

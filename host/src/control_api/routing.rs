@@ -168,7 +168,9 @@ fn publish_error(e: PublishError) -> HttpResponse {
         PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
         PublishError::Send(SendError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         PublishError::Send(SendError::UnknownQueue(..)) => StatusCode::INTERNAL_SERVER_ERROR,
-        PublishError::Send(SendError::Backend(_)) | PublishError::Workflow(_) => StatusCode::SERVICE_UNAVAILABLE,
+        PublishError::Send(SendError::Backend(_)) | PublishError::Workflow(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     text_response(status, e.to_string())
 }

@@ -138,11 +138,13 @@ pub enum PublishError {
 impl std::fmt::Display for PublishError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PublishError::UnknownTopic(t, known) => write!(
+            PublishError::UnknownTopic(t, known) => {
+                write!(
                 f,
                 "no topic named `{t}`; declared: {} (declare it as [topics.{t}] in wasmfn.toml)",
                 if known.is_empty() { "none".into() } else { known.join(", ") }
-            ),
+            )
+            }
             PublishError::Invalid(why) => f.write_str(why),
             PublishError::Send(e) => write!(f, "{e}"),
             PublishError::Workflow(e) => write!(f, "{e}"),
@@ -187,7 +189,10 @@ impl EventBus {
     }
 
     /// The names of the rules `event` (an envelope with `source`, `type`, `detail`) matches.
-    pub fn matching_rules<'a>(&'a self, event: &'a Map<String, Value>) -> impl Iterator<Item = &'a RuleConfig> + 'a {
+    pub fn matching_rules<'a>(
+        &'a self,
+        event: &'a Map<String, Value>,
+    ) -> impl Iterator<Item = &'a RuleConfig> + 'a {
         self.rules.iter().filter(move |r| r.pattern.matches(event))
     }
 
@@ -215,7 +220,9 @@ impl EventBus {
                 "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "detail": e.detail,
             });
-            let Value::Object(map) = &envelope else { unreachable!() };
+            let Value::Object(map) = &envelope else {
+                unreachable!()
+            };
             let body = envelope.to_string();
             for rule in self.matching_rules(map) {
                 let body = match &rule.input_path {
@@ -318,7 +325,10 @@ impl EventBus {
             .collect())
     }
 
-    async fn deliver(&self, per_queue: BTreeMap<String, Vec<NewMessage>>) -> Result<(), PublishError> {
+    async fn deliver(
+        &self,
+        per_queue: BTreeMap<String, Vec<NewMessage>>,
+    ) -> Result<(), PublishError> {
         if per_queue.is_empty() {
             return Ok(());
         }

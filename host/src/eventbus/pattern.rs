@@ -77,12 +77,10 @@ impl Pattern {
                         .map(|c| condition(c, &path))
                         .collect::<Result<_, _>>()?,
                 ),
-                _ => {
-                    return Err(format!(
-                        "field `{path}`: give a non-empty list of alternatives, e.g. [\"value\"] or \
+                _ => return Err(format!(
+                    "field `{path}`: give a non-empty list of alternatives, e.g. [\"value\"] or \
                          [{{ prefix = \"abc\" }}]"
-                    ))
-                }
+                )),
             };
             fields.push((key.clone(), field));
         }
@@ -144,7 +142,9 @@ fn condition(v: &Value, path: &str) -> Result<Condition, String> {
             let list = arg
                 .as_array()
                 .filter(|l| !l.is_empty() && l.len() % 2 == 0)
-                .ok_or_else(|| bad("`numeric` takes pairs: [\">=\", 100] or [\">\", 0, \"<=\", 5]"))?;
+                .ok_or_else(|| {
+                    bad("`numeric` takes pairs: [\">=\", 100] or [\">\", 0, \"<=\", 5]")
+                })?;
             let mut out = Vec::new();
             for pair in list.chunks(2) {
                 let cmp = match pair[0].as_str() {
@@ -230,7 +230,9 @@ mod tests {
                        "coupon": [{"exists": false}], "tier": [{"anything-but": ["free"]}]}});
         let ev = |total: Value, extra: Value| {
             let mut d = json!({"total": total, "tier": "gold"});
-            d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             json!({"source": "shop.orders", "type": "OrderShipped", "detail": d})
         };
         assert!(matches(p.clone(), ev(json!(150), json!({}))));
@@ -238,12 +240,18 @@ mod tests {
         assert!(!matches(p.clone(), ev(json!(1000), json!({}))));
         assert!(!matches(p.clone(), ev(json!(150), json!({"coupon": "X"}))));
         assert!(!matches(p.clone(), ev(json!(150), json!({"tier": "free"}))));
-        assert!(!matches(p, json!({"source": "shop.orders", "type": "OrderPlaced"})));
+        assert!(!matches(
+            p,
+            json!({"source": "shop.orders", "type": "OrderPlaced"})
+        ));
     }
 
     #[test]
     fn lists_match_any_element_and_attributes_compare_as_numbers() {
-        assert!(matches(json!({"tags": ["vip"]}), json!({"tags": ["new", "vip"]})));
+        assert!(matches(
+            json!({"tags": ["vip"]}),
+            json!({"tags": ["new", "vip"]})
+        ));
         assert!(matches(
             json!({"price": [{"numeric": [">", 10]}]}),
             json!({"price": "12.5"})
@@ -254,7 +262,8 @@ mod tests {
 
     #[test]
     fn bad_patterns_name_the_field() {
-        let e = Pattern::compile(&json!({"detail": {"total": [{"numeric": ["~", 1]}]}})).unwrap_err();
+        let e =
+            Pattern::compile(&json!({"detail": {"total": [{"numeric": ["~", 1]}]}})).unwrap_err();
         assert!(e.contains("field `detail.total`"), "{e}");
         let e = Pattern::compile(&json!({"source": "shop"})).unwrap_err();
         assert!(e.contains("field `source`: give a non-empty list"), "{e}");

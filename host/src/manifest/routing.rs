@@ -173,12 +173,12 @@ pub(super) fn rules(
             let key = format!("rules.{name}.targets");
             let target = Target::parse(t.get_ref()).map_err(|e| at(t.span(), &key, e))?;
             let missing = match &target {
-                Target::Queue(q) if !queues.iter().any(|c| &c.name == q) => {
-                    Some(format!("queue `{q}` is not declared; add a [queues.{q}] table"))
-                }
-                Target::Topic(n) if !topics.iter().any(|c| &c.name == n) => {
-                    Some(format!("topic `{n}` is not declared; add a [topics.{n}] table"))
-                }
+                Target::Queue(q) if !queues.iter().any(|c| &c.name == q) => Some(format!(
+                    "queue `{q}` is not declared; add a [queues.{q}] table"
+                )),
+                Target::Topic(n) if !topics.iter().any(|c| &c.name == n) => Some(format!(
+                    "topic `{n}` is not declared; add a [topics.{n}] table"
+                )),
                 Target::Workflow(w) if !workflows.iter().any(|c| &c.name == w) => Some(format!(
                     "workflow `{w}` is not declared; add a [workflows.{w}] table"
                 )),

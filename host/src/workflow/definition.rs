@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use serde::Deserialize;
 
 /// A state machine: where it starts and its states by name.

@@ -223,7 +223,9 @@ impl Workflows {
                         running.spawn(runner.clone().run_top(e.id));
                     }
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "listing unfinished executions failed"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "listing unfinished executions failed")
+                }
             }
             loop {
                 tokio::select! {
@@ -358,9 +360,16 @@ impl Runner {
                     timeout_seconds,
                     ..
                 } => {
-                    let effective = select(&input, &state.flow().and_then(|f| f.input_path.clone()));
-                    self.task(&execution, &position, resource, *timeout_seconds, &effective)
-                        .await
+                    let effective =
+                        select(&input, &state.flow().and_then(|f| f.input_path.clone()));
+                    self.task(
+                        &execution,
+                        &position,
+                        resource,
+                        *timeout_seconds,
+                        &effective,
+                    )
+                    .await
                 }
                 State::Pass {
                     result,
@@ -394,7 +403,10 @@ impl Runner {
                                     position.state
                                 ),
                             };
-                            (step(&position, "Choice", started_at, Err(&f)), finish_failed(&f))
+                            (
+                                step(&position, "Choice", started_at, Err(&f)),
+                                finish_failed(&f),
+                            )
                         }
                     };
                     store.record(&id, Some(step), next.clone()).await?;
@@ -490,18 +502,31 @@ impl Runner {
         }
         Some(match (outcome, state) {
             (Ok(result), State::Task { result_path, .. })
-            | (Ok(result), State::Parallel { result_path, .. }) => place(input, result_path, result),
+            | (Ok(result), State::Parallel { result_path, .. }) => {
+                place(input, result_path, result)
+            }
             (other, _) => other,
         })
     }
 
     /// Where a failed state goes: a retry after backoff, a catcher, or the end.
-    fn on_error(&self, state: &State, position: &Position, input: &Value, f: &Failure) -> Transition {
+    fn on_error(
+        &self,
+        state: &State,
+        position: &Position,
+        input: &Value,
+        f: &Failure,
+    ) -> Transition {
         let (retry, catch): (&[Retry], &[Catcher]) = match state {
-            State::Task { retry, catch, .. } | State::Parallel { retry, catch, .. } => (retry, catch),
+            State::Task { retry, catch, .. } | State::Parallel { retry, catch, .. } => {
+                (retry, catch)
+            }
             _ => (&[], &[]),
         };
-        if let Some(r) = retry.iter().find(|r| paths::error_matches(&r.error_equals, &f.error)) {
+        if let Some(r) = retry
+            .iter()
+            .find(|r| paths::error_matches(&r.error_equals, &f.error))
+        {
             if position.attempt < r.max_attempts {
                 let delay = r.interval_seconds * r.backoff_rate.powi(position.attempt as i32);
                 return Transition::Continue(Position {
@@ -512,7 +537,10 @@ impl Runner {
                 });
             }
         }
-        if let Some(c) = catch.iter().find(|c| paths::error_matches(&c.error_equals, &f.error)) {
+        if let Some(c) = catch
+            .iter()
+            .find(|c| paths::error_matches(&c.error_equals, &f.error))
+        {
             let error = json!({ "Error": f.error, "Cause": f.cause });
             let input = place(input, &c.result_path, error.clone()).unwrap_or(error);
             return Transition::Continue(Position {
@@ -682,7 +710,12 @@ fn finish_failed(f: &Failure) -> Transition {
     }
 }
 
-fn step(position: &Position, kind: &str, started_at: u64, outcome: Result<&Value, &Failure>) -> Step {
+fn step(
+    position: &Position,
+    kind: &str,
+    started_at: u64,
+    outcome: Result<&Value, &Failure>,
+) -> Step {
     let (output, error, cause) = match outcome {
         Ok(v) => (Some(v.to_string()), None, None),
         Err(f) => (None, Some(f.error.clone()), Some(f.cause.clone())),

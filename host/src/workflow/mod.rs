@@ -16,7 +16,7 @@ mod executor;
 mod sqlite;
 pub mod store;
 
+pub(crate) use executor::new_id;
 pub use executor::{StartError, WorkflowConfig, Workflows};
 pub use sqlite::SqliteExecutions;
-pub(crate) use executor::new_id;
 pub use store::{Execution, ExecutionStore, Status, Step};

@@ -102,9 +102,7 @@ pub fn place(input: &Value, result_path: Option<&str>, result: Value) -> Result<
 /// `States.TaskFailed` every error but `States.Timeout`).
 pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     error_equals.iter().any(|e| {
-        e == error
-            || e == "States.ALL"
-            || (e == "States.TaskFailed" && error != "States.Timeout")
+        e == error || e == "States.ALL" || (e == "States.TaskFailed" && error != "States.Timeout")
     })
 }
 
@@ -144,7 +142,10 @@ pub fn check_rule(variable: Option<&str>, test: &Map<String, Value>) -> Result<(
             if ops.is_empty() {
                 "none".to_string()
             } else {
-                ops.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                ops.iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ));
     };
@@ -171,7 +172,11 @@ pub fn check_rule(variable: Option<&str>, test: &Map<String, Value>) -> Result<(
             let variable = variable.ok_or_else(|| format!("`{name}` needs a `Variable`"))?;
             check(variable)?;
             if name.ends_with("Path") {
-                check(test[*op].as_str().ok_or_else(|| format!("`{name}` takes a path"))?)?;
+                check(
+                    test[*op]
+                        .as_str()
+                        .ok_or_else(|| format!("`{name}` takes a path"))?,
+                )?;
             }
             Ok(())
         }
@@ -201,8 +206,16 @@ pub fn evaluate(variable: Option<&str>, test: &Map<String, Value>, input: &Value
         evaluate(v.as_ref().and_then(Value::as_str), &t, input)
     };
     match op.as_str() {
-        "And" => return operand.as_array().is_some_and(|l| l.iter().all(nested_eval)),
-        "Or" => return operand.as_array().is_some_and(|l| l.iter().any(nested_eval)),
+        "And" => {
+            return operand
+                .as_array()
+                .is_some_and(|l| l.iter().all(nested_eval))
+        }
+        "Or" => {
+            return operand
+                .as_array()
+                .is_some_and(|l| l.iter().any(nested_eval))
+        }
         "Not" => return !nested_eval(operand),
         _ => {}
     }
@@ -325,22 +338,33 @@ mod tests {
 
     fn rule(v: Value) -> (Option<String>, Map<String, Value>) {
         let mut m = v.as_object().unwrap().clone();
-        let var = m.remove("Variable").and_then(|v| v.as_str().map(String::from));
+        let var = m
+            .remove("Variable")
+            .and_then(|v| v.as_str().map(String::from));
         (var, m)
     }
 
     #[test]
     fn choice_rules_compare_like_step_functions() {
-        let input = json!({"total": 150, "country": "NL", "vip": true, "at": "2026-01-02T00:00:00Z"});
+        let input =
+            json!({"total": 150, "country": "NL", "vip": true, "at": "2026-01-02T00:00:00Z"});
         let holds = |r: Value| {
             let (v, t) = rule(r);
             check_rule(v.as_deref(), &t).unwrap();
             evaluate(v.as_deref(), &t, &input)
         };
-        assert!(holds(json!({"Variable": "$.total", "NumericGreaterThan": 100})));
-        assert!(!holds(json!({"Variable": "$.total", "NumericLessThanEquals": 100})));
-        assert!(holds(json!({"Variable": "$.country", "StringEquals": "NL"})));
-        assert!(holds(json!({"Variable": "$.country", "StringMatches": "N*"})));
+        assert!(holds(
+            json!({"Variable": "$.total", "NumericGreaterThan": 100})
+        ));
+        assert!(!holds(
+            json!({"Variable": "$.total", "NumericLessThanEquals": 100})
+        ));
+        assert!(holds(
+            json!({"Variable": "$.country", "StringEquals": "NL"})
+        ));
+        assert!(holds(
+            json!({"Variable": "$.country", "StringMatches": "N*"})
+        ));
         assert!(holds(json!({"Variable": "$.vip", "BooleanEquals": true})));
         assert!(holds(json!({"Variable": "$.missing", "IsPresent": false})));
         assert!(holds(

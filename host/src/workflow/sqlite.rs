@@ -109,7 +109,14 @@ impl ExecutionStore for SqliteExecutions {
             let n = c.execute(
                 "INSERT OR IGNORE INTO executions (id, workflow, parent, status, input, state, \
                  state_input, started_at) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?4, ?6)",
-                params![e.id, e.workflow, e.parent, e.input, e.start_at, now_ms() as i64],
+                params![
+                    e.id,
+                    e.workflow,
+                    e.parent,
+                    e.input,
+                    e.start_at,
+                    now_ms() as i64
+                ],
             )?;
             Ok(n == 1)
         })
