@@ -77,10 +77,12 @@ impl Pattern {
                         .map(|c| condition(c, &path))
                         .collect::<Result<_, _>>()?,
                 ),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "field `{path}`: give a non-empty list of alternatives, e.g. [\"value\"] or \
                          [{{ prefix = \"abc\" }}]"
-                )),
+                ))
+                }
             };
             fields.push((key.clone(), field));
         }
