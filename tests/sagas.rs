@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::servers::{postgres, Nats};
 use common::{client, wait_until, wasmfn, Fixture, Server};
 use serde_json::{json, Value};
 
@@ -77,6 +78,119 @@ fn get_json(server: &Server, path: &str) -> Value {
     let (status, text) = server.get(path);
     assert_eq!(status, 200, "GET {path}: {text}");
     serde_json::from_str(&text).unwrap()
+}
+
+/// The order saga alone (no queues), on a PostgreSQL execution store shared by every host
+/// serving the folder.
+fn saga_on_postgres(url: &str, definition: &str) -> Fixture {
+    let f = Fixture::with_guests(&["orders", "order-steps"]);
+    f.write("order-saga.asl.json", definition);
+    let mut manifest = format!(
+        "[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n\
+         [workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n\
+         [workflow-store]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease = \"2s\"\n\n"
+    );
+    for (name, step) in [
+        ("reserve-inventory", "reserve"),
+        ("process-payment", "pay"),
+        ("ship-order", "ship"),
+        ("refund-payment", "refund"),
+        ("release-inventory", "release"),
+    ] {
+        manifest.push_str(&format!(
+            "[functions.{name}]\ncomponent = \"order-steps.wasm\"\nkv = [\"orders\"]\nconfig = {{ step = \"{step}\" }}\n\n"
+        ));
+    }
+    f.write("wasmfn.toml", manifest);
+    f
+}
+
+/// The saga with a 3 s Wait between payment and shipping, so a kill can land inside it.
+fn slow_saga() -> String {
+    let slow = SAGA
+        .replace(r#""Next": "ShipOrder","#, r#""Next": "Cooling","#)
+        .replace(
+            r#""OrderShipped": {"Type": "Succeed"},"#,
+            r#""OrderShipped": {"Type": "Succeed"},
+    "Cooling": {"Type": "Wait", "Seconds": 3, "Next": "ShipOrder"},"#,
+        );
+    assert!(slow.contains("Cooling"));
+    slow
+}
+
+#[test]
+fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
+    let url = postgres().database();
+    let f = saga_on_postgres(&url, &slow_saga());
+    // Two hosts on one folder: the same PostgreSQL store (and the same embedded KV file).
+    let mut a = f.serve();
+    let b = f.serve();
+    let (status, body) = post(
+        &a,
+        "/_wasmfn/workflows/order-saga/executions?name=moved",
+        r#"{"orderId": "moved"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    wait_until(
+        "the payment step on host A",
+        Duration::from_secs(10),
+        || {
+            get_json(&a, "/_wasmfn/executions/moved")["history"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        },
+    );
+    a.child.kill().unwrap(); // SIGKILL: host A dies holding the lease
+    a.child.wait().unwrap();
+    // Host B sees the same execution, takes it over once A's lease lapses, and finishes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&b, "/_wasmfn/executions/moved")["execution"]["status"] == "RUNNING" {
+        assert!(
+            Instant::now() < deadline,
+            "host B never finished it; its logs:\n{}",
+            b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let described = get_json(&b, "/_wasmfn/executions/moved");
+    assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
+    assert_eq!(
+        states(described["history"].as_array().unwrap()),
+        [
+            "ReserveInventory",
+            "ProcessPayment",
+            "Cooling",
+            "ShipOrder",
+            "OrderShipped"
+        ]
+    );
+    assert_eq!(
+        runs(&b, "moved"),
+        json!({"reserve": 1, "pay": 1, "ship": 1, "refund": 0, "release": 0})
+    );
+    assert!(
+        b.logs().contains("resuming unfinished executions"),
+        "{}",
+        b.logs()
+    );
+
+    // A failure on the shared store compensates as on the embedded one.
+    let (e, history) = run_saga(
+        &b,
+        json!({"orderId": "pg-fail", "failAt": "ProcessPayment"}),
+    );
+    assert_eq!(e["status"], "FAILED");
+    assert_eq!(
+        states(&history),
+        [
+            "ReserveInventory",
+            "ProcessPayment!PaymentDeclined",
+            "ReleaseInventory",
+            "OrderFailed!OrderFailed"
+        ]
+    );
 }
 
 /// How often each saga step ran for `order`, as the guests themselves counted.
@@ -267,15 +381,7 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
 
 #[test]
 fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
-    // The saga with a 3 s Wait between payment and shipping: the kill lands inside it.
-    let slow = SAGA
-        .replace(r#""Next": "ShipOrder","#, r#""Next": "Cooling","#)
-        .replace(
-            r#""OrderShipped": {"Type": "Succeed"},"#,
-            r#""OrderShipped": {"Type": "Succeed"},
-    "Cooling": {"Type": "Wait", "Seconds": 3, "Next": "ShipOrder"},"#,
-        );
-    assert!(slow.contains("Cooling"));
+    let slow = slow_saga();
     let f = order_app("");
     f.write("order-saga.asl.json", &slow);
     let mut server = f.serve();
@@ -328,7 +434,19 @@ fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
 
 #[test]
 fn order_events_fan_out_to_every_subscriber_and_rules_route_by_content() {
-    let f = order_app("");
+    fan_out_and_rules(order_app(""));
+}
+
+#[test]
+fn nats_order_events_fan_out_to_every_subscriber_and_rules_route_by_content() {
+    let nats = Nats::start();
+    fan_out_and_rules(order_app(&format!(
+        "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n",
+        nats.port
+    )));
+}
+
+fn fan_out_and_rules(f: Fixture) {
     let server = f.serve();
     // A large order through the guest's `events` import: the saga, both subscribers, audit.
     let (status, body) = post(&server, "/orders", r#"{"orderId": "big", "total": 250}"#);

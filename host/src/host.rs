@@ -375,9 +375,34 @@ impl Host {
             app.queues = Some(queues);
         }
         if !manifest.workflows.is_empty() {
-            let db = state.join("workflows.sqlite");
-            let store = Arc::new(crate::workflow::SqliteExecutions::open(&db)?);
-            tracing::info!(database = %db.display(), "workflows: embedded SQLite store");
+            let store: Arc<dyn crate::workflow::ExecutionStore> = match &manifest.workflow_store {
+                crate::manifest::WorkflowStoreChoice::Sqlite => {
+                    let db = state.join("workflows.sqlite");
+                    tracing::info!(database = %db.display(), "workflows: embedded SQLite store");
+                    Arc::new(crate::workflow::SqliteExecutions::open(&db)?)
+                }
+                crate::manifest::WorkflowStoreChoice::Postgres { url, lease } => {
+                    let url = url
+                        .resolve()
+                        .map_err(|e| anyhow::anyhow!("[workflow-store] url: {e}"))?;
+                    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                        anyhow::anyhow!("the PostgreSQL workflow store needs a tokio runtime")
+                    })?;
+                    // The pool's connections must live on the long-lived runtime.
+                    let pg = tokio::task::block_in_place(|| {
+                        handle.block_on(crate::workflow::PostgresExecutions::connect(
+                            url.expose(),
+                            *lease,
+                        ))
+                    })
+                    .context("[workflow-store]: connecting to PostgreSQL")?;
+                    tracing::info!(
+                        lease_ms = lease.as_millis() as u64,
+                        "workflows: PostgreSQL store"
+                    );
+                    Arc::new(pg)
+                }
+            };
             let mut workflows = crate::workflow::Workflows::new(store, manifest.workflows.clone());
             for problem in workflows.validate(&app) {
                 tracing::error!("{problem}");

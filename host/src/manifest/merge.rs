@@ -34,6 +34,9 @@ pub(super) fn overlay(base: &mut RawManifest, over: RawManifest) {
     base.kv.extend(over.kv);
     base.sql.extend(over.sql);
     base.blob.extend(over.blob);
+    if over.workflow_store.is_some() {
+        base.workflow_store = over.workflow_store;
+    }
     if over.queue_backend.is_some() {
         base.queue_backend = over.queue_backend;
     }

@@ -35,6 +35,7 @@ mod routing;
 mod triggers;
 
 pub use bindings::StoreDecl;
+pub use routing::WorkflowStoreChoice;
 pub use triggers::QueueBackendChoice;
 use triggers::{RawQueue, RawQueueBackend, RawSchedule, RawStream};
 
@@ -58,6 +59,8 @@ pub struct Manifest {
     pub streams: Vec<crate::stream_feed::StreamConfig>,
     /// `[workflows.NAME]` entries.
     pub workflows: Vec<crate::workflow::WorkflowConfig>,
+    /// `[workflow-store]`: where executions live.
+    pub workflow_store: WorkflowStoreChoice,
     /// `[topics.NAME]` entries.
     pub topics: Vec<crate::eventbus::TopicConfig>,
     /// `[rules.NAME]` entries (event bus rules).
@@ -103,6 +106,7 @@ struct RawManifest {
     streams: BTreeMap<String, RawStream>,
     #[serde(default)]
     workflows: BTreeMap<String, routing::RawWorkflow>,
+    workflow_store: Option<routing::RawWorkflowStore>,
     #[serde(default)]
     topics: BTreeMap<String, routing::RawTopic>,
     #[serde(default)]
@@ -362,6 +366,7 @@ impl Manifest {
         }
         let mut queues = triggers::queues(path, &raw.queues, &at)?;
         let workflows = routing::workflows(path, &raw.workflows, &at)?;
+        let workflow_store = routing::workflow_store(raw.workflow_store.as_ref(), &at)?;
         let topics = routing::topics(path, &raw.topics, &queues, &at)?;
         let rules = routing::rules(path, &raw.rules, &mut queues, &topics, &workflows, &at)?;
         let queue_backend = triggers::queue_backend(raw.queue_backend.as_ref(), &at)?;
@@ -391,6 +396,7 @@ impl Manifest {
             schedules,
             streams,
             workflows,
+            workflow_store,
             topics,
             rules,
             kv,

@@ -5,6 +5,11 @@
 //! [workflows.order-saga]
 //! definition = "order-saga.asl.json"     # States Language JSON, or .toml
 //!
+//! [workflow-store]                       # optional; default: embedded SQLite
+//! backend = "postgres"
+//! url-env = "DATABASE_URL"
+//! lease = "30s"                          # a crashed host's executions move on after this
+//!
 //! [topics.order-events]
 //! subscriptions = [
 //!   { queue = "email", filter = { kind = ["receipt"] } },
@@ -31,6 +36,71 @@ use super::{validate_name, At, ManifestError};
 use crate::eventbus::{Pattern, RuleConfig, Subscription, Target, TopicConfig};
 use crate::queue::QueueConfig;
 use crate::workflow::{Definition, WorkflowConfig};
+
+/// The `[workflow-store]` table: where executions live.
+#[derive(Debug, Clone, Default)]
+pub enum WorkflowStoreChoice {
+    /// Embedded SQLite in the state folder (default).
+    #[default]
+    Sqlite,
+    /// PostgreSQL shared by several hosts; each execution is leased to one host at a time.
+    Postgres {
+        /// The connection URL (literal or from an environment variable).
+        url: crate::secrets::SecretSource,
+        /// How long a host's claim on an execution lasts without renewal.
+        lease: std::time::Duration,
+    },
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawWorkflowStore {
+    pub(super) backend: Option<Spanned<String>>,
+    pub(super) url: Option<String>,
+    pub(super) url_env: Option<String>,
+    pub(super) lease: Option<Spanned<String>>,
+}
+
+/// `[workflow-store]`.
+pub(super) fn workflow_store(
+    raw: Option<&RawWorkflowStore>,
+    at: &At<'_>,
+) -> Result<WorkflowStoreChoice, ManifestError> {
+    let Some(r) = raw else {
+        return Ok(WorkflowStoreChoice::Sqlite);
+    };
+    match r.backend.as_ref().map(|b| (b.span(), b.get_ref().as_str())) {
+        None | Some((_, "sqlite")) => Ok(WorkflowStoreChoice::Sqlite),
+        Some((span, "postgres")) => {
+            use crate::secrets::{SecretSource, SecretString};
+            let url = match (&r.url, &r.url_env) {
+                (Some(u), None) => SecretSource::Literal(SecretString::new(u.clone())),
+                (None, Some(v)) => SecretSource::Env(v.clone()),
+                _ => {
+                    return Err(at(span, "workflow-store", "the postgres backend needs exactly one of `url = \"postgres://...\"` or `url-env = \"VARIABLE\"`".into()))
+                }
+            };
+            let lease = match &r.lease {
+                None => std::time::Duration::from_secs(30),
+                Some(l) => crate::limits::parse_duration(l.get_ref())
+                    .map_err(|e| at(l.span(), "workflow-store.lease", e))?,
+            };
+            if lease < std::time::Duration::from_secs(1) {
+                return Err(at(
+                    r.lease.as_ref().map(|l| l.span()).unwrap_or(span),
+                    "workflow-store.lease",
+                    "must be at least 1s".into(),
+                ));
+            }
+            Ok(WorkflowStoreChoice::Postgres { url, lease })
+        }
+        Some((span, other)) => Err(at(
+            span,
+            "workflow-store.backend",
+            format!("unknown workflow store `{other}`: use \"sqlite\" (embedded) or \"postgres\""),
+        )),
+    }
+}
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

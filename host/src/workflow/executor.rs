@@ -69,6 +69,8 @@ pub struct Workflows {
     receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Woken whenever an execution ends (for callers waiting on a result).
     finished: Notify,
+    /// Top-level executions this host is running now.
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Workflows {
@@ -82,6 +84,7 @@ impl Workflows {
             queued,
             receiver: std::sync::Mutex::new(Some(receiver)),
             finished: Notify::new(),
+            running: Default::default(),
         }
     }
 
@@ -212,23 +215,33 @@ impl Workflows {
             shutdown: shutdown.clone(),
         });
         let mut shutdown = shutdown;
+        // A shared store is polled for executions whose host died (their lease lapsed); the
+        // embedded one only at start.
+        let poll = self.store.lease().map(|l| l / 3);
         vec![tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
-            match runner.workflows.store.unfinished().await {
-                Ok(list) => {
-                    if !list.is_empty() {
-                        tracing::info!(executions = list.len(), "resuming unfinished executions");
-                    }
-                    for e in list {
-                        running.spawn(runner.clone().run_top(e.id));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "listing unfinished executions failed")
-                }
-            }
+            let mut first = true;
+            let mut tick = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
             loop {
                 tokio::select! {
+                    _ = tick.tick(), if first || poll.is_some() => {
+                        first = false;
+                        match runner.workflows.store.unfinished().await {
+                            Ok(list) => {
+                                let idle: Vec<_> = {
+                                    let busy = runner.workflows.running.lock().unwrap();
+                                    list.into_iter().filter(|e| !busy.contains(&e.id)).collect()
+                                };
+                                if !idle.is_empty() {
+                                    tracing::info!(executions = idle.len(), "resuming unfinished executions");
+                                }
+                                for e in idle {
+                                    running.spawn(runner.clone().run_top(e.id));
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "listing unfinished executions failed"),
+                        }
+                    }
                     id = receiver.recv() => match id {
                         Some(id) => { running.spawn(runner.clone().run_top(id)); }
                         None => break,
@@ -301,6 +314,16 @@ struct Runner {
 impl Runner {
     /// Run a top-level execution to its end (or to shutdown).
     async fn run_top(self: Arc<Self>, id: String) {
+        if !self.workflows.running.lock().unwrap().insert(id.clone()) {
+            return;
+        }
+        struct Done<'a>(&'a Workflows, &'a str);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.running.lock().unwrap().remove(self.1);
+            }
+        }
+        let _done = Done(&self.workflows, &id);
         let execution = match self.workflows.store.get(&id).await {
             Ok(Some(e)) => e,
             Ok(None) => return,
@@ -333,17 +356,41 @@ impl Runner {
             return Ok(Some(execution));
         };
         let mut shutdown = self.shutdown.clone();
+        // Shared stores: hold a lease while running, renewed in the background (also while a
+        // long task runs) well before it lapses.
+        let renew_every = store.lease().map(|l| l / 3);
+        if !store.claim(&id).await? {
+            return Ok(None);
+        }
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _renewal = renew_every.map(|every| {
+            let (store, id, lost) = (store.clone(), id.clone(), lost.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if !matches!(store.claim(&id).await, Ok(true)) {
+                        lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }))
+        });
         loop {
             if *shutdown.borrow() {
                 return Ok(None);
             }
+            if lost.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(execution = %id, "lost the lease on this execution; another host runs it");
+                return Ok(None);
+            }
             if let Some(wake_at) = position.wake_at {
-                let wait = wake_at.saturating_sub(now_ms());
-                if wait > 0 {
+                let wait = Duration::from_millis(wake_at.saturating_sub(now_ms()));
+                if !wait.is_zero() {
                     tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                        _ = shutdown.changed() => continue,
+                        () = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
                     }
+                    continue;
                 }
             }
             let Some(state) = definition.states.get(&position.state) else {
@@ -674,6 +721,15 @@ impl Runner {
             Some(f) => Err(f),
             None => Ok(Value::Array(outputs)),
         })
+    }
+}
+
+/// Aborts the task when dropped (the lease renewal ends with its execution).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -3,6 +3,10 @@
 //!
 //! A step and the position it leads to are written in one transaction, so after a crash an
 //! execution resumes exactly after its last completed step.
+//!
+//! A store shared by several hosts hands each running execution to one of them at a time: a
+//! host [claims](ExecutionStore::claim) it for a lease it keeps renewing, and its writes are
+//! refused once another host has taken over an expired lease (fencing).
 
 use serde::Serialize;
 
@@ -148,14 +152,22 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// Store a new execution positioned at its first state. Returns `false` (and changes
     /// nothing) when an execution with that id exists: starts by name are idempotent.
     fn create(&self, execution: NewExecution) -> BackendFuture<bool>;
-    /// Append `step` (if any) to the history of `id` and move it to `next`, atomically.
+    /// Append `step` (if any) to the history of `id` and move it to `next`, atomically. Fails,
+    /// writing nothing, when another host has taken the execution over.
     fn record(&self, id: &str, step: Option<Step>, next: Transition) -> BackendFuture<()>;
     /// One execution.
     fn get(&self, id: &str) -> BackendFuture<Option<Execution>>;
     /// Its history, oldest step first.
     fn history(&self, id: &str) -> BackendFuture<Vec<Step>>;
-    /// Running top-level executions (to resume at start).
+    /// Running top-level executions no other host holds a live lease on (to resume).
     fn unfinished(&self) -> BackendFuture<Vec<Execution>>;
+    /// Take (or renew) this store's lease on execution `id`; `false` when another host holds
+    /// a live lease on it.
+    fn claim(&self, id: &str) -> BackendFuture<bool>;
+    /// How long a lease lasts (`None`: the store belongs to one host and needs none).
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// The newest executions, of `workflow` if given.
     fn list(&self, workflow: Option<&str>, limit: usize) -> BackendFuture<Vec<Execution>>;
 }
