@@ -625,3 +625,111 @@ fn bad_workflows_and_rules_are_refused_naming_the_state_or_the_target() {
     );
     assert_eq!(server.get("/orders/x").0, 200);
 }
+
+/// Choice, Parallel (branches as child executions), Wait until a timestamp, Pass with
+/// ResultPath, and TimeoutSeconds, with the order steps as tasks.
+const FEATURES: &str = r#"{
+  "StartAt": "Route",
+  "States": {
+    "Route": {"Type": "Choice", "Default": "Small", "Choices": [
+      {"And": [{"Variable": "$.total", "NumericGreaterThanEquals": 100},
+               {"Not": {"Variable": "$.express", "IsPresent": true}}], "Next": "Both"},
+      {"Variable": "$.express", "BooleanEquals": true, "Next": "Express"}]},
+    "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.route", "Next": "Done"},
+    "Both": {"Type": "Parallel", "ResultPath": "$.branches", "Next": "Until", "Branches": [
+      {"StartAt": "R", "States": {"R": {"Type": "Task", "Resource": "reserve-inventory", "End": true}}},
+      {"StartAt": "Pause", "States": {
+        "Pause": {"Type": "Wait", "Seconds": 2, "Next": "P"},
+        "P": {"Type": "Task", "Resource": "process-payment", "End": true}}}],
+      "Catch": [{"ErrorEquals": ["PaymentDeclined"], "ResultPath": "$.error", "Next": "Declined"}]},
+    "Until": {"Type": "Wait", "Timestamp": "2001-01-01T00:00:00Z", "Next": "Done"},
+    "Express": {"Type": "Task", "Resource": "ship-order", "TimeoutSeconds": 1, "Next": "Done",
+      "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "TooSlow"}]},
+    "TooSlow": {"Type": "Fail", "Error": "TooSlow"},
+    "Declined": {"Type": "Fail", "Error": "Declined"},
+    "Done": {"Type": "Succeed"}
+  }
+}"#;
+
+#[test]
+fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9() {
+    let f = order_app("");
+    f.write("order-saga.asl.json", FEATURES);
+    let mut server = f.serve();
+
+    let (e, history) = run_saga(&server, json!({"orderId": "small", "total": 5}));
+    assert_eq!(e["status"], "SUCCEEDED", "{e}");
+    assert_eq!(states(&history), ["Route", "Small", "Done"]);
+    let output: Value = serde_json::from_str(e["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output["route"], "small");
+
+    // Both branches run; their outputs come back in branch order at the ResultPath.
+    let (e, history) = run_saga(&server, json!({"orderId": "both", "total": 150}));
+    assert_eq!(e["status"], "SUCCEEDED", "{e}");
+    assert_eq!(states(&history), ["Route", "Both", "Until", "Done"]);
+    let output: Value = serde_json::from_str(e["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output["branches"][0]["reservation"], "res-both");
+    assert_eq!(output["branches"][1]["payment"], "pay-both");
+    assert_eq!(runs(&server, "both")["reserve"], 1);
+    // The branches are executions of their own, with their own history.
+    let child = get_json(&server, "/_wasmfn/executions/order-both:2:1");
+    assert_eq!(states(child["history"].as_array().unwrap()), ["Pause", "P"]);
+
+    // A failing branch fails the Parallel, whose Catch takes over.
+    let (e, history) = run_saga(
+        &server,
+        json!({"orderId": "declined", "total": 150, "failAt": "P"}),
+    );
+    assert_eq!(e["error"], "Declined", "{e}");
+    assert_eq!(
+        states(&history),
+        ["Route", "Both!PaymentDeclined", "Declined!Declined"]
+    );
+
+    // TimeoutSeconds: a 3 s task against a 1 s limit fails with States.Timeout.
+    let started = Instant::now();
+    let (e, history) = run_saga(
+        &server,
+        json!({"orderId": "slow", "express": true, "sleepMs": 3000}),
+    );
+    assert_eq!(e["error"], "TooSlow", "{e}");
+    assert_eq!(
+        states(&history),
+        ["Route", "Express!States.Timeout", "TooSlow!TooSlow"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // kill -9 while a branch waits: the restarted host resumes the parent and both branches,
+    // and no task runs twice.
+    let (status, body) = post(
+        &server,
+        "/_wasmfn/workflows/order-saga/executions?name=order-crash",
+        r#"{"orderId": "crash", "total": 500}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    wait_until("the reserve branch", Duration::from_secs(10), || {
+        runs(&server, "crash")["reserve"] == 1
+    });
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = f.serve();
+    wait_until(
+        "the resumed parallel execution",
+        Duration::from_secs(20),
+        || get_json(&server, "/_wasmfn/executions/order-crash")["execution"]["status"] != "RUNNING",
+    );
+    let described = get_json(&server, "/_wasmfn/executions/order-crash");
+    assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
+    assert_eq!(
+        states(described["history"].as_array().unwrap()),
+        ["Route", "Both", "Until", "Done"]
+    );
+    assert_eq!(
+        runs(&server, "crash"),
+        json!({"reserve": 1, "pay": 1, "ship": 0, "refund": 0, "release": 0})
+    );
+}

@@ -6,7 +6,7 @@
 //! `orders` function can show exactly which steps ran and how often. For demonstrations and
 //! tests the input can ask for failures: `"failAt": "ShipOrder"` fails that state, and
 //! `"busyAttempts": 2` makes the payment gateway answer `PaymentGatewayBusy` twice (the saga
-//! retries it with backoff).
+//! retries it with backoff); `"sleepMs": 3000` makes every step take that long.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -59,6 +59,10 @@ impl Guest for Steps {
                 context.state, context.attempt
             ),
         );
+        if let Some(ms) = order["sleepMs"].as_u64() {
+            // A slow dependency, for timeouts.
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         if order["failAt"].as_str() == Some(context.state.as_str()) {
             let error = match step.as_str() {
                 "reserve" => "OutOfStock",
