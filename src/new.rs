@@ -1,9 +1,10 @@
 //! `wasmfn new TEMPLATE NAME`: a new guest from a template (Rust, JavaScript, Python, C, Go ×
-//! http, queue, schedule, stream), ready for `wasmfn build`. Templates live in `templates/` and
+//! http, queue, schedule, stream, task), ready for `wasmfn build`. Templates live in `templates/` and
 //! are compiled into the binary.
 //!
 //! Every template is a working function: `http` echoes the request, `queue` fails the messages
-//! whose body says `fail` (partial failure), `schedule` and `stream` log what they receive.
+//! whose body says `fail` (partial failure), `schedule` and `stream` log what they receive,
+//! `task` wraps its JSON input and fails with `Rejected` when asked to.
 //! Guests other than Rust's `http` carry their WIT in `wit/`: `world.wit` (the guest's world,
 //! where imports of platform services are added) and `deps/` (wasmfn's and WASI's packages).
 
@@ -156,6 +157,26 @@ const TEMPLATES: &[Template] = &[
         Some(None),
         [("handler.go", "go/stream/handler.go")]
     ),
+    t!(
+        "rust",
+        "task",
+        Some(None),
+        [("src/lib.rs", "rust/task/src/lib.rs")]
+    ),
+    t!("js", "task", Some(JS_WASI), [("app.js", "js/task/app.js")]),
+    t!(
+        "python",
+        "task",
+        Some(None),
+        [("app.py", "python/task/app.py")]
+    ),
+    t!("c", "task", Some(None), [("main.c", "c/task/main.c")]),
+    t!(
+        "go",
+        "task",
+        Some(None),
+        [("handler.go", "go/task/handler.go")]
+    ),
 ];
 
 /// The guest's `wit/world.wit` for `world`.
@@ -164,6 +185,7 @@ fn world_wit(world: &str) -> &'static str {
         "http" => include_str!("../templates/world-http.wit"),
         "queue" => include_str!("../templates/world-queue.wit"),
         "schedule" => include_str!("../templates/world-schedule.wit"),
+        "task" => include_str!("../templates/world-task.wit"),
         _ => include_str!("../templates/world-stream.wit"),
     }
 }

@@ -1,5 +1,5 @@
 //! Guests in every language and the developer loop, through the real binary: `wasmfn new` for
-//! each template (Rust, JavaScript, Python, C × http, queue, schedule, stream), `wasmfn build`
+//! each template (Rust, JavaScript, Python, C, Go × http, queue, schedule, stream, task), `wasmfn build`
 //! detecting the language, `wasmfn serve` / `wasmfn invoke` running them; the build cache;
 //! the missing-tool message; `wasmfn serve --watch` swapping a rebuilt guest under load.
 
@@ -13,6 +13,13 @@ use common::languages::{templates, LANGUAGES};
 use common::{client, wasmfn, Server};
 
 fn invoke(name: &str, event: &str) -> serde_json::Value {
+    let (ok, value) = invoke_status(name, event);
+    assert!(ok, "invoke {name}: {value}");
+    value
+}
+
+/// `wasmfn invoke`: whether it exited 0, and its JSON output with the logs as `log`.
+fn invoke_status(name: &str, event: &str) -> (bool, serde_json::Value) {
     let dir = templates();
     let file = dir.join(format!("{name}.event.json"));
     std::fs::write(&file, event).unwrap();
@@ -23,14 +30,10 @@ fn invoke(name: &str, event: &str) -> serde_json::Value {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "invoke {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("invoke {name}: {}", String::from_utf8_lossy(&out.stderr)));
     value["log"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
-    value
+    (out.status.success(), value)
 }
 
 #[test]
@@ -111,6 +114,15 @@ fn every_template_builds_and_runs() {
                 .contains("o1 (old 0 bytes, new 11 bytes)"),
             "{lang}-stream: {st}"
         );
+
+        // task: the input wrapped; `reject` fails with an error a workflow's Catch can match.
+        let t = invoke(&format!("{lang}-task"), r#"{"order": 7}"#);
+        assert_eq!(t["output"]["handledBy"], format!("{lang}-task"), "{t}");
+        assert_eq!(t["output"]["input"]["order"], 7, "{lang}-task: {t}");
+        assert_eq!(t["output"]["attempt"], 1, "{lang}-task: {t}");
+        let (ok, t) = invoke_status(&format!("{lang}-task"), r#"{"reject": true}"#);
+        assert!(!ok, "{lang}-task: {t}");
+        assert_eq!(t["error"], "Rejected", "{lang}-task: {t}");
     }
 }
 

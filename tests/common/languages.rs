@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 /// The languages with templates.
 pub const LANGUAGES: &[&str] = &["rust", "js", "python", "c", "go"];
 /// The worlds every language has a template for.
-pub const WORLDS: &[&str] = &["http", "queue", "schedule", "stream"];
+pub const WORLDS: &[&str] = &["http", "queue", "schedule", "stream", "task"];
 
 /// A folder holding guest `LANG-WORLD` for every template, built.
 pub fn templates() -> &'static Path {

@@ -93,11 +93,19 @@ impl QueueService {
                         .map(|e| format!(" ({})", e.message))
                         .unwrap_or_default()
                 )),
-                Some(f) if !matches!(f.world(), World::Queue | World::Http) => Some(format!(
-                    "function `{name}` implements world `{}`, but a queue consumer must implement \
-                     world `queue` (export wasmfn:platform/queue-handler) or `http` (each message \
-                     is POSTed to it)",
-                    f.world()
+                // Rules deliver to `http` functions too (each event POSTed), through their
+                // implicit queues; a declared queue's consumer implements the `queue` world.
+                Some(f) if f.world() == World::Http && c.name.starts_with("_events-") => None,
+                Some(f) if f.world() != World::Queue => Some(format!(
+                    "function `{name}` implements world `{}`, but {}",
+                    f.world(),
+                    if c.name.starts_with("_events-") {
+                        "an event rule delivers only to functions of the `queue` world (a batch) \
+                         or the `http` world (each event POSTed)"
+                    } else {
+                        "a queue consumer must implement world `queue` (export \
+                         wasmfn:platform/queue-handler)"
+                    }
                 )),
                 Some(_) => None,
             };
