@@ -13,12 +13,9 @@ use serde_json::{json, Value};
 
 const SAGA: &str = include_str!("../guests/order-saga.asl.json");
 
-/// The order example as in `guests/wasmfn.toml`, with the components as files in one folder.
-fn order_app(extra: &str) -> Fixture {
-    let f = Fixture::with_guests(&["orders", "order-steps", "order-consumer"]);
-    f.write("order-saga.asl.json", SAGA);
-    let mut manifest = String::from("[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n");
-    manifest.push_str("[workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n");
+/// The five saga steps: one `order-steps.wasm` deployed under five names.
+fn step_functions() -> String {
+    let mut out = String::new();
     for (name, step) in [
         ("reserve-inventory", "reserve"),
         ("process-payment", "pay"),
@@ -26,10 +23,20 @@ fn order_app(extra: &str) -> Fixture {
         ("refund-payment", "refund"),
         ("release-inventory", "release"),
     ] {
-        manifest.push_str(&format!(
+        out.push_str(&format!(
             "[functions.{name}]\ncomponent = \"order-steps.wasm\"\nkv = [\"orders\"]\nconfig = {{ step = \"{step}\" }}\n\n"
         ));
     }
+    out
+}
+
+/// The order example as in `guests/wasmfn.toml`, with the components as files in one folder.
+fn order_app(extra: &str) -> Fixture {
+    let f = Fixture::with_guests(&["orders", "order-steps", "order-consumer"]);
+    f.write("order-saga.asl.json", SAGA);
+    let mut manifest = String::from("[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n");
+    manifest.push_str("[workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n");
+    manifest.push_str(&step_functions());
     for consumer in ["email", "analytics"] {
         manifest.push_str(&format!(
             "[functions.{consumer}]\ncomponent = \"order-consumer.wasm\"\nkv = [\"orders\"]\n\
@@ -90,17 +97,7 @@ fn saga_on_postgres(url: &str, definition: &str) -> Fixture {
          [workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n\
          [workflow-store]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease = \"2s\"\n\n"
     );
-    for (name, step) in [
-        ("reserve-inventory", "reserve"),
-        ("process-payment", "pay"),
-        ("ship-order", "ship"),
-        ("refund-payment", "refund"),
-        ("release-inventory", "release"),
-    ] {
-        manifest.push_str(&format!(
-            "[functions.{name}]\ncomponent = \"order-steps.wasm\"\nkv = [\"orders\"]\nconfig = {{ step = \"{step}\" }}\n\n"
-        ));
-    }
+    manifest.push_str(&step_functions());
     f.write("wasmfn.toml", manifest);
     f
 }
@@ -541,6 +538,13 @@ fn fan_out_and_rules(f: Fixture) {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(order("refund-1")["seen"]["analytics"], 0);
+    // A guest publishes to the topic through the `events` import.
+    let (status, body) = post(&server, "/orders/notify", r#"{"orderId": "notice-1"}"#);
+    assert_eq!(status, 202, "{body}");
+    wait_until("the guest's topic message", Duration::from_secs(10), || {
+        order("notice-1")["seen"]["email"] == 1
+    });
+    assert_eq!(order("notice-1")["seen"]["analytics"], 0);
     let (status, body) = post(&server, "/_wasmfn/topics/nope/messages", "x");
     assert_eq!(status, 404);
     assert!(

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /orders` (an order) | publishes `OrderPlaced` (source `shop.orders`) on the event bus |
 //! | `POST /orders/saga` (an order) | starts the `order-saga` workflow directly, named by `orderId` |
+//! | `POST /orders/notify` (an order) | publishes it to the `order-events` topic (attribute `type=OrderNotice`) |
 //! | `GET /orders/ID` | which saga steps ran for the order and which subscribers saw it |
 //! | `POST /` (an event) | audit: how the `large-orders` rule delivers to this function |
 
@@ -86,6 +87,17 @@ fn handle(method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
             let name = order["orderId"].as_str().map(|s| format!("order-{s}"));
             match workflows::start("order-saga", &order.to_string(), name.as_deref()) {
                 Ok(id) => (201, json!({"executionId": id})),
+                Err(e) => (500, json!({"error": format!("{e:?}")})),
+            }
+        }
+        (Method::Post, "/orders/notify") => {
+            // Straight to the topic, with an attribute the subscriptions filter on.
+            let message = events::TopicMessage {
+                body: body.clone(),
+                attributes: vec![("type".into(), "OrderNotice".into())],
+            };
+            match events::publish("order-events", &message) {
+                Ok(id) => (202, json!({"messageId": id})),
                 Err(e) => (500, json!({"error": format!("{e:?}")})),
             }
         }

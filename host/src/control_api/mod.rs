@@ -166,13 +166,7 @@ where
                 }
             };
             let messages = if *kind == "messages" {
-                let attributes = headers
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let key = k.as_str().strip_prefix("x-wasmfn-attr-")?;
-                        Some((key.to_string(), v.to_str().ok()?.to_string()))
-                    })
-                    .collect();
+                let attributes = header_attributes(&headers);
                 let delay_ms = headers
                     .get("x-wasmfn-delay-ms")
                     .and_then(|v| v.to_str().ok()?.parse().ok())
@@ -316,6 +310,17 @@ fn streams(app: &App, method: &Method, parts: &[String], body: &[u8]) -> HttpRes
         },
         _ => text_response(StatusCode::NOT_FOUND, "stream API: POST /_wasmfn/streams/NAME/records, GET /_wasmfn/streams/NAME, GET /_wasmfn/streams/NAME/parked"),
     }
+}
+
+/// Message attributes sent as `x-wasmfn-attr-NAME` headers.
+fn header_attributes(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str().strip_prefix("x-wasmfn-attr-")?;
+            Some((key.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect()
 }
 
 fn parse_batch(body: &[u8]) -> Result<Vec<NewMessage>, String> {

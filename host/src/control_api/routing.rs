@@ -98,13 +98,7 @@ pub(super) async fn handle(
             let Some(bus) = app.events() else {
                 return text_response(StatusCode::NOT_FOUND, format!("no topic named `{name}`: declare it as [topics.{name}] in wasmfn.toml"));
             };
-            let attributes = headers
-                .iter()
-                .filter_map(|(k, v)| {
-                    let key = k.as_str().strip_prefix("x-wasmfn-attr-")?;
-                    Some((key.to_string(), v.to_str().ok()?.to_string()))
-                })
-                .collect();
+            let attributes = super::header_attributes(headers);
             match bus.publish(name, body.to_vec(), attributes).await {
                 Ok(id) => json_response(StatusCode::ACCEPTED, json!({ "id": id })),
                 Err(e) => publish_error(e),
