@@ -422,6 +422,18 @@ fn schedules_aws_cannot_express_are_refused_at_packaging() {
         stderr.contains("schedule `fast`") && stderr.contains("whole minutes"),
         "{stderr}"
     );
+    // Workflow tasks run inside wasmfn's executor, which the adapter does not host.
+    f.copy_guest("order-steps", "step");
+    f.write(
+        "wasmfn.toml",
+        "[kv.orders]\n[functions.step]\nkv = [\"orders\"]\n",
+    );
+    let out = f.package("lambda", "step", &f.dir.path().join("out"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("`step` implements the `task` world"),
+        "{stderr}"
+    );
 }
 
 /// A sample event shipped with the `aws_lambda_events` crate (AWS's own examples), read from

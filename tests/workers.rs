@@ -85,6 +85,16 @@ fn imports_workers_cannot_provide_are_refused_at_packaging() {
         "{stderr}"
     );
     let (_f, _bundle, output) = package_with(
+        "order-steps",
+        "step",
+        "[kv.orders]\n[functions.step]\nkv = [\"orders\"]\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("`step` implements the `task` world"),
+        "{stderr}"
+    );
+    let (_f, _bundle, output) = package_with(
         "cron-job",
         "tick",
         "[schedules.paris]\nfunction = \"tick\"\nexpression = \"0 9 * * *\"\ntimezone = \"Europe/Paris\"\n",
