@@ -434,7 +434,7 @@ impl Runner {
                         .or_else(|| default.clone());
                     let (step, next) = match next {
                         Some(next) => (
-                            step(&position, "Choice", started_at, Ok(&input)),
+                            step(&position, "Choice", started_at, Ok(position.input.clone())),
                             Transition::Continue(Position {
                                 state: next,
                                 input: position.input.clone(),
@@ -506,21 +506,22 @@ impl Runner {
             });
             let (step, next) = match outcome {
                 Ok(output) => {
+                    let text = output.to_string();
                     let next = match next_of(state) {
                         Some(next) => Transition::Continue(Position {
                             state: next.to_string(),
-                            input: output.to_string(),
+                            input: text.clone(),
                             attempt: 0,
                             wake_at: None,
                         }),
                         None => Transition::Finish {
                             status: Status::Succeeded,
-                            output: Some(output.to_string()),
+                            output: Some(text.clone()),
                             error: None,
                             cause: None,
                         },
                     };
-                    (step(&position, kind, started_at, Ok(&output)), next)
+                    (step(&position, kind, started_at, Ok(text)), next)
                 }
                 Err(f) => {
                     let next = self.on_error(state, &position, &input, &f);
@@ -770,10 +771,10 @@ fn step(
     position: &Position,
     kind: &str,
     started_at: u64,
-    outcome: Result<&Value, &Failure>,
+    outcome: Result<String, &Failure>,
 ) -> Step {
     let (output, error, cause) = match outcome {
-        Ok(v) => (Some(v.to_string()), None, None),
+        Ok(text) => (Some(text), None, None),
         Err(f) => (None, Some(f.error.clone()), Some(f.cause.clone())),
     };
     Step {

@@ -127,45 +127,58 @@ impl ExecutionStore for SqliteExecutions {
         self.with(move |c| {
             let tx = c.transaction()?;
             if let Some(s) = step {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO history (execution, seq, state, kind, attempt, input, output, \
                      error, cause, started_at, ended_at) SELECT ?1, steps + 1, ?2, ?3, ?4, ?5, \
                      ?6, ?7, ?8, ?9, ?10 FROM executions WHERE id = ?1",
-                    params![
-                        id,
-                        s.state,
-                        s.kind,
-                        s.attempt,
-                        s.input,
-                        s.output,
-                        s.error,
-                        s.cause,
-                        s.started_at as i64,
-                        s.ended_at as i64
-                    ],
-                )?;
-                tx.execute(
-                    "UPDATE executions SET steps = steps + 1 WHERE id = ?1",
-                    params![id],
-                )?;
+                )?
+                .execute(params![
+                    id,
+                    s.state,
+                    s.kind,
+                    s.attempt,
+                    s.input,
+                    s.output,
+                    s.error,
+                    s.cause,
+                    s.started_at as i64,
+                    s.ended_at as i64
+                ])?;
+                tx.prepare_cached("UPDATE executions SET steps = steps + 1 WHERE id = ?1")?
+                    .execute(params![id])?;
             }
             let n = match next {
-                Transition::Continue(p) => tx.execute(
-                    "UPDATE executions SET state = ?2, state_input = ?3, attempt = ?4, \
+                Transition::Continue(p) => tx
+                    .prepare_cached(
+                        "UPDATE executions SET state = ?2, state_input = ?3, attempt = ?4, \
                      wake_at = ?5 WHERE id = ?1",
-                    params![id, p.state, p.input, p.attempt, p.wake_at.map(|t| t as i64)],
-                )?,
+                    )?
+                    .execute(params![
+                        id,
+                        p.state,
+                        p.input,
+                        p.attempt,
+                        p.wake_at.map(|t| t as i64)
+                    ])?,
                 Transition::Finish {
                     status,
                     output,
                     error,
                     cause,
-                } => tx.execute(
-                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, \
+                } => tx
+                    .prepare_cached(
+                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, \
                      state = NULL, state_input = NULL, wake_at = NULL, ended_at = ?6 \
                      WHERE id = ?1",
-                    params![id, status.as_str(), output, error, cause, now_ms() as i64],
-                )?,
+                    )?
+                    .execute(params![
+                        id,
+                        status.as_str(),
+                        output,
+                        error,
+                        cause,
+                        now_ms() as i64
+                    ])?,
             };
             anyhow::ensure!(n == 1, "no execution `{id}` in the workflow store");
             tx.commit()?;
