@@ -538,6 +538,24 @@ fn fan_out_and_rules(f: Fixture) {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(order("refund-1")["seen"]["analytics"], 0);
+    // A slow subscriber delays only itself: email has the order while analytics still works.
+    let published = Instant::now();
+    let r = client()
+        .post(server.url("/_wasmfn/topics/order-events/messages"))
+        .header("x-wasmfn-attr-type", "OrderPlaced")
+        .body(r#"{"orderId": "slowpoke", "slowConsumer": "analytics", "sleepMs": 4000}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_until("email, not held up", Duration::from_secs(3), || {
+        order("slowpoke")["seen"]["email"] == 1
+    });
+    assert_eq!(order("slowpoke")["seen"]["analytics"], 0);
+    assert!(published.elapsed() < Duration::from_secs(4));
+    wait_until("the slow analytics", Duration::from_secs(15), || {
+        order("slowpoke")["seen"]["analytics"] == 1
+    });
+
     // A guest publishes to the topic through the `events` import.
     let (status, body) = post(&server, "/orders/notify", r#"{"orderId": "notice-1"}"#);
     assert_eq!(status, 202, "{body}");

@@ -2,7 +2,7 @@
 //! by the `consumer` config value). Each order event it handles is counted in the `orders`
 //! key-value store (`seen/CONSUMER/ORDER`). An order whose detail has `"failConsumer"` equal
 //! to this consumer's name fails here (and is retried, then dead-lettered) without holding
-//! up the other subscriber.
+//! up the other subscriber; `"slowConsumer"` (with `"sleepMs"`) makes it slow instead.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -42,6 +42,11 @@ impl Guest for Consumer {
                 &event
             };
             let id = order["orderId"].as_str().unwrap_or("unknown");
+            if order["slowConsumer"].as_str() == Some(me.as_str()) {
+                // A slow subscriber, to show it delays only its own queue.
+                let ms = order["sleepMs"].as_u64().unwrap_or(1000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             if order["failConsumer"].as_str() == Some(me.as_str()) {
                 failures.push(MessageFailure {
                     id: m.id,
