@@ -1,119 +1,18 @@
-//! Saga workflows, the event bus and fan-out topics through the real binary, with the order
-//! example's guests: the order saga succeeding and failing at each step (compensations run as
-//! defined), `kill -9` in the middle of an execution, the seed's fan-out (order event → email
-//! and analytics), event rules, and bad definitions refused with the state's name.
+//! Saga workflows through the real binary, with the order example's guests: the order saga
+//! succeeding and failing at each step (compensations run as defined), retries, Choice,
+//! Parallel, Wait and timeouts, `kill -9` in the middle of an execution (one host, and two
+//! hosts sharing PostgreSQL), and bad definitions refused with the state's name.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::servers::{postgres, Nats};
-use common::{client, wait_until, wasmfn, Fixture, Server};
+use common::orders::{
+    cli, get_json, order_app, post, run_saga, runs, saga_on_postgres, slow_saga, states,
+};
+use common::servers::postgres;
+use common::{wait_until, wasmfn};
 use serde_json::{json, Value};
-
-const SAGA: &str = include_str!("../guests/order-saga.asl.json");
-
-/// The five saga steps: one `order-steps.wasm` deployed under five names.
-fn step_functions() -> String {
-    let mut out = String::new();
-    for (name, step) in [
-        ("reserve-inventory", "reserve"),
-        ("process-payment", "pay"),
-        ("ship-order", "ship"),
-        ("refund-payment", "refund"),
-        ("release-inventory", "release"),
-    ] {
-        out.push_str(&format!(
-            "[functions.{name}]\ncomponent = \"order-steps.wasm\"\nkv = [\"orders\"]\nconfig = {{ step = \"{step}\" }}\n\n"
-        ));
-    }
-    out
-}
-
-/// The order example as in `guests/wasmfn.toml`, with the components as files in one folder.
-fn order_app(extra: &str) -> Fixture {
-    let f = Fixture::with_guests(&["orders", "order-steps", "order-consumer"]);
-    f.write("order-saga.asl.json", SAGA);
-    let mut manifest = String::from("[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n");
-    manifest.push_str("[workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n");
-    manifest.push_str(&step_functions());
-    for consumer in ["email", "analytics"] {
-        manifest.push_str(&format!(
-            "[functions.{consumer}]\ncomponent = \"order-consumer.wasm\"\nkv = [\"orders\"]\n\
-             config = {{ consumer = \"{consumer}\" }}\n\n[queues.{consumer}-queue]\n\
-             function = \"{consumer}\"\nretry-backoff = \"50ms\"\nmax-receive-count = 2\n\n"
-        ));
-    }
-    manifest.push_str(
-        r#"[topics.order-events]
-subscriptions = [
-  { queue = "email-queue" },
-  { queue = "analytics-queue", filter = { type = ["OrderPlaced"] } },
-]
-
-[rules.order-placed]
-input-path = "$.detail"
-targets = ["workflow:order-saga", "topic:order-events"]
-pattern = { source = ["shop.orders"], type = ["OrderPlaced"] }
-
-[rules.large-orders]
-targets = ["function:orders"]
-pattern = { source = ["shop.orders"], detail = { total = [{ numeric = [">=", 100] }] } }
-
-"#,
-    );
-    manifest.push_str(extra);
-    f.write("wasmfn.toml", manifest);
-    f
-}
-
-fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
-    let r = client()
-        .post(server.url(path))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn get_json(server: &Server, path: &str) -> Value {
-    let (status, text) = server.get(path);
-    assert_eq!(status, 200, "GET {path}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The order saga alone (no queues), on a PostgreSQL execution store shared by every host
-/// serving the folder.
-fn saga_on_postgres(url: &str, definition: &str) -> Fixture {
-    let f = Fixture::with_guests(&["orders", "order-steps"]);
-    f.write("order-saga.asl.json", definition);
-    let mut manifest = format!(
-        "[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n\
-         [workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n\
-         [workflow-store]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease = \"2s\"\n\n"
-    );
-    manifest.push_str(&step_functions());
-    f.write("wasmfn.toml", manifest);
-    f
-}
-
-/// The saga with a 3 s Wait between payment and shipping, so a kill can land inside it.
-fn slow_saga() -> String {
-    let slow = SAGA
-        .replace(r#""Next": "ShipOrder","#, r#""Next": "Cooling","#)
-        .replace(
-            r#""OrderShipped": {"Type": "Succeed"},"#,
-            r#""OrderShipped": {"Type": "Succeed"},
-    "Cooling": {"Type": "Wait", "Seconds": 3, "Next": "ShipOrder"},"#,
-        );
-    assert!(slow.contains("Cooling"));
-    slow
-}
 
 #[test]
 fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
@@ -188,38 +87,6 @@ fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
             "OrderFailed!OrderFailed"
         ]
     );
-}
-
-/// How often each saga step ran for `order`, as the guests themselves counted.
-fn runs(server: &Server, order: &str) -> Value {
-    get_json(server, &format!("/orders/{order}"))["runs"].clone()
-}
-
-/// Start the saga for `order` through the host API and wait for it to end.
-fn run_saga(server: &Server, order: Value) -> (Value, Vec<Value>) {
-    let name = format!("order-{}", order["orderId"].as_str().unwrap());
-    let (status, body) = post(
-        server,
-        &format!("/_wasmfn/workflows/order-saga/executions?name={name}&wait=30"),
-        &order.to_string(),
-    );
-    assert_eq!(status, 201, "{body}");
-    let described = get_json(server, &format!("/_wasmfn/executions/{name}"));
-    let history = described["history"].as_array().unwrap().clone();
-    (described["execution"].clone(), history)
-}
-
-fn states(history: &[Value]) -> Vec<String> {
-    history
-        .iter()
-        .map(|s| {
-            let mut t = s["state"].as_str().unwrap().to_string();
-            if let Some(e) = s["error"].as_str() {
-                t.push_str(&format!("!{e}"));
-            }
-            t
-        })
-        .collect()
 }
 
 #[test]
@@ -353,8 +220,9 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
     });
 
     // The CLI: start with --wait prints the execution and exits 0 on success.
-    let out = wasmfn()
-        .args([
+    let stdout = cli(
+        &server,
+        &[
             "workflow",
             "start",
             "order-saga",
@@ -362,16 +230,7 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
             r#"{"orderId":"cli"}"#,
             "--wait",
             "30",
-            "--server",
-        ])
-        .arg(server.url(""))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(stdout.contains("\"SUCCEEDED\""), "{stdout}");
 }
@@ -427,156 +286,6 @@ fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
         "{}",
         server.logs()
     );
-}
-
-#[test]
-fn order_events_fan_out_to_every_subscriber_and_rules_route_by_content() {
-    fan_out_and_rules(order_app(""));
-}
-
-#[test]
-fn nats_order_events_fan_out_to_every_subscriber_and_rules_route_by_content() {
-    let nats = Nats::start();
-    fan_out_and_rules(order_app(&format!(
-        "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n",
-        nats.port
-    )));
-}
-
-fn fan_out_and_rules(f: Fixture) {
-    let server = f.serve();
-    // A large order through the guest's `events` import: the saga, both subscribers, audit.
-    let (status, body) = post(&server, "/orders", r#"{"orderId": "big", "total": 250}"#);
-    assert_eq!(status, 202, "{body}");
-    // A small order through the host API: not audited.
-    let (status, body) = post(
-        &server,
-        "/_wasmfn/events",
-        r#"{"source": "shop.orders", "type": "OrderPlaced", "detail": {"orderId": "small", "total": 5}}"#,
-    );
-    assert_eq!(status, 202, "{body}");
-    // An analytics failure must not hold up email.
-    let out = wasmfn()
-        .args([
-            "put-event",
-            "--source",
-            "shop.orders",
-            "--type",
-            "OrderPlaced",
-            "--detail",
-            r#"{"orderId": "flaky", "total": 1, "failConsumer": "analytics"}"#,
-            "--server",
-        ])
-        .arg(server.url(""))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Events that match no rule go nowhere.
-    let (status, _) = post(
-        &server,
-        "/_wasmfn/events",
-        r#"{"source": "shop.returns", "type": "OrderPlaced", "detail": {"orderId": "elsewhere", "total": 500}}"#,
-    );
-    assert_eq!(status, 202);
-
-    let order = |id: &str| get_json(&server, &format!("/orders/{id}"));
-    wait_until("fan-out", Duration::from_secs(20), || {
-        let (big, small, flaky) = (order("big"), order("small"), order("flaky"));
-        big["seen"] == json!({"email": 1, "analytics": 1})
-            && big["audited"] == 1
-            && big["runs"]["ship"] == 1
-            && small["seen"] == json!({"email": 1, "analytics": 1})
-            && small["runs"]["ship"] == 1
-            && flaky["seen"]["email"] == 1
-    });
-    assert_eq!(
-        order("small")["audited"],
-        0,
-        "the large-orders rule matched a small order"
-    );
-    assert_eq!(
-        order("elsewhere"),
-        json!({"orderId": "elsewhere", "audited": 0,
-        "runs": {"reserve": 0, "pay": 0, "ship": 0, "refund": 0, "release": 0},
-        "seen": {"email": 0, "analytics": 0}})
-    );
-    // The failing subscriber's message ends in its dead-letter queue; email got it once.
-    wait_until("the analytics dead letter", Duration::from_secs(20), || {
-        get_json(&server, "/_wasmfn/queues/analytics-queue-dlq/messages")["messages"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 1
-    });
-    assert_eq!(order("flaky")["seen"], json!({"email": 1, "analytics": 0}));
-
-    // A topic publish with a filter policy: analytics only takes OrderPlaced.
-    let out = wasmfn()
-        .args([
-            "publish",
-            "order-events",
-            "--data",
-            r#"{"orderId": "refund-1"}"#,
-            "--attr",
-            "type=OrderRefunded",
-            "--server",
-        ])
-        .arg(server.url(""))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_until("the topic message", Duration::from_secs(10), || {
-        order("refund-1")["seen"]["email"] == 1
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(order("refund-1")["seen"]["analytics"], 0);
-    // A slow subscriber delays only itself: email has the order while analytics still works.
-    let published = Instant::now();
-    let r = client()
-        .post(server.url("/_wasmfn/topics/order-events/messages"))
-        .header("x-wasmfn-attr-type", "OrderPlaced")
-        .body(r#"{"orderId": "slowpoke", "slowConsumer": "analytics", "sleepMs": 4000}"#)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    wait_until("email, not held up", Duration::from_secs(3), || {
-        order("slowpoke")["seen"]["email"] == 1
-    });
-    assert_eq!(order("slowpoke")["seen"]["analytics"], 0);
-    assert!(published.elapsed() < Duration::from_secs(4));
-    wait_until("the slow analytics", Duration::from_secs(15), || {
-        order("slowpoke")["seen"]["analytics"] == 1
-    });
-
-    // A guest publishes to the topic through the `events` import.
-    let (status, body) = post(&server, "/orders/notify", r#"{"orderId": "notice-1"}"#);
-    assert_eq!(status, 202, "{body}");
-    wait_until("the guest's topic message", Duration::from_secs(10), || {
-        order("notice-1")["seen"]["email"] == 1
-    });
-    assert_eq!(order("notice-1")["seen"]["analytics"], 0);
-    let (status, body) = post(&server, "/_wasmfn/topics/nope/messages", "x");
-    assert_eq!(status, 404);
-    assert!(
-        body.as_str().unwrap().contains("declared: order-events"),
-        "{body}"
-    );
-    let (status, _) = post(
-        &server,
-        "/_wasmfn/events",
-        r#"{"source": "s", "type": "t", "detail": [1]}"#,
-    );
-    assert_eq!(status, 400);
-    let rules = get_json(&server, "/_wasmfn/rules");
-    assert_eq!(rules["rules"][0]["targets"], json!(["function:orders"]));
 }
 
 #[test]

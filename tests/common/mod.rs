@@ -5,6 +5,7 @@
 
 pub mod lambda;
 pub mod languages;
+pub mod orders;
 pub mod servers;
 pub mod workers;
 

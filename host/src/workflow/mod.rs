@@ -6,18 +6,19 @@
 //! - [`ExecutionStore`]: where executions live, persisted after every step.
 //!   [`SqliteExecutions`] is the embedded default, [`PostgresExecutions`] the distributed one
 //!   (shared by several hosts, each execution leased to one of them at a time).
-//! - [`Workflows`]: the executor. It runs executions step by step, resumes unfinished ones when
-//!   the host starts (a completed step is never run again), and keeps each one's history.
+//! - [`Workflows`] (`executor.rs`): starts executions, resumes unfinished ones when the host
+//!   starts (a completed step is never run again) and leases them on a shared store;
+//!   `runner.rs` runs one execution state by state and keeps its history.
 
 pub mod definition;
-pub mod paths;
-
-pub use definition::{Definition, DefinitionError};
 mod executor;
+pub mod paths;
 mod postgres;
+mod runner;
 mod sqlite;
 pub mod store;
 
+pub use definition::{Definition, DefinitionError};
 pub(crate) use executor::new_id;
 pub use executor::{StartError, WorkflowConfig, Workflows};
 pub use postgres::PostgresExecutions;
