@@ -50,22 +50,7 @@ fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let described = get_json(&b, "/_wasmfn/executions/moved");
-    assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
-    assert_eq!(
-        states(described["history"].as_array().unwrap()),
-        [
-            "ReserveInventory",
-            "ProcessPayment",
-            "Cooling",
-            "ShipOrder",
-            "OrderShipped"
-        ]
-    );
-    assert_eq!(
-        runs(&b, "moved"),
-        json!({"reserve": 1, "pay": 1, "ship": 1, "refund": 0, "release": 0})
-    );
+    assert_slow_saga_ran_each_step_once(&b, "moved", "moved");
     assert!(
         b.logs().contains("resuming unfinished executions"),
         "{}",
@@ -262,24 +247,8 @@ fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
     wait_until("the resumed execution", Duration::from_secs(20), || {
         get_json(&server, "/_wasmfn/executions/crash")["execution"]["status"] != "RUNNING"
     });
-    let described = get_json(&server, "/_wasmfn/executions/crash");
-    assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
-    let history = described["history"].as_array().unwrap();
-    assert_eq!(
-        states(history),
-        [
-            "ReserveInventory",
-            "ProcessPayment",
-            "Cooling",
-            "ShipOrder",
-            "OrderShipped"
-        ]
-    );
     // Each step ran exactly once, as the guests counted, and the Wait kept its deadline.
-    assert_eq!(
-        runs(&server, "crash"),
-        json!({"reserve": 1, "pay": 1, "ship": 1, "refund": 0, "release": 0})
-    );
+    assert_slow_saga_ran_each_step_once(&server, "crash", "crash");
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert!(
         server.logs().contains("resuming unfinished executions"),
@@ -462,5 +431,26 @@ fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9
     assert_eq!(
         runs(&server, "crash"),
         json!({"reserve": 1, "pay": 1, "ship": 0, "refund": 0, "release": 0})
+    );
+}
+
+/// The slow saga's execution `name` (for order `order`) succeeded with every state once in
+/// its history and every step run exactly once by the guests' own count.
+fn assert_slow_saga_ran_each_step_once(server: &common::Server, name: &str, order: &str) {
+    let described = get_json(server, &format!("/_wasmfn/executions/{name}"));
+    assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
+    assert_eq!(
+        states(described["history"].as_array().unwrap()),
+        [
+            "ReserveInventory",
+            "ProcessPayment",
+            "Cooling",
+            "ShipOrder",
+            "OrderShipped"
+        ]
+    );
+    assert_eq!(
+        runs(server, order),
+        json!({"reserve": 1, "pay": 1, "ship": 1, "refund": 0, "release": 0})
     );
 }
