@@ -112,10 +112,13 @@ fn queue_batches_and_cron_triggers_reach_their_worlds() {
     let manifest =
         "[queues.orders]\nfunction = \"worker\"\nbatch-size = 25\nmax-receive-count = 4\n\n\
         [schedules.nightly]\nfunction = \"tick\"\nexpression = \"0 3 * * *\"\n\n\
-        [schedules.failing]\nfunction = \"tick\"\nexpression = \"rate(15 minutes)\"\n";
+        [schedules.failing]\nfunction = \"tick\"\nexpression = \"rate(15 minutes)\"\n\n\
+        [rules.audit]\ntargets = [\"function:worker\"]\n";
     let (_f, bundle, output) = package_with("queue-worker", "worker", manifest);
     assert_packaged(&output);
     let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    // A rule's implicit delivery queue belongs to wasmfn's event bus, not to Cloudflare.
+    assert!(!wrangler.contains("_events"), "{wrangler}");
     for line in [
         "queue = \"orders\"",
         "max_batch_size = 25",

@@ -257,6 +257,7 @@ pub(super) fn rules(
                     if !queues.iter().any(|c| c.name == q) {
                         queues.push(QueueConfig {
                             function: Some(f.clone()),
+                            rule_delivery: true,
                             ..QueueConfig::new(&q)
                         });
                     }

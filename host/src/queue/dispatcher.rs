@@ -95,11 +95,11 @@ impl QueueService {
                 )),
                 // Rules deliver to `http` functions too (each event POSTed), through their
                 // implicit queues; a declared queue's consumer implements the `queue` world.
-                Some(f) if f.world() == World::Http && c.name.starts_with("_events-") => None,
+                Some(f) if f.world() == World::Http && c.rule_delivery => None,
                 Some(f) if f.world() != World::Queue => Some(format!(
                     "function `{name}` implements world `{}`, but {}",
                     f.world(),
-                    if c.name.starts_with("_events-") {
+                    if c.rule_delivery {
                         "an event rule delivers only to functions of the `queue` world (a batch) \
                          or the `http` world (each event POSTed)"
                     } else {

@@ -143,6 +143,9 @@ pub struct QueueConfig {
     pub concurrency: usize,
     /// Largest accepted message body (default 256 KiB, as SQS).
     pub max_message_bytes: usize,
+    /// An implicit queue through which event rules deliver to `function`, which may then be
+    /// an `http` function too (each message POSTed to it).
+    pub rule_delivery: bool,
 }
 
 impl QueueConfig {
@@ -159,6 +162,7 @@ impl QueueConfig {
             retry_backoff: Duration::from_secs(1),
             concurrency: 2,
             max_message_bytes: 256 << 10,
+            rule_delivery: false,
         }
     }
 

@@ -87,10 +87,11 @@ pub(super) fn queue_events(
     name: &str,
     timeout_secs: u64,
 ) -> Result<()> {
+    // Event rules' implicit queues stay with wasmfn's event bus, which Lambda does not host.
     for q in manifest
         .queues
         .iter()
-        .filter(|q| q.function.as_deref() == Some(name))
+        .filter(|q| q.function.as_deref() == Some(name) && !q.rule_delivery)
     {
         let queue_id = format!("{}Queue", logical_id(&q.name));
         let dlq_id = format!("{}Queue", logical_id(&q.dead_letter_queue));

@@ -123,7 +123,12 @@ impl Environment {
                 .collect();
         }
         if uses("wasmfn:platform/queue-publisher") {
-            e.producers = manifest.queues.iter().map(|q| q.name.clone()).collect();
+            e.producers = manifest
+                .queues
+                .iter()
+                .filter(|q| !q.rule_delivery)
+                .map(|q| q.name.clone())
+                .collect();
         }
         if uses("wasi:config/store") {
             e.config = entry.settings.config.clone();
@@ -153,7 +158,8 @@ impl Environment {
             e.consumers = manifest
                 .queues
                 .iter()
-                .filter(|q| q.function.as_deref() == Some(name))
+                // Event rules' implicit queues stay with wasmfn's event bus.
+                .filter(|q| q.function.as_deref() == Some(name) && !q.rule_delivery)
                 .cloned()
                 .collect();
         }
