@@ -34,13 +34,8 @@ pub enum State {
         resource: String,
         #[serde(flatten)]
         flow: Flow,
-        #[serde(rename = "Retry", default)]
-        retry: Vec<Retry>,
-        #[serde(rename = "Catch", default)]
-        catch: Vec<Catcher>,
-        /// Where the result goes in the state's input (see [`ResultPath`]).
-        #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
-        result_path: ResultPath,
+        #[serde(flatten)]
+        recovery: Recovery,
         /// Seconds before the task counts as failed with `States.Timeout`.
         #[serde(rename = "TimeoutSeconds", default)]
         timeout_seconds: Option<u64>,
@@ -76,12 +71,8 @@ pub enum State {
         flow: Flow,
         #[serde(rename = "Branches")]
         branches: Vec<Definition>,
-        #[serde(rename = "Retry", default)]
-        retry: Vec<Retry>,
-        #[serde(rename = "Catch", default)]
-        catch: Vec<Catcher>,
-        #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
-        result_path: ResultPath,
+        #[serde(flatten)]
+        recovery: Recovery,
     },
     /// End the execution successfully.
     Succeed {},
@@ -106,6 +97,20 @@ pub struct Flow {
     pub input_path: ResultPath,
     #[serde(rename = "OutputPath", default, deserialize_with = "nullable")]
     pub output_path: ResultPath,
+}
+
+/// What a Task or Parallel does with its result and its errors.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Recovery {
+    /// Retried errors, first match wins.
+    #[serde(rename = "Retry", default)]
+    pub retry: Vec<Retry>,
+    /// Caught errors (the compensations), first match wins.
+    #[serde(rename = "Catch", default)]
+    pub catch: Vec<Catcher>,
+    /// Where the result goes in the state's input (see [`ResultPath`]).
+    #[serde(rename = "ResultPath", default, deserialize_with = "nullable")]
+    pub result_path: ResultPath,
 }
 
 /// Retry a failed Task/Parallel whose error matches, with exponential backoff.
@@ -336,9 +341,9 @@ impl State {
     pub fn targets(&self) -> impl Iterator<Item = &str> {
         let mut out: Vec<&str> = Vec::new();
         match self {
-            State::Task { flow, catch, .. } | State::Parallel { flow, catch, .. } => {
+            State::Task { flow, recovery, .. } | State::Parallel { flow, recovery, .. } => {
                 out.extend(flow.next.as_deref());
-                out.extend(catch.iter().map(|c| c.next.as_str()));
+                out.extend(recovery.catch.iter().map(|c| c.next.as_str()));
             }
             State::Pass { flow, .. } | State::Wait { flow, .. } => out.extend(flow.next.as_deref()),
             State::Choice { choices, default } => {
@@ -353,28 +358,28 @@ impl State {
     /// The `ResultPath`s given on the state and its catchers.
     fn result_paths(&self) -> impl Iterator<Item = &str> {
         let mut out: Vec<&str> = Vec::new();
-        match self {
-            State::Task {
-                result_path, catch, ..
+        if let Some(r) = self.recovery() {
+            out.extend(r.result_path.as_ref().and_then(|p| p.as_deref()));
+            for c in &r.catch {
+                out.extend(c.result_path.as_ref().and_then(|p| p.as_deref()));
             }
-            | State::Parallel {
-                result_path, catch, ..
-            } => {
-                out.extend(result_path.as_ref().and_then(|p| p.as_deref()));
-                for c in catch {
-                    out.extend(c.result_path.as_ref().and_then(|p| p.as_deref()));
-                }
-            }
-            State::Pass { result_path, .. } => {
-                out.extend(result_path.as_ref().and_then(|p| p.as_deref()))
-            }
-            _ => {}
+        }
+        if let State::Pass { result_path, .. } = self {
+            out.extend(result_path.as_ref().and_then(|p| p.as_deref()));
         }
         if let Some(flow) = self.flow() {
             out.extend(flow.input_path.as_ref().and_then(|p| p.as_deref()));
             out.extend(flow.output_path.as_ref().and_then(|p| p.as_deref()));
         }
         out.into_iter()
+    }
+
+    /// `Retry`, `Catch` and `ResultPath` of a Task or Parallel.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        match self {
+            State::Task { recovery, .. } | State::Parallel { recovery, .. } => Some(recovery),
+            _ => None,
+        }
     }
 
     /// `Next`/`End` and the input/output paths, for the states that have them.
@@ -489,6 +494,18 @@ mod tests {
             branch.contains("branch 0 of `P`: state `X`: has neither"),
             "{branch}"
         );
+    }
+
+    #[test]
+    fn result_path_null_is_told_apart_from_absent() {
+        let d = Definition::parse_json(
+            r#"{"StartAt": "A", "States": {
+                "A": {"Type": "Task", "Resource": "f", "ResultPath": null, "Next": "B"},
+                "B": {"Type": "Task", "Resource": "f", "End": true}}}"#,
+        )
+        .unwrap();
+        assert_eq!(d.states["A"].recovery().unwrap().result_path, Some(None));
+        assert_eq!(d.states["B"].recovery().unwrap().result_path, None);
     }
 
     #[test]

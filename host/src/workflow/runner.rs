@@ -275,11 +275,8 @@ impl Runner {
         if *self.shutdown.borrow() && matches!(&outcome, Err(f) if f.error == STOPPED) {
             return None;
         }
-        Some(match (outcome, state) {
-            (Ok(result), State::Task { result_path, .. })
-            | (Ok(result), State::Parallel { result_path, .. }) => {
-                place(input, result_path, result)
-            }
+        Some(match (outcome, state.recovery()) {
+            (Ok(result), Some(r)) => place(input, &r.result_path, result),
             (other, _) => other,
         })
     }
@@ -292,11 +289,9 @@ impl Runner {
         input: &Value,
         f: &Failure,
     ) -> Transition {
-        let (retry, catch): (&[Retry], &[Catcher]) = match state {
-            State::Task { retry, catch, .. } | State::Parallel { retry, catch, .. } => {
-                (retry, catch)
-            }
-            _ => (&[], &[]),
+        let (retry, catch): (&[Retry], &[Catcher]) = match state.recovery() {
+            Some(r) => (&r.retry, &r.catch),
+            None => (&[], &[]),
         };
         if let Some(r) = retry
             .iter()
