@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt as _;
-use wasmfn_host::sql::SqlValue;
+use wasmfn_host::kv::KvApp;
+use wasmfn_host::sql::{SqlApp, SqlValue};
 use wasmfn_host::{full_body, App, Host};
 
 const N: u32 = 1000;
@@ -80,9 +81,12 @@ fn capabilities(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
     for (label, stores) in &backends {
         let (_dir, app) = app(&host, &runtime, stores);
-        let registry = app.stores().unwrap().clone();
-        let kv = registry.kv["default"].clone();
-        let db = registry.sql["default"].clone();
+        let kv = app.capability::<KvApp>().unwrap().store("default").unwrap();
+        let db = app
+            .capability::<SqlApp>()
+            .unwrap()
+            .store("default")
+            .unwrap();
         runtime.block_on(async {
             kv.backend().set("bench", b"value", None).await.unwrap();
             db.backend()

@@ -210,7 +210,7 @@ async fn transitions() {
     let app = Arc::new(host.load_dir(dir.path()).unwrap());
     let workflows = app.workflows().unwrap().clone();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let _runner = workflows.start(app.clone(), stopped);
+    let _runner = app.start(stopped);
     let t = Instant::now();
     let (id, _) = workflows
         .start_execution("chain", &input, None)

@@ -37,7 +37,7 @@ async fn run(batch_size: usize) {
     let app = Arc::new(host.load_dir(dir.path()).unwrap());
     let queues = app.queues().unwrap().clone();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let _consumers = queues.start(app.clone(), stopped);
+    let _consumers = app.start(stopped);
 
     // Throughput: producers and consumers run together.
     let started = Instant::now();

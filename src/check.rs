@@ -5,6 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use wasmfn_host::blob::BlobBindings;
+use wasmfn_host::config::ConfigValues;
+use wasmfn_host::kv::KvBindings;
+use wasmfn_host::outbound::OutboundPolicy;
+use wasmfn_host::sql::SqlBindings;
 use wasmfn_host::Host;
 
 /// The JSON Schema of `wasmfn.toml`, as published in `schema/`.
@@ -18,7 +23,7 @@ pub fn run(host: Host, dir: &Path) -> Result<ExitCode> {
     let app = host.load_dir(dir)?;
     let mut problems = 0;
     for f in app.functions() {
-        let g = f.grants();
+        let s = f.settings();
         let list = |v: &[String]| {
             if v.is_empty() {
                 "-".to_string()
@@ -26,17 +31,26 @@ pub fn run(host: Host, dir: &Path) -> Result<ExitCode> {
                 v.join(",")
             }
         };
-        let (config, secrets) = f.config_names();
+        let config = s.get::<ConfigValues>();
+        let names = |pairs: &mut dyn Iterator<Item = &String>| pairs.cloned().collect::<Vec<_>>();
         println!(
             "ok    {:<20} {:<9} kv={} sql={} blob={} outbound={} config={} secrets={}",
             f.name(),
             f.world().name(),
-            list(&g.stores.kv),
-            list(&g.stores.sql),
-            list(&g.stores.blob),
-            g.outbound.allowed.len(),
-            list(config),
-            list(secrets),
+            list(s.get::<KvBindings>().map_or(&[], |b| &b.names)),
+            list(s.get::<SqlBindings>().map_or(&[], |b| &b.names)),
+            list(s.get::<BlobBindings>().map_or(&[], |b| &b.names)),
+            s.get::<OutboundPolicy>().map_or(0, |p| p.allowed.len()),
+            list(&names(
+                &mut config
+                    .into_iter()
+                    .flat_map(|c| c.values.iter().map(|(k, _)| k))
+            )),
+            list(&names(
+                &mut config
+                    .into_iter()
+                    .flat_map(|c| c.secrets.iter().map(|(k, _)| k))
+            )),
         );
     }
     for e in app.load_errors() {

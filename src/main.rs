@@ -6,6 +6,7 @@ mod invoke;
 mod new;
 mod package;
 mod queue_cmd;
+mod sections;
 mod watch;
 mod wit_tree;
 mod workflow_cmd;
@@ -247,19 +248,8 @@ async fn serve(
         tracing::info!(instances = prewarmed, "pre-warmed instances ready");
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut consumers = match app.queues() {
-        Some(queues) => queues.start(app.clone(), stopped.clone()),
-        None => Vec::new(),
-    };
-    if let Some(scheduler) = app.scheduler() {
-        consumers.extend(scheduler.start(app.clone(), stopped.clone()));
-    }
-    if let Some(feed) = app.streams() {
-        consumers.extend(feed.start(app.clone(), stopped.clone()));
-    }
-    if let Some(workflows) = app.workflows() {
-        consumers.extend(workflows.start(app.clone(), stopped.clone()));
-    }
+    // Queue consumers, schedules, stream consumers, the workflow executor.
+    let consumers = app.start(stopped.clone());
     let host = Arc::new(host);
     let _watcher = match watch {
         true => Some(watch::start(host.clone(), app.clone(), dir.clone())?),

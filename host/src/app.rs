@@ -1,18 +1,21 @@
-//! [`App`]: a set of loaded functions and the HTTP route table in front of them.
+//! [`App`]: a set of loaded functions, the HTTP route table in front of them, the app's
+//! configured capabilities, and the services of its triggers and orchestration.
 
+use std::any::Any;
 use std::collections::BTreeMap;
-
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wasmfn_host_core::services::Services;
+use wasmfn_host_core::{
+    error_response, text_response, AppCapability, Function, HttpResponse, Invoker, LoadError,
+    Service, World,
+};
 
-use crate::error::LoadError;
-use crate::function::Function;
-use crate::host::default_routes;
-use crate::http_invoke::{error_response, text_response, HttpResponse};
-use crate::queue::dispatcher::QueueService;
+use crate::load::default_routes;
 use crate::router::{Route, Router};
-use crate::world::World;
 
 /// Functions loaded from a folder (or added one by one) plus their routes.
 ///
@@ -25,19 +28,29 @@ pub struct App {
     routes: Vec<Route>,
     router: Router,
     errors: Vec<LoadError>,
-    /// The app's queues, when the manifest declares any.
-    pub(crate) queues: Option<Arc<QueueService>>,
-    /// Problems with queue and schedule bindings (queues still accept messages).
+    /// Problems with trigger bindings and stores found at load (the app serves on).
     pub(crate) queue_errors: Vec<String>,
+    /// Late-bound services its capabilities reach (queues, the event bus...).
+    pub(crate) services: Arc<Services>,
+    /// Its capabilities, configured for it.
+    pub(crate) capabilities: Vec<Box<dyn AppCapability>>,
+    /// What runs in the background once served: queue consumers, timers, executors.
+    pub(crate) background: Vec<Arc<dyn Service>>,
+    /// The app's queues, when the manifest declares any.
+    #[cfg(feature = "queues")]
+    pub(crate) queues: Option<Arc<wasmfn_host_triggers::queue::QueueService>>,
     /// The app's schedules, when the manifest declares any.
-    pub(crate) scheduler: Option<Arc<crate::scheduler::Scheduler>>,
+    #[cfg(feature = "schedules")]
+    pub(crate) scheduler: Option<Arc<wasmfn_host_triggers::schedule::Scheduler>>,
     /// The app's change feed, when the manifest declares streams.
-    pub(crate) streams: Option<Arc<crate::stream_feed::StreamFeed>>,
-    pub(crate) stores: Option<Arc<crate::stores::StoreRegistry>>,
+    #[cfg(feature = "streams")]
+    pub(crate) streams: Option<Arc<wasmfn_host_triggers::stream::StreamFeed>>,
     /// The app's workflows, when the manifest declares any.
-    pub(crate) workflows: Option<Arc<crate::workflow::Workflows>>,
+    #[cfg(feature = "workflows")]
+    pub(crate) workflows: Option<Arc<wasmfn_host_orchestration::workflow::Workflows>>,
     /// The app's event bus and topics, when the manifest declares rules or topics.
-    pub(crate) events: Option<Arc<crate::eventbus::EventBus>>,
+    #[cfg(feature = "events")]
+    pub(crate) events: Option<Arc<wasmfn_host_orchestration::eventbus::EventBus>>,
 }
 
 impl App {
@@ -174,33 +187,58 @@ impl App {
     }
 
     /// The app's queues, when the manifest declares any.
-    pub fn queues(&self) -> Option<&Arc<QueueService>> {
+    #[cfg(feature = "queues")]
+    pub fn queues(&self) -> Option<&Arc<wasmfn_host_triggers::queue::QueueService>> {
         self.queues.as_ref()
     }
 
     /// The app's schedules, when the manifest declares any.
-    pub fn scheduler(&self) -> Option<&Arc<crate::scheduler::Scheduler>> {
+    #[cfg(feature = "schedules")]
+    pub fn scheduler(&self) -> Option<&Arc<wasmfn_host_triggers::schedule::Scheduler>> {
         self.scheduler.as_ref()
     }
 
     /// The app's change feed, when the manifest declares streams.
-    pub fn streams(&self) -> Option<&Arc<crate::stream_feed::StreamFeed>> {
+    #[cfg(feature = "streams")]
+    pub fn streams(&self) -> Option<&Arc<wasmfn_host_triggers::stream::StreamFeed>> {
         self.streams.as_ref()
     }
 
-    /// The app's open stores (key-value, SQL, blob), by binding name.
-    pub fn stores(&self) -> Option<&Arc<crate::stores::StoreRegistry>> {
-        self.stores.as_ref()
-    }
-
     /// The app's workflows, when the manifest declares any.
-    pub fn workflows(&self) -> Option<&Arc<crate::workflow::Workflows>> {
+    #[cfg(feature = "workflows")]
+    pub fn workflows(&self) -> Option<&Arc<wasmfn_host_orchestration::workflow::Workflows>> {
         self.workflows.as_ref()
     }
 
     /// The app's event bus and topics, when the manifest declares rules or topics.
-    pub fn events(&self) -> Option<&Arc<crate::eventbus::EventBus>> {
+    #[cfg(feature = "events")]
+    pub fn events(&self) -> Option<&Arc<wasmfn_host_orchestration::eventbus::EventBus>> {
         self.events.as_ref()
+    }
+
+    /// One of the app's configured capabilities, by type: e.g. [`crate::kv::KvApp`], whose
+    /// `store(name)` is the same key-value store the guests bound to `name` use.
+    pub fn capability<T: AppCapability>(&self) -> Option<&T> {
+        self.capabilities.iter().find_map(|c| {
+            let any: &dyn Any = &**c;
+            any.downcast_ref::<T>()
+        })
+    }
+
+    /// The late-bound services of the app (what its capabilities' imports reach).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Start everything that runs in the background of a served app (queue consumers,
+    /// schedules, stream consumers, the workflow executor). The tasks stop when `shutdown`
+    /// turns true, finishing what they hold.
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let functions: Arc<dyn Invoker> = self.clone();
+        self.background
+            .iter()
+            .flat_map(|s| s.clone().start(functions.clone(), shutdown.clone()))
+            .collect()
     }
 
     /// Problems found at load with trigger bindings (queues, schedules, streams) and stores.
@@ -251,4 +289,17 @@ impl App {
 /// The function in a slot now.
 fn current(slot: &RwLock<Function>) -> Function {
     slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+impl Invoker for App {
+    fn function(&self, name: &str) -> Option<Function> {
+        App::function(self, name)
+    }
+
+    fn load_error(&self, name: &str) -> Option<String> {
+        self.errors
+            .iter()
+            .find(|e| e.function == name)
+            .map(|e| e.message.clone())
+    }
 }

@@ -52,6 +52,7 @@ pub fn tool() -> Result<Tool> {
 }
 
 /// Write the C bindings for `wit_dir`'s world `guest` into `out_dir`.
+#[cfg(feature = "c-go-guests")]
 pub fn bindings(wit_dir: &Path, out_dir: &Path) -> Result<()> {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
@@ -75,6 +76,7 @@ pub fn bindings(wit_dir: &Path, out_dir: &Path) -> Result<()> {
 }
 
 /// Build guest `g` into `out`.
+#[cfg(feature = "c-go-guests")]
 pub fn build(g: &Guest, out: &Path) -> Result<()> {
     let gen = g.folder.join("gen");
     bindings(&g.folder.join("wit"), &gen)?;

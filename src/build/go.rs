@@ -100,6 +100,7 @@ pub fn tool() -> Result<Tool> {
 }
 
 /// Build guest `g` into `out` with `tool`.
+#[cfg(feature = "c-go-guests")]
 pub fn build(tool: &Tool, g: &Guest, out: &Path) -> Result<()> {
     let gen = g.folder.join("gen");
     if gen.exists() {

@@ -212,8 +212,17 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
     }
     let staged = output.with_extension("wasm.partial");
     match g.language {
+        #[cfg(feature = "c-go-guests")]
         Language::C => c::build(g, &staged)?,
+        #[cfg(feature = "c-go-guests")]
         Language::Go => go::build(&tool, g, &staged)?,
+        #[cfg(not(feature = "c-go-guests"))]
+        Language::C | Language::Go => bail!(
+            "`{}` is a {} guest, but this wasmfn was built without C and Go guest support; \
+             rebuild it with the `c-go-guests` feature (on by default)",
+            g.name,
+            g.language.name()
+        ),
         _ => componentize::build(&tool, g, &staged)?,
     }
     std::fs::create_dir_all(cache_dir())?;
@@ -304,6 +313,7 @@ pub struct Tool {
 
 /// Wrap a core module (its world embedded) into a component with the WASI preview1 reactor
 /// adapter; `realloc_via_memory_grow` for modules without a `cabi_realloc` (Go).
+#[cfg(feature = "c-go-guests")]
 pub fn componentize_core(
     name: &str,
     module: &[u8],

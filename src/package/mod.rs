@@ -339,8 +339,19 @@ fn world_of(name: &str, component: &Path, settings: &FunctionSettings) -> Result
         return Ok(world);
     }
     let host = Host::builder().build()?;
+    // Packaging reads the component, not the secrets: those are the target platform's.
+    let mut settings = settings.clone();
+    if let Some(config) = settings.get::<wasmfn_host::config::ConfigValues>() {
+        let values = config.values.clone();
+        settings
+            .extensions
+            .insert(wasmfn_host::config::ConfigValues {
+                values,
+                secrets: Vec::new(),
+            });
+    }
     let function = host
-        .load_component(name, component, settings.clone())
+        .load_component(name, component, settings)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(function.world())
 }

@@ -1,4 +1,4 @@
-//! `wasmfn.toml`: the optional manifest of a functions folder.
+//! `wasmfn.toml`: the optional manifest of a functions folder, assembled from its sections.
 //!
 //! Without a manifest every component in the folder is served with default limits at
 //! `/<name>` and `/<name>/*`. A manifest sets routes, worlds, limits, instance reuse and config
@@ -17,27 +17,26 @@
 //! greeting = "hi"
 //! ```
 //!
-//! Unknown keys and bad values are errors naming the file, line and key. Later issues extend
-//! this schema (bindings, triggers, environments) without changing what is here.
+//! Core's keys are read here (`functions.rs`); every other table and function key belongs to a
+//! registered [`ManifestSection`] (a capability, trigger or orchestrator, listed in
+//! `registry.rs`), which parses it itself. Unknown keys and bad values are errors naming
+//! the file, line and key.
 
-use serde::Deserialize;
+mod functions;
+mod merge;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+pub use wasmfn_host_core::manifest::{validate_name, ManifestError, Sections};
+use wasmfn_host_core::manifest::{Locator, ManifestSection, ParseContext, RawValue};
+use wasmfn_host_core::{Extensions, FunctionSettings, World};
 
-use crate::function::FunctionSettings;
-use crate::limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
-use crate::world::World;
-
-mod bindings;
-mod merge;
-mod routing;
-mod triggers;
-
-pub use bindings::StoreDecl;
-pub use routing::WorkflowStoreChoice;
-pub use triggers::QueueBackendChoice;
-use triggers::{RawQueue, RawQueueBackend, RawSchedule, RawStream};
+use crate::registry::Sections as Registered;
+pub use functions::validate_route;
+use functions::{settings_from, RawFunction, RawSettings};
 
 /// The manifest's file name inside a functions folder.
 pub const FILE_NAME: &str = "wasmfn.toml";
@@ -49,28 +48,8 @@ pub struct Manifest {
     pub path: PathBuf,
     /// Function entries by name.
     pub functions: BTreeMap<String, FunctionEntry>,
-    /// `[queues.NAME]` entries.
-    pub queues: Vec<crate::queue::QueueConfig>,
-    /// `[queue-backend]`: where queues live.
-    pub queue_backend: QueueBackendChoice,
-    /// `[schedules.NAME]` entries.
-    pub schedules: Vec<crate::scheduler::ScheduleConfig>,
-    /// `[streams.NAME]` entries.
-    pub streams: Vec<crate::stream_feed::StreamConfig>,
-    /// `[workflows.NAME]` entries.
-    pub workflows: Vec<crate::workflow::WorkflowConfig>,
-    /// `[workflow-store]`: where executions live.
-    pub workflow_store: WorkflowStoreChoice,
-    /// `[topics.NAME]` entries.
-    pub topics: Vec<crate::eventbus::TopicConfig>,
-    /// `[rules.NAME]` entries (event bus rules).
-    pub rules: Vec<crate::eventbus::RuleConfig>,
-    /// `[kv.NAME]` stores.
-    pub kv: BTreeMap<String, StoreDecl<crate::kv::KvBackendConfig>>,
-    /// `[sql.NAME]` databases.
-    pub sql: BTreeMap<String, StoreDecl<crate::sql::SqlBackendConfig>>,
-    /// `[blob.NAME]` stores.
-    pub blob: BTreeMap<String, StoreDecl<crate::blob::BlobBackendConfig>>,
+    /// What the sections parsed (queues, stores, schedules...), by type; see [`Manifest::get`].
+    pub sections: Sections,
     /// The environment applied (`--env`), if any.
     pub environment: Option<String>,
     /// Every `[env.NAME]` declared.
@@ -84,116 +63,16 @@ pub struct FunctionEntry {
     pub component: Option<PathBuf>,
     /// Explicit routes (`None`: `/<name>` and `/<name>/*`).
     pub routes: Option<Vec<String>>,
-    /// Everything else.
+    /// Everything else; the capabilities' values are in `settings.extensions`.
     pub settings: FunctionSettings,
-    /// Secrets to read at load, by the name the guest asks `wasi:config` for.
-    pub secrets: Vec<(String, crate::secrets::SecretSource)>,
 }
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawManifest {
-    #[serde(default)]
-    defaults: RawSettings,
-    #[serde(default)]
-    functions: BTreeMap<String, RawFunction>,
-    #[serde(default)]
-    queues: BTreeMap<String, RawQueue>,
-    queue_backend: Option<RawQueueBackend>,
-    #[serde(default)]
-    schedules: BTreeMap<String, RawSchedule>,
-    #[serde(default)]
-    streams: BTreeMap<String, RawStream>,
-    #[serde(default)]
-    workflows: BTreeMap<String, routing::RawWorkflow>,
-    workflow_store: Option<routing::RawWorkflowStore>,
-    #[serde(default)]
-    topics: BTreeMap<String, routing::RawTopic>,
-    #[serde(default)]
-    rules: BTreeMap<String, routing::RawRule>,
-    #[serde(default)]
-    kv: BTreeMap<String, bindings::RawStore>,
-    #[serde(default)]
-    sql: BTreeMap<String, bindings::RawStore>,
-    #[serde(default)]
-    blob: BTreeMap<String, bindings::RawStore>,
-    /// `[env.NAME]`: the same tables again, overlaid when the environment is chosen.
-    #[serde(default)]
-    env: BTreeMap<String, RawManifest>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawSettings {
-    memory: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    concurrency: Option<Spanned<i64>>,
-    instances: Option<Spanned<String>>,
-    max_uses: Option<Spanned<i64>>,
-    idle_timeout: Option<Spanned<String>>,
-    prewarm: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawFunction {
-    component: Option<String>,
-    world: Option<Spanned<String>>,
-    routes: Option<Vec<Spanned<String>>>,
-    // The settings keys again, not `#[serde(flatten)]`: flattening loses the spans that let
-    // errors name the line.
-    memory: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    concurrency: Option<Spanned<i64>>,
-    instances: Option<Spanned<String>>,
-    max_uses: Option<Spanned<i64>>,
-    idle_timeout: Option<Spanned<String>>,
-    prewarm: Option<Spanned<i64>>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    #[serde(default)]
-    secrets: BTreeMap<String, Spanned<RawSecret>>,
-    kv: Option<Vec<Spanned<String>>>,
-    sql: Option<Vec<Spanned<String>>>,
-    blob: Option<Vec<Spanned<String>>>,
-    allowed_outbound_hosts: Option<Vec<Spanned<String>>>,
-}
-
-/// `NAME = { env = "VAR" }` or `NAME = { file = "path" }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecret {
-    env: Option<String>,
-    file: Option<String>,
-}
-
-impl RawFunction {
-    fn settings(&self) -> RawSettings {
-        RawSettings {
-            memory: self.memory.clone(),
-            timeout: self.timeout.clone(),
-            concurrency: self.concurrency.clone(),
-            instances: self.instances.clone(),
-            max_uses: self.max_uses.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-            prewarm: self.prewarm.clone(),
-        }
-    }
-}
-
-/// A manifest error: file, line and what to change.
-#[derive(Debug, Clone)]
-pub struct ManifestError(pub String);
-
-impl std::fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ManifestError {}
 
 impl Manifest {
+    /// What section type `T` parsed (e.g. the queues), if that section is part of this host.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.sections.get()
+    }
+
     /// Read `dir/wasmfn.toml` if it exists.
     pub fn load_from_dir(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
         Self::load_from_dir_env(dir, None)
@@ -226,334 +105,276 @@ impl Manifest {
     }
 
     /// Parse manifest text read from `path`, overlaying `[env.NAME]` when `env` is given.
+    /// Every environment is checked, whichever is applied.
     pub fn parse_env(
         path: &Path,
         text: &str,
         env: Option<&str>,
     ) -> Result<Manifest, ManifestError> {
-        let mut raw: RawManifest = toml::from_str(text).map_err(|e| {
-            ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
-        })?;
-        let environments: Vec<String> = raw.env.keys().cloned().collect();
-        if let Some(name) = env {
-            let Some(overlay) = raw.env.remove(name) else {
-                return Err(ManifestError(format!(
-                    "{}: no environment `{name}`; declared: {}",
-                    path.display(),
-                    if environments.is_empty() {
-                        "none (add an [env.NAME] table)".to_string()
-                    } else {
-                        environments.join(", ")
-                    }
-                )));
-            };
-            if !overlay.env.is_empty() {
-                return Err(ManifestError(format!(
-                    "{}: [env.{name}] must not contain [env.*] tables",
-                    path.display()
-                )));
-            }
-            merge::overlay(&mut raw, overlay);
-        }
-        let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            ManifestError(format!("{}:{line}: `{key}`: {msg}", path.display()))
+        let sections = crate::registry::sections();
+        let locator = Locator::new(path, text);
+        let mut root = DeTable::parse(text)
+            .map_err(|e| locator.toml_error(e))?
+            .into_inner();
+        let mut envs: BTreeMap<String, RawValue<'_>> = match root.remove("env") {
+            None => BTreeMap::new(),
+            Some(v) => entries(&locator, "env", v)?,
         };
-        let base = path.parent().unwrap_or(Path::new("."));
-        let kv = bindings::kv(path, &raw.kv, &at)?;
-        let sql = bindings::sql(path, &raw.sql, &at)?;
-        let blob = bindings::blob(path, &raw.blob, &at)?;
-        // Validated on its own so that a bad default is reported against `[defaults]`.
-        settings_from(&raw.defaults, &RawSettings::default(), "defaults", &at)?;
-        let mut functions = BTreeMap::new();
-        for (name, f) in &raw.functions {
-            validate_name(name).map_err(|m| {
-                ManifestError(format!("{}: [functions.{name}]: {m}", path.display()))
-            })?;
-            let mut settings = settings_from(
-                &f.settings(),
-                &raw.defaults,
-                &format!("functions.{name}"),
-                &at,
-            )?;
-            if let Some(w) = &f.world {
-                settings.expected_world = Some(
-                    w.get_ref()
-                        .parse()
-                        .map_err(|m| at(w.span(), &format!("functions.{name}.world"), m))?,
-                );
+        let environments: Vec<String> = envs.keys().cloned().collect();
+        let Some(name) = env else {
+            // Check every environment as it would be applied, then the base.
+            for (name, overlay) in envs {
+                parse_with(&locator, &sections, root.clone(), Some((name, overlay)))?;
             }
-            settings.config = f.config.clone().into_iter().collect();
-            let table = format!("functions.{name}");
-            let names = |list: &Option<Vec<Spanned<String>>>,
-                         kind: &str,
-                         declared: &dyn Fn(&str) -> bool| {
-                let mut out = Vec::new();
-                for b in list.iter().flatten() {
-                    let n = b.get_ref();
-                    if n != "default" && !declared(n) {
-                        return Err(at(b.span(), &format!("{table}.{kind}"), format!(
-                            "no {kind} store `{n}` is declared; add a [{kind}.{n}] table (or use the built-in \"default\")")));
-                    }
-                    out.push(n.clone());
+            return parse_with(&locator, &sections, root, None).map(|mut m| {
+                m.environments = environments;
+                m
+            });
+        };
+        let Some(chosen) = envs.remove(name) else {
+            return Err(ManifestError(format!(
+                "{}: no environment `{name}`; declared: {}",
+                path.display(),
+                if environments.is_empty() {
+                    "none (add an [env.NAME] table)".to_string()
+                } else {
+                    environments.join(", ")
                 }
-                Ok(out)
-            };
-            settings.grants.stores.kv = names(&f.kv, "kv", &|n| kv.contains_key(n))?;
-            settings.grants.stores.sql = names(&f.sql, "sql", &|n| sql.contains_key(n))?;
-            settings.grants.stores.blob = names(&f.blob, "blob", &|n| blob.contains_key(n))?;
-            let mut allowed = Vec::new();
-            for h in f.allowed_outbound_hosts.iter().flatten() {
-                allowed.push(
-                    h.get_ref()
-                        .parse()
-                        .map_err(|m| at(h.span(), &format!("{table}.allowed-outbound-hosts"), m))?,
-                );
-            }
-            settings.grants.outbound =
-                std::sync::Arc::new(crate::outbound::OutboundPolicy { allowed });
-            let mut secrets = Vec::new();
-            for (key, sec) in &f.secrets {
-                let k = format!("{table}.secrets.{key}");
-                if f.config.contains_key(key) {
-                    return Err(at(
-                        sec.span(),
-                        &k,
-                        format!("`{key}` is both a config value and a secret; rename one"),
-                    ));
-                }
-                let source = match (&sec.get_ref().env, &sec.get_ref().file) {
-                    (Some(v), None) => crate::secrets::SecretSource::Env(v.clone()),
-                    (None, Some(p)) => crate::secrets::SecretSource::File(base.join(p)),
-                    _ => {
-                        return Err(at(
-                            sec.span(),
-                            &k,
-                            "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`".into(),
-                        ))
-                    }
-                };
-                secrets.push((key.clone(), source));
-            }
-            let routes = match &f.routes {
-                None => None,
-                Some(list) => Some(
-                    list.iter()
-                        .map(|r| {
-                            validate_route(r.get_ref()).map_err(|m| {
-                                at(r.span(), &format!("functions.{name}.routes"), m)
-                            })?;
-                            Ok(r.get_ref().clone())
-                        })
-                        .collect::<Result<Vec<_>, ManifestError>>()?,
-                ),
-            };
-            if routes.is_some() && settings.expected_world.is_some_and(|w| w != World::Http) {
-                return Err(ManifestError(format!(
-                    "{}: [functions.{name}]: `routes` only applies to `http` functions",
-                    path.display()
-                )));
-            }
-            functions.insert(
-                name.clone(),
-                FunctionEntry {
-                    component: f.component.as_ref().map(|c| base.join(c)),
-                    routes,
-                    settings,
-                    secrets,
-                },
-            );
+            )));
+        };
+        for (other, overlay) in envs {
+            parse_with(&locator, &sections, root.clone(), Some((other, overlay)))?;
         }
-        let mut queues = triggers::queues(path, &raw.queues, &at)?;
-        let workflows = routing::workflows(path, &raw.workflows, &at)?;
-        let workflow_store = routing::workflow_store(raw.workflow_store.as_ref(), &at)?;
-        let topics = routing::topics(path, &raw.topics, &queues, &at)?;
-        let rules = routing::rules(path, &raw.rules, &mut queues, &topics, &workflows, &at)?;
-        let queue_backend = triggers::queue_backend(raw.queue_backend.as_ref(), &at)?;
-        let schedules = triggers::schedules(path, &raw.schedules, &at)?;
-        let streams = triggers::streams(path, &raw.streams, &at)?;
-        let stream_names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-        let store_streams = kv
-            .iter()
-            .map(|(n, d)| ("kv", n, &d.stream))
-            .chain(sql.iter().map(|(n, d)| ("sql", n, &d.stream)))
-            .chain(blob.iter().map(|(n, d)| ("blob", n, &d.stream)));
-        for (kind, name, stream) in store_streams {
-            if let Some(st) = stream {
-                if !stream_names.contains(&st.as_str()) {
-                    return Err(ManifestError(format!(
-                        "{}: [{kind}.{name}]: stream `{st}` is not declared; add a [streams.{st}] table naming its function",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        Ok(Manifest {
-            path: path.to_path_buf(),
-            functions,
-            queues,
-            queue_backend,
-            schedules,
-            streams,
-            workflows,
-            workflow_store,
-            topics,
-            rules,
-            kv,
-            sql,
-            blob,
-            environment: env.map(str::to_string),
-            environments,
-        })
+        let mut m = parse_with(&locator, &sections, root, Some((name.to_string(), chosen)))?;
+        m.environments = environments;
+        Ok(m)
     }
 }
 
-pub(crate) type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError + 'a;
-
-/// Merge a function's raw settings over the `[defaults]` ones and validate them.
-fn settings_from(
-    own: &RawSettings,
-    defaults: &RawSettings,
-    table: &str,
-    at: &At<'_>,
-) -> Result<FunctionSettings, ManifestError> {
-    let pick =
-        |a: &Option<Spanned<String>>, b: &Option<Spanned<String>>| a.clone().or_else(|| b.clone());
-    let pick_int =
-        |a: &Option<Spanned<i64>>, b: &Option<Spanned<i64>>| a.clone().or_else(|| b.clone());
-    let mut limits = Limits::default();
-    if let Some(m) = pick(&own.memory, &defaults.memory) {
-        let bytes =
-            parse_size(m.get_ref()).map_err(|e| at(m.span(), &format!("{table}.memory"), e))?;
-        if bytes < (1 << 20) {
-            return Err(at(
-                m.span(),
-                &format!("{table}.memory"),
-                "must be at least 1MiB".into(),
-            ));
+/// Parse the tree `root`, with `env` (a name and its `[env.NAME]` table) laid over it.
+fn parse_with<'i>(
+    locator: &Locator<'i>,
+    sections: &Registered,
+    mut root: DeTable<'i>,
+    env: Option<(String, RawValue<'i>)>,
+) -> Result<Manifest, ManifestError> {
+    let path = locator_path(locator);
+    let environment = env.as_ref().map(|(n, _)| n.clone());
+    if let Some((name, overlay)) = env {
+        let mut overlay: DeTable<'i> = match overlay.into_inner() {
+            DeValue::Table(t) => t,
+            _ => return Err(locator.error(format!("[env.{name}] must be a table"))),
+        };
+        if overlay.remove("env").is_some() {
+            return Err(locator.error(format!("[env.{name}] must not contain [env.*] tables")));
         }
-        limits.memory_bytes = bytes;
+        let all: Vec<&dyn ManifestSection> = sections.all().collect();
+        merge::overlay(&mut root, overlay, &all);
     }
-    if let Some(t) = pick(&own.timeout, &defaults.timeout) {
-        limits.timeout = parse_duration(t.get_ref())
-            .map_err(|e| at(t.span(), &format!("{table}.timeout"), e))?;
-    }
-    if let Some(c) = pick_int(&own.concurrency, &defaults.concurrency) {
-        let n = *c.get_ref();
-        if !(1..=100_000).contains(&n) {
-            return Err(at(
-                c.span(),
-                &format!("{table}.concurrency"),
-                format!("{n} is out of range 1..=100000"),
-            ));
-        }
-        limits.max_concurrency = n as u32;
-    }
-    let mut policy = ReusePolicy::default();
-    if let Some(u) = pick_int(&own.max_uses, &defaults.max_uses) {
-        let n = *u.get_ref();
-        if n < 1 || n > u32::MAX as i64 {
-            return Err(at(
-                u.span(),
-                &format!("{table}.max-uses"),
-                format!("{n} must be at least 1"),
-            ));
-        }
-        policy.max_uses = n as u32;
-    }
-    if let Some(t) = pick(&own.idle_timeout, &defaults.idle_timeout) {
-        policy.idle_timeout = parse_duration(t.get_ref())
-            .map_err(|e| at(t.span(), &format!("{table}.idle-timeout"), e))?;
-    }
-    let prewarm = pick_int(&own.prewarm, &defaults.prewarm);
-    if let Some(p) = &prewarm {
-        let n = *p.get_ref();
-        if !(0..=1000).contains(&n) {
-            return Err(at(
-                p.span(),
-                &format!("{table}.prewarm"),
-                format!("{n} is out of range 0..=1000"),
-            ));
-        }
-        policy.prewarm = n as u32;
-    }
-    let mode = match pick(&own.instances, &defaults.instances) {
-        None => InstanceMode::Fresh,
-        Some(m) => match m.get_ref().as_str() {
-            "fresh" => InstanceMode::Fresh,
-            "reuse" => InstanceMode::Reuse(policy.clone()),
-            other => {
-                return Err(at(
-                    m.span(),
-                    &format!("{table}.instances"),
-                    format!("`{other}` is not an instance mode: use \"fresh\" or \"reuse\""),
+    let owner_of_table = |key: &str| {
+        sections
+            .all()
+            .any(|s| s.tables().iter().any(|t| t.name == key))
+    };
+    let owner_of_key = |key: &str| {
+        sections
+            .all()
+            .any(|s| s.function_keys().iter().any(|k| k.name == key))
+    };
+    let mut defaults = RawSettings::default();
+    let mut raw_functions: BTreeMap<String, RawValue<'i>> = BTreeMap::new();
+    let mut tables = BTreeMap::new();
+    for (key, value) in root {
+        match key.get_ref().as_ref() {
+            "defaults" => defaults = locator.deserialize(value)?,
+            "functions" => raw_functions = entries(locator, "functions", value)?,
+            k if owner_of_table(k) => {
+                tables.insert(k.to_string(), value);
+            }
+            k => {
+                return Err(unknown(
+                    locator,
+                    &key,
+                    k,
+                    "table",
+                    crate::registry::absent_tables(),
                 ))
             }
-        },
-    };
-    if let (InstanceMode::Fresh, Some(p)) = (&mode, &prewarm) {
-        if *p.get_ref() > 0 {
-            return Err(at(
-                p.span(),
-                &format!("{table}.prewarm"),
-                "pre-warmed instances are kept for reuse: also set instances = \"reuse\"".into(),
-            ));
         }
     }
-    Ok(FunctionSettings {
-        expected_world: None,
-        limits,
-        mode,
-        config: Vec::new(),
-        platform: Default::default(),
-        grants: Default::default(),
-        secrets: Vec::new(),
+    // Validated on its own so that a bad default is reported against `[defaults]`.
+    let at = |span, key: &str, msg: String| locator.at(span, key, msg);
+    settings_from(&defaults, &RawSettings::default(), "defaults", &at)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut functions = BTreeMap::new();
+    let mut claimed = BTreeMap::new();
+    for (name, value) in raw_functions {
+        validate_name(&name).map_err(|m| locator.error(format!("[functions.{name}]: {m}")))?;
+        let span = value.span();
+        let mut table = match value.into_inner() {
+            DeValue::Table(t) => t,
+            other => {
+                return Err(locator.at(
+                    span,
+                    &format!("functions.{name}"),
+                    format!("expected a table, found {}", other.type_str()),
+                ))
+            }
+        };
+        let mut theirs = BTreeMap::new();
+        let keys: Vec<_> = table.keys().cloned().collect();
+        for key in keys {
+            let k = key.get_ref().as_ref();
+            if owner_of_key(k) {
+                if let Some(v) = table.remove(k) {
+                    theirs.insert(k.to_string(), v);
+                }
+            } else if let Some(feature) = crate::registry::absent_function_key(k) {
+                return Err(locator.at(
+                    key.span(),
+                    &format!("functions.{name}.{k}"),
+                    not_compiled(feature),
+                ));
+            }
+        }
+        let f: RawFunction = locator.deserialize(Spanned::new(span, DeValue::Table(table)))?;
+        claimed.insert(name.clone(), theirs);
+        functions.insert(name, f);
+    }
+    let mut cx = ParseContext::new(
+        &path,
+        locator_text(locator),
+        environment.clone(),
+        tables,
+        claimed,
+        functions
+            .keys()
+            .map(|n| (n.clone(), Extensions::new()))
+            .collect(),
+    );
+    // The capabilities' tables, core's function keys, every section's function keys, then the
+    // triggers' tables (which refer to functions, stores and queues).
+    for section in &sections.capabilities {
+        section.parse(&mut cx)?;
+    }
+    let mut entries = BTreeMap::new();
+    for (name, f) in functions {
+        let table = format!("functions.{name}");
+        let mut settings = settings_from(&f.settings(), &defaults, &table, &at)?;
+        if let Some(w) = &f.world {
+            settings.expected_world = Some(
+                w.get_ref()
+                    .parse()
+                    .map_err(|m| at(w.span(), &format!("{table}.world"), m))?,
+            );
+        }
+        let routes = match &f.routes {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|r| {
+                        validate_route(r.get_ref())
+                            .map_err(|m| at(r.span(), &format!("{table}.routes"), m))?;
+                        Ok(r.get_ref().clone())
+                    })
+                    .collect::<Result<Vec<_>, ManifestError>>()?,
+            ),
+        };
+        if routes.is_some() && settings.expected_world.is_some_and(|w| w != World::Http) {
+            return Err(locator.error(format!(
+                "[functions.{name}]: `routes` only applies to `http` functions"
+            )));
+        }
+        entries.insert(
+            name,
+            FunctionEntry {
+                component: f.component.as_ref().map(|c| base.join(c)),
+                routes,
+                settings,
+            },
+        );
+    }
+    for section in sections.all() {
+        section.parse_function_keys(&mut cx)?;
+    }
+    for section in &sections.triggers {
+        section.parse(&mut cx)?;
+    }
+    let (sections, mut extensions) = cx.finish()?;
+    for (name, entry) in &mut entries {
+        entry.settings.extensions = extensions.remove(name).unwrap_or_default();
+    }
+    Ok(Manifest {
+        path,
+        functions: entries,
+        sections,
+        environment,
+        environments: Vec::new(),
     })
 }
 
-/// Function names become URL path segments and file names: keep them simple.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid function name: use letters, digits, `-` and `_` (at most 64)"
-        ))
+fn locator_path(locator: &Locator<'_>) -> PathBuf {
+    locator.path().to_path_buf()
+}
+
+fn locator_text<'i>(locator: &Locator<'i>) -> &'i str {
+    locator.text()
+}
+
+/// The entries of table `key` (`[functions.NAME]`, `[env.NAME]`), by name.
+fn entries<'i>(
+    locator: &Locator<'i>,
+    key: &str,
+    value: RawValue<'i>,
+) -> Result<BTreeMap<String, RawValue<'i>>, ManifestError> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(t) => Ok(t
+            .into_iter()
+            .map(|(k, v)| (k.into_inner().into_owned(), v))
+            .collect()),
+        other => Err(locator.at(
+            span,
+            key,
+            format!("expected a table, found {}", other.type_str()),
+        )),
     }
 }
 
-/// A route is an absolute path, optionally ending in `/*` to match everything below it.
-pub fn validate_route(route: &str) -> Result<(), String> {
-    if !route.starts_with('/') {
-        return Err(format!("route `{route}` must start with `/`"));
+/// The error for a key no section of this host owns: the feature that would add it, or the
+/// tables this manifest may have.
+fn unknown(
+    locator: &Locator<'_>,
+    key: &Spanned<std::borrow::Cow<'_, str>>,
+    name: &str,
+    what: &str,
+    absent: &[(&'static str, &'static str)],
+) -> ManifestError {
+    if let Some((_, feature)) = absent.iter().find(|(t, _)| *t == name) {
+        return locator.at(key.span(), name, not_compiled(feature));
     }
-    let body = route.strip_suffix("/*").unwrap_or(route);
-    if body.contains('*') {
-        return Err(format!(
-            "route `{route}`: `*` is only allowed as a final `/*`"
-        ));
-    }
-    if body.contains('?') || body.contains('#') {
-        return Err(format!(
-            "route `{route}` must not contain a query or fragment"
-        ));
-    }
-    Ok(())
+    let mut known = vec!["defaults", "functions", "env"];
+    let sections = crate::registry::sections();
+    known.extend(sections.all().flat_map(|s| s.tables()).map(|t| t.name));
+    locator.at(
+        key.span(),
+        name,
+        format!("unknown {what}; expected one of: {}", known.join(", ")),
+    )
+}
+
+fn not_compiled(feature: &str) -> String {
+    format!(
+        "this wasmfn was built without it; rebuild wasmfn-host with the `{feature}` feature \
+         (the wasmfn command has every feature)"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+    use wasmfn_host_core::InstanceMode;
 
     fn parse(text: &str) -> Result<Manifest, ManifestError> {
         Manifest::parse(Path::new("/app/wasmfn.toml"), text)
@@ -586,7 +407,8 @@ greeting = "hi"
         assert_eq!(f.settings.limits.timeout, Duration::from_secs(5));
         assert_eq!(f.settings.expected_world, Some(World::Http));
         assert!(matches!(&f.settings.mode, InstanceMode::Reuse(p) if p.max_uses == 10));
-        assert_eq!(f.settings.config, vec![("greeting".into(), "hi".into())]);
+        let config = f.settings.get::<crate::config::ConfigValues>().unwrap();
+        assert_eq!(config.values, vec![("greeting".into(), "hi".into())]);
     }
 
     #[test]
@@ -622,5 +444,52 @@ greeting = "hi"
             .unwrap_err()
             .0;
         assert!(e.contains("only applies to `http`"), "{e}");
+    }
+
+    #[test]
+    fn environments_overlay_by_shape_and_are_all_checked() {
+        let text = r#"
+[functions.a]
+kv = ["cache"]
+[functions.a.config]
+x = "1"
+y = "2"
+[kv.cache]
+path = "base.sqlite"
+
+[env.prod.functions.a.config]
+y = "prod"
+[env.prod.kv.cache]
+backend = "redis"
+url = "redis://127.0.0.1:1"
+
+[env.broken.functions.a]
+memory = "lots"
+"#;
+        let e = parse(text).unwrap_err().0;
+        assert!(
+            e.contains("`functions.a.memory`"),
+            "an unapplied environment is checked: {e}"
+        );
+        let text = text.replace("memory = \"lots\"", "memory = \"64MiB\"");
+        let m = Manifest::parse_env(Path::new("/app/wasmfn.toml"), &text, Some("prod")).unwrap();
+        let config = m.functions["a"]
+            .settings
+            .get::<crate::config::ConfigValues>()
+            .unwrap();
+        assert_eq!(
+            config.values,
+            vec![("x".into(), "1".into()), ("y".into(), "prod".into())],
+            "config merges entry by entry"
+        );
+        let kv = m.get::<crate::kv::KvStores>().unwrap();
+        assert!(
+            matches!(
+                &kv.get("cache").unwrap().config,
+                crate::kv::KvBackendConfig::Redis { prefix: None, .. }
+            ),
+            "a store table is replaced whole"
+        );
+        assert_eq!(m.environments, ["broken", "prod"]);
     }
 }

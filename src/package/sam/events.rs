@@ -88,8 +88,7 @@ pub(super) fn queue_events(
     timeout_secs: u64,
 ) -> Result<()> {
     // Event rules' implicit queues stay with wasmfn's event bus, which Lambda does not host.
-    for q in manifest
-        .queues
+    for q in crate::sections::queues(manifest)
         .iter()
         .filter(|q| q.function.as_deref() == Some(name) && !q.rule_delivery)
     {
@@ -189,10 +188,14 @@ pub(super) fn queue_events(
 /// S3 notifications for S3 blob stores recording into the stream; a DynamoDB stream (its ARN a
 /// parameter) for any other source.
 pub(super) fn stream_events(t: &mut Template, manifest: &Manifest, name: &str) {
-    for s in manifest.streams.iter().filter(|s| s.function == name) {
+    for s in crate::sections::streams(manifest)
+        .iter()
+        .filter(|s| s.function == name)
+    {
         let buckets: Vec<(&String, &str)> = manifest
-            .blob
-            .iter()
+            .get::<wasmfn_host::blob::BlobStores>()
+            .into_iter()
+            .flat_map(|b| b.stores.iter())
             .filter(|(_, d)| d.stream.as_deref() == Some(s.name.as_str()))
             .filter_map(|(store, d)| match &d.config {
                 BlobBackendConfig::S3(c) => Some((store, c.bucket.as_str())),
@@ -280,7 +283,10 @@ pub(super) fn stream_events(t: &mut Template, manifest: &Manifest, name: &str) {
 /// EventBridge rules (UTC cron and rates), or EventBridge Scheduler for cron in a time zone,
 /// its input shaped like a rule's event so the function sees the same thing.
 pub(super) fn schedule_events(t: &mut Template, manifest: &Manifest, name: &str) -> Result<()> {
-    for s in manifest.schedules.iter().filter(|s| s.function == name) {
+    for s in crate::sections::schedules(manifest)
+        .iter()
+        .filter(|s| s.function == name)
+    {
         let fail = |e: String| anyhow::anyhow!("schedule `{}`: {e}", s.name);
         let (expression, timezone) = match &s.expression {
             Expression::Rate(every) => (aws_schedule::rate(*every).map_err(fail)?, None),

@@ -147,14 +147,15 @@ pub fn template(input: &TemplateInput) -> Result<String> {
     let limits = &entry.settings.limits;
 
     // Config values as variables (editable on the function without repackaging).
-    for (key, value) in &entry.settings.config {
+    let config = crate::sections::config(&entry.settings);
+    for (key, value) in &config.values {
         insert(
             &mut t.environment,
             wasmfn_host::config_env::variable_for(CONFIG_PREFIX, key),
             value.as_str().into(),
         );
     }
-    for (key, source) in &entry.secrets {
+    for (key, source) in &config.secrets {
         match source {
             SecretSource::File(_) => t.secret_variable(
                 &wasmfn_host::config_env::variable_for(SECRET_PREFIX, key),
@@ -165,25 +166,25 @@ pub fn template(input: &TemplateInput) -> Result<String> {
     }
 
     // Stores: connection settings, and the VPC for servers that live in one.
-    let grants = &entry.settings.grants.stores;
+    let [kv, sql, blob] = crate::sections::bindings(&entry.settings);
     let mut needs_vpc = false;
-    for store in &grants.kv {
-        if let Some(KvBackendConfig::Redis { url, .. }) = manifest.kv.get(store).map(|d| &d.config)
+    for store in kv {
+        if let Some(KvBackendConfig::Redis { url, .. }) = crate::sections::kv_store(manifest, store)
         {
             t.secret_source(url, &format!("Redis URL of kv store `{store}`"));
             needs_vpc = true;
         }
     }
-    for store in &grants.sql {
+    for store in sql {
         if let Some(SqlBackendConfig::Postgres { url, .. }) =
-            manifest.sql.get(store).map(|d| &d.config)
+            crate::sections::sql_store(manifest, store)
         {
             t.secret_source(url, &format!("PostgreSQL URL of sql store `{store}`"));
             needs_vpc = true;
         }
     }
-    for store in &grants.blob {
-        if let Some(BlobBackendConfig::S3(s3)) = manifest.blob.get(store).map(|d| &d.config) {
+    for store in blob {
+        if let Some(BlobBackendConfig::S3(s3)) = crate::sections::blob_store(manifest, store) {
             for source in [&s3.access_key_id, &s3.secret_access_key]
                 .into_iter()
                 .flatten()

@@ -19,7 +19,6 @@ use wasmfn_host::manifest::{FunctionEntry, Manifest};
 use wasmfn_host::queue::QueueConfig;
 use wasmfn_host::scheduler::{Expression, ScheduleConfig};
 use wasmfn_host::secrets::SecretSource;
-use wasmfn_host::stores::StoreBindings;
 use wasmfn_host::World;
 
 use super::imports::imports;
@@ -92,10 +91,10 @@ impl Environment {
         has_manifest: bool,
     ) -> Result<Environment> {
         let uses = |iface: &str| imports(component_imports, iface);
-        let stores = if has_manifest {
-            entry.settings.grants.stores.clone()
-        } else {
-            StoreBindings::defaults()
+        let default = vec!["default".to_string()];
+        let [kv, sql, blob] = match has_manifest {
+            true => crate::sections::bindings(&entry.settings).map(<[String]>::to_vec),
+            false => [default.clone(), default.clone(), default],
         };
         let timeout = entry.settings.limits.timeout.as_millis() as u64;
         let mut e = Environment {
@@ -104,17 +103,16 @@ impl Environment {
             ..Default::default()
         };
         if uses("wasi:keyvalue/store") {
-            e.kv = stores.kv;
+            e.kv = kv;
         }
         if uses("wasmfn:platform/sql") {
-            e.sql = stores.sql;
+            e.sql = sql;
         }
         if uses("wasmfn:platform/blob") {
-            e.blob = stores
-                .blob
+            e.blob = blob
                 .iter()
                 .map(|b| {
-                    let bucket = match manifest.blob.get(b).map(|d| &d.config) {
+                    let bucket = match crate::sections::blob_store(manifest, b) {
                         Some(BlobBackendConfig::S3(s3)) => s3.bucket.clone(),
                         _ => resource(b, env),
                     };
@@ -123,16 +121,16 @@ impl Environment {
                 .collect();
         }
         if uses("wasmfn:platform/queue-publisher") {
-            e.producers = manifest
-                .queues
+            e.producers = crate::sections::queues(manifest)
                 .iter()
                 .filter(|q| !q.rule_delivery)
                 .map(|q| q.name.clone())
                 .collect();
         }
         if uses("wasi:config/store") {
-            e.config = entry.settings.config.clone();
-            e.secrets = entry
+            let config = crate::sections::config(&entry.settings);
+            e.config = config.values;
+            e.secrets = config
                 .secrets
                 .iter()
                 .map(|(key, source)| {
@@ -145,18 +143,20 @@ impl Environment {
                 .collect();
         }
         if uses("wasi:http/outgoing-handler") {
-            let allowed = &entry.settings.grants.outbound.allowed;
+            let allowed = crate::sections::outbound(&entry.settings).allowed;
             e.outbound = Some(allowed.iter().map(|p| p.to_json()).collect());
         }
         if world == World::Schedule {
-            for s in manifest.schedules.iter().filter(|s| s.function == name) {
+            for s in crate::sections::schedules(manifest)
+                .iter()
+                .filter(|s| s.function == name)
+            {
                 let cron = workers_cron(s).map_err(|m| anyhow!("schedule `{}`: {m}", s.name))?;
                 e.crons.push((cron, s.name.clone()));
             }
         }
         if world == World::Queue {
-            e.consumers = manifest
-                .queues
+            e.consumers = crate::sections::queues(manifest)
                 .iter()
                 // Event rules' implicit queues stay with wasmfn's event bus.
                 .filter(|q| q.function.as_deref() == Some(name) && !q.rule_delivery)

@@ -1,0 +1,165 @@
+//! `wasmfn:platform/sql` for guests.
+
+use wasmfn_host_core::InstanceState;
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use super::{Connection, RowSet, Sql, SqlError, SqlValue, Transaction};
+use bindings::wasmfn::platform::sql::{self, Error, Value};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package wasmfn:host-bindings;
+            world sql-imports { import wasmfn:platform/sql@0.1.0; }
+        ",
+        world: "wasmfn:host-bindings/sql-imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasmfn:platform/sql.connection": crate::sql::Connection,
+            "wasmfn:platform/sql.transaction": crate::sql::Transaction,
+        },
+    });
+}
+
+pub(super) fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
+    sql::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+    Ok(())
+}
+
+type SqlResult<T> = wasmtime::Result<Result<T, Error>>;
+
+fn to_value(v: Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(r) => SqlValue::Real(r),
+        Value::Text(t) => SqlValue::Text(t),
+        Value::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+fn from_value(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::Integer(i),
+        SqlValue::Real(r) => Value::Real(r),
+        SqlValue::Text(t) => Value::Text(t),
+        SqlValue::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn to_row_set(r: RowSet) -> sql::RowSet {
+    sql::RowSet {
+        columns: r.columns,
+        rows: r
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(from_value).collect())
+            .collect(),
+        rows_affected: r.rows_affected,
+        last_insert_id: r.last_insert_id,
+    }
+}
+
+fn to_error(e: SqlError) -> Error {
+    match e {
+        SqlError::InvalidStatement(m) => Error::InvalidStatement(m),
+        SqlError::ConstraintViolation(m) => Error::ConstraintViolation(m),
+        SqlError::InvalidParameter(m) => Error::InvalidParameter(m),
+        SqlError::Other(m) => Error::Other(m),
+    }
+}
+
+fn outcome(r: Result<RowSet, SqlError>) -> Result<sql::RowSet, Error> {
+    r.map(to_row_set).map_err(to_error)
+}
+
+impl sql::Host for InstanceState {}
+
+impl sql::HostConnection for InstanceState {
+    async fn open(&mut self, name: String) -> SqlResult<Resource<Connection>> {
+        match crate::stores::granted::<Sql>(self, &name) {
+            Ok(store) => Ok(Ok(self.table().push(Connection { store })?)),
+            Err(()) => Ok(Err(Error::NoSuchDatabase(name))),
+        }
+    }
+
+    async fn query(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> SqlResult<sql::RowSet> {
+        let store = self.table().get(&c)?.store.clone();
+        let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
+        Ok(outcome(store.backend().query(&statement, &params).await))
+    }
+
+    async fn execute_batch(
+        &mut self,
+        c: Resource<Connection>,
+        statements: String,
+    ) -> SqlResult<()> {
+        let store = self.table().get(&c)?.store.clone();
+        Ok(store
+            .backend()
+            .execute_batch(&statements)
+            .await
+            .map_err(to_error))
+    }
+
+    async fn begin(&mut self, c: Resource<Connection>) -> SqlResult<Resource<Transaction>> {
+        let store = self.table().get(&c)?.store.clone();
+        match store.backend().begin().await {
+            Ok(tx) => Ok(Ok(self.table().push(Transaction { tx: Some(tx) })?)),
+            Err(e) => Ok(Err(to_error(e))),
+        }
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table().delete(c)?;
+        Ok(())
+    }
+}
+
+impl sql::HostTransaction for InstanceState {
+    async fn query(
+        &mut self,
+        t: Resource<Transaction>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> SqlResult<sql::RowSet> {
+        let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
+        let Some(tx) = self.table().get_mut(&t)?.tx.as_mut() else {
+            return Ok(Err(Error::Other(
+                "the transaction is already finished".into(),
+            )));
+        };
+        Ok(outcome(tx.query(&statement, &params).await))
+    }
+
+    async fn commit(&mut self, t: Resource<Transaction>) -> SqlResult<()> {
+        let Some(tx) = self.table().delete(t)?.tx.take() else {
+            return Ok(Err(Error::Other(
+                "the transaction is already finished".into(),
+            )));
+        };
+        Ok(tx.commit().await.map_err(to_error))
+    }
+
+    async fn rollback(&mut self, t: Resource<Transaction>) -> SqlResult<()> {
+        let Some(tx) = self.table().delete(t)?.tx.take() else {
+            return Ok(Err(Error::Other(
+                "the transaction is already finished".into(),
+            )));
+        };
+        Ok(tx.rollback().await.map_err(to_error))
+    }
+
+    async fn drop(&mut self, t: Resource<Transaction>) -> wasmtime::Result<()> {
+        // Dropping the backend transaction rolls it back.
+        self.table().delete(t)?;
+        Ok(())
+    }
+}

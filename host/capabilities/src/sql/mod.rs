@@ -1,0 +1,177 @@
+//! SQL capability: `wasmfn:platform/sql` over named databases.
+//!
+//! Each database is a [`SqlBackend`]: [`SqliteSql`] (embedded, one file per binding, like D1)
+//! or [`PostgresSql`] (a connection pool held by the host and shared by every instance, so
+//! guests never open sockets and connections outlive invocations). Statements take positional
+//! parameters and return typed rows; a transaction dropped without commit (including by a trap,
+//! which drops the whole instance) rolls back.
+
+use std::sync::Arc;
+
+use crate::stores::{Bindings, StoreApp, StoreCapability, StoreDecls};
+
+mod host_impl;
+mod manifest;
+#[cfg(feature = "sql-postgres")]
+mod postgres;
+mod sqlite;
+
+#[cfg(feature = "sql-postgres")]
+pub use self::postgres::PostgresSql;
+pub use self::sqlite::SqliteSql;
+
+/// The SQL store kind (see [`crate::stores::StoreKind`]).
+pub struct Sql;
+
+/// The SQL capability.
+pub type SqlCapability = StoreCapability<Sql>;
+/// The SQL databases of one app ([`StoreApp::store`] gives one by binding name).
+pub type SqlApp = StoreApp<Sql>;
+/// The SQL databases a function may open (`sql = [...]`).
+pub type SqlBindings = Bindings<Sql>;
+/// The `[sql.NAME]` tables of a manifest.
+pub type SqlStores = StoreDecls<Sql>;
+
+/// A value bound to a parameter or read from a column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// SQL NULL.
+    Null,
+    /// Any integer type.
+    Integer(i64),
+    /// Any floating-point type.
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// What a statement returned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowSet {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows of values.
+    pub rows: Vec<Vec<SqlValue>>,
+    /// Rows changed by the statement.
+    pub rows_affected: u64,
+    /// Last inserted row id, where the database reports one (SQLite).
+    pub last_insert_id: Option<i64>,
+}
+
+/// Why a statement failed (the interface's error cases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlError {
+    /// Did not parse, or names something missing.
+    InvalidStatement(String),
+    /// A constraint refused the change.
+    ConstraintViolation(String),
+    /// A parameter could not be bound.
+    InvalidParameter(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlError::InvalidStatement(m) => write!(f, "invalid statement: {m}"),
+            SqlError::ConstraintViolation(m) => write!(f, "constraint violation: {m}"),
+            SqlError::InvalidParameter(m) => write!(f, "invalid parameter: {m}"),
+            SqlError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+/// A boxed future of a statement's outcome.
+pub type SqlFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SqlError>> + Send + 'a>>;
+
+/// A SQL database backend.
+pub trait SqlBackend: Send + Sync {
+    /// Run one statement with positional parameters.
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet>;
+    /// Run `;`-separated statements without parameters.
+    fn execute_batch<'a>(&'a self, sql: &'a str) -> SqlFuture<'a, ()>;
+    /// Start a transaction on a connection of its own.
+    fn begin(&self) -> SqlFuture<'_, Box<dyn SqlTransaction>>;
+}
+
+/// An open transaction. Dropping it without [`SqlTransaction::commit`] rolls it back.
+pub trait SqlTransaction: Send {
+    /// Run one statement inside the transaction.
+    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet>;
+    /// Commit.
+    fn commit(self: Box<Self>) -> SqlFuture<'static, ()>;
+    /// Roll back.
+    fn rollback(self: Box<Self>) -> SqlFuture<'static, ()>;
+}
+
+/// Where a SQL binding lives (`[sql.NAME]` in the manifest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqlBackendConfig {
+    /// Embedded SQLite file (default `STATE/sql/NAME.sqlite`).
+    Sqlite {
+        /// Database file; `None` picks the default under the state folder.
+        path: Option<std::path::PathBuf>,
+    },
+    /// PostgreSQL server through a pool of `pool_size` connections.
+    #[cfg(feature = "sql-postgres")]
+    Postgres {
+        /// Connection URL (`postgres://user:pass@host/db`); never logged.
+        url: wasmfn_host_core::secrets::SecretSource,
+        /// Connections held open (default 16).
+        pool_size: usize,
+    },
+}
+
+/// A named database: its backend.
+pub struct SqlStore {
+    name: String,
+    backend: Box<dyn SqlBackend>,
+}
+
+impl SqlStore {
+    /// The binding name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend, for embedders and benchmarks.
+    pub fn backend(&self) -> &dyn SqlBackend {
+        &*self.backend
+    }
+}
+
+/// Resource behind a guest's `sql.connection`.
+pub struct Connection {
+    store: Arc<SqlStore>,
+}
+
+/// Resource behind a guest's `sql.transaction`; `None` once committed or rolled back.
+pub struct Transaction {
+    tx: Option<Box<dyn SqlTransaction>>,
+}
+
+/// A row change as images in JSON: `{column: value}` objects.
+pub(crate) fn row_json(columns: &[String], values: &[SqlValue]) -> Vec<u8> {
+    use serde_json::{Map, Value};
+    let mut map = Map::new();
+    for (c, v) in columns.iter().zip(values) {
+        let v = match v {
+            SqlValue::Null => Value::Null,
+            SqlValue::Integer(i) => Value::from(*i),
+            SqlValue::Real(r) => Value::from(*r),
+            SqlValue::Text(t) => Value::from(t.as_str()),
+            SqlValue::Blob(b) => {
+                use base64::Engine as _;
+                Value::from(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+        };
+        map.insert(c.clone(), v);
+    }
+    serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
+}

@@ -1,0 +1,357 @@
+//! The embedded SQL backend: one SQLite file per binding. Row changes are captured with
+//! SQLite's pre-update hook (old and new values of every column) and recorded once their
+//! transaction commits; rolled-back changes are dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::{Action, PreUpdateCase};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode};
+
+use super::{row_json, RowSet, SqlBackend, SqlError, SqlFuture, SqlTransaction, SqlValue};
+use crate::stores::{now_ms, ChangeSink};
+use wasmfn_host_core::stream::{ChangeRecord, ImageFormat, Operation, StreamEvent};
+
+/// A change seen by the hook, before its transaction's outcome is known.
+struct RawChange {
+    table: String,
+    rowid: i64,
+    operation: Operation,
+    old: Option<Vec<SqlValue>>,
+    new: Option<Vec<SqlValue>>,
+}
+
+/// A connection with the buffer its hook fills.
+struct HookedConn {
+    conn: Connection,
+    pending: Arc<Mutex<Vec<RawChange>>>,
+}
+
+/// Embedded SQL backend.
+pub struct SqliteSql {
+    path: PathBuf,
+    name: String,
+    idle: Arc<Mutex<Vec<HookedConn>>>,
+    changes: Option<ChangeSink>,
+}
+
+fn value(v: ValueRef<'_>) -> SqlValue {
+    match v {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(r) => SqlValue::Real(r),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+    }
+}
+
+fn error(e: rusqlite::Error) -> SqlError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let msg = msg.clone().unwrap_or_else(|| f.to_string());
+            match f.code {
+                ErrorCode::ConstraintViolation => SqlError::ConstraintViolation(msg),
+                ErrorCode::Unknown => SqlError::InvalidStatement(msg),
+                _ => SqlError::Other(msg),
+            }
+        }
+        rusqlite::Error::SqlInputError { msg, .. } => SqlError::InvalidStatement(msg.clone()),
+        rusqlite::Error::InvalidParameterCount(got, want) => SqlError::InvalidParameter(format!(
+            "the statement takes {want} parameters, {got} were given"
+        )),
+        rusqlite::Error::MultipleStatement => SqlError::InvalidStatement(
+            "one statement per query; use execute-batch for several".into(),
+        ),
+        _ => SqlError::Other(e.to_string()),
+    }
+}
+
+/// Run one statement: bind positionally, read rows if it has any (including `RETURNING`).
+fn run(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<RowSet, SqlError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(error)?;
+    let expected = stmt.parameter_count();
+    if expected != params.len() {
+        return Err(SqlError::InvalidParameter(format!(
+            "the statement takes {expected} parameters, {} were given",
+            params.len()
+        )));
+    }
+    for (i, p) in params.iter().enumerate() {
+        let r = match p {
+            SqlValue::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
+            SqlValue::Integer(v) => stmt.raw_bind_parameter(i + 1, v),
+            SqlValue::Real(v) => stmt.raw_bind_parameter(i + 1, v),
+            SqlValue::Text(v) => stmt.raw_bind_parameter(i + 1, v),
+            SqlValue::Blob(v) => stmt.raw_bind_parameter(i + 1, v),
+        };
+        r.map_err(error)?;
+    }
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let readonly = stmt.readonly();
+    let mut rows = Vec::new();
+    if columns.is_empty() {
+        stmt.raw_execute().map_err(error)?;
+    } else {
+        let mut cursor = stmt.raw_query();
+        while let Some(row) = cursor.next().map_err(error)? {
+            rows.push(
+                (0..columns.len())
+                    .map(|i| row.get_ref(i).map(value))
+                    .collect::<Result<_, _>>()
+                    .map_err(error)?,
+            );
+        }
+    }
+    let rows_affected = if readonly { 0 } else { conn.changes() };
+    Ok(RowSet {
+        columns,
+        rows,
+        rows_affected,
+        last_insert_id: (!readonly && rows_affected > 0).then(|| conn.last_insert_rowid()),
+    })
+}
+
+impl SqliteSql {
+    /// Open (or create) the database at `path` for binding `name`.
+    pub fn open(path: &Path, name: &str, changes: Option<ChangeSink>) -> anyhow::Result<Self> {
+        let db = Self {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            changes,
+        };
+        let first = db.connect()?;
+        db.idle.lock().unwrap().push(first);
+        Ok(db)
+    }
+
+    fn connect(&self) -> anyhow::Result<HookedConn> {
+        let conn = crate::sqlite_pool::SqlitePool::connect_to(&self.path, |c| {
+            // Foreign keys are off by default in SQLite; every other database enforces them.
+            c.pragma_update(None, "foreign_keys", "ON")
+        })?;
+        let pending = Arc::new(Mutex::new(Vec::new()));
+        if self.changes.is_some() {
+            let sink = pending.clone();
+            conn.preupdate_hook(Some(
+                move |_: Action, db: &str, table: &str, case: &PreUpdateCase| {
+                    if db != "main" {
+                        return;
+                    }
+                    let change = capture(table, case);
+                    if let Some(c) = change {
+                        sink.lock().unwrap().push(c);
+                    }
+                },
+            ));
+            let cleared = pending.clone();
+            conn.rollback_hook(Some(move || cleared.lock().unwrap().clear()));
+        }
+        Ok(HookedConn { conn, pending })
+    }
+
+    fn take(&self) -> Result<HookedConn, SqlError> {
+        match self.idle.lock().unwrap().pop() {
+            Some(c) => Ok(c),
+            None => self
+                .connect()
+                .map_err(|e| SqlError::Other(format!("{e:#}"))),
+        }
+    }
+
+    fn put(&self, c: HookedConn) {
+        put_back(&self.idle, c);
+    }
+
+    /// Record the changes of a committed transaction.
+    fn flush(&self, c: &HookedConn) {
+        flush(&self.name, self.changes.as_ref(), c);
+    }
+}
+
+fn put_back(idle: &Mutex<Vec<HookedConn>>, c: HookedConn) {
+    if c.conn.is_autocommit() {
+        c.pending.lock().unwrap().clear();
+        idle.lock().unwrap().push(c);
+    }
+}
+
+fn capture(table: &str, case: &PreUpdateCase) -> Option<RawChange> {
+    let old = |a: &rusqlite::hooks::PreUpdateOldValueAccessor| {
+        (0..a.get_column_count())
+            .map(|i| {
+                a.get_old_column_value(i)
+                    .map(value)
+                    .unwrap_or(SqlValue::Null)
+            })
+            .collect::<Vec<_>>()
+    };
+    let new = |a: &rusqlite::hooks::PreUpdateNewValueAccessor| {
+        (0..a.get_column_count())
+            .map(|i| {
+                a.get_new_column_value(i)
+                    .map(value)
+                    .unwrap_or(SqlValue::Null)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (operation, rowid, old, new) = match case {
+        PreUpdateCase::Insert(n) => (Operation::Insert, n.get_new_row_id(), None, Some(new(n))),
+        PreUpdateCase::Delete(o) => (Operation::Remove, o.get_old_row_id(), Some(old(o)), None),
+        PreUpdateCase::Update {
+            old_value_accessor: o,
+            new_value_accessor: n,
+        } => (
+            Operation::Modify,
+            n.get_new_row_id(),
+            Some(old(o)),
+            Some(new(n)),
+        ),
+        PreUpdateCase::Unknown => return None,
+    };
+    Some(RawChange {
+        table: table.to_string(),
+        rowid,
+        operation,
+        old,
+        new,
+    })
+}
+
+fn flush(name: &str, sink: Option<&ChangeSink>, c: &HookedConn) {
+    let Some(sink) = sink else { return };
+    let changes: Vec<RawChange> = std::mem::take(&mut *c.pending.lock().unwrap());
+    if changes.is_empty() {
+        return;
+    }
+    let mut columns_of = std::collections::HashMap::<String, Vec<String>>::new();
+    let mut events = Vec::with_capacity(changes.len());
+    for ch in changes {
+        let columns = columns_of.entry(ch.table.clone()).or_insert_with(|| {
+            c.conn
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info('{}')",
+                    ch.table.replace('\'', "''")
+                ))
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .unwrap_or_default()
+        });
+        events.push(StreamEvent::Change(ChangeRecord {
+            source: format!("{name}.{}", ch.table),
+            sequence: String::new(),
+            key: ch.rowid.to_string(),
+            operation: ch.operation,
+            format: ImageFormat::Json,
+            old_image: ch.old.map(|v| row_json(columns, &v)),
+            new_image: ch.new.map(|v| row_json(columns, &v)),
+            timestamp: now_ms(),
+        }));
+    }
+    sink.emit(events);
+}
+
+impl SqlBackend for SqliteSql {
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
+        Box::pin(async move {
+            let c = self.take()?;
+            let mark = c.pending.lock().unwrap().len();
+            let out = run(&c.conn, sql, params);
+            match &out {
+                Ok(_) if c.conn.is_autocommit() => self.flush(&c),
+                // A failed statement's own changes were undone by SQLite.
+                Err(_) => c.pending.lock().unwrap().truncate(mark),
+                Ok(_) => {}
+            }
+            self.put(c);
+            out
+        })
+    }
+
+    fn execute_batch<'a>(&'a self, sql: &'a str) -> SqlFuture<'a, ()> {
+        Box::pin(async move {
+            let c = self.take()?;
+            let out = c.conn.execute_batch(sql).map_err(error);
+            if out.is_ok() && c.conn.is_autocommit() {
+                self.flush(&c);
+            }
+            self.put(c);
+            out
+        })
+    }
+
+    fn begin(&self) -> SqlFuture<'_, Box<dyn SqlTransaction>> {
+        Box::pin(async move {
+            let c = self.take()?;
+            // IMMEDIATE takes the write lock now, so the transaction cannot fail later with
+            // SQLITE_BUSY when it first writes.
+            c.conn.execute_batch("BEGIN IMMEDIATE").map_err(error)?;
+            Ok(Box::new(SqliteTransaction {
+                conn: Some(c),
+                name: self.name.clone(),
+                changes: self.changes.clone(),
+                idle: self.idle.clone(),
+            }) as Box<dyn SqlTransaction>)
+        })
+    }
+}
+
+/// A transaction holding its own pooled connection.
+struct SqliteTransaction {
+    conn: Option<HookedConn>,
+    name: String,
+    changes: Option<ChangeSink>,
+    idle: Arc<Mutex<Vec<HookedConn>>>,
+}
+
+impl SqliteTransaction {
+    fn finish(mut self: Box<Self>, commit: bool) -> Result<(), SqlError> {
+        let c = self.conn.take().expect("transaction already finished");
+        let out = c
+            .conn
+            .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
+            .map_err(error);
+        if commit && out.is_ok() {
+            flush(&self.name, self.changes.as_ref(), &c);
+        }
+        if !c.conn.is_autocommit() {
+            let _ = c.conn.execute_batch("ROLLBACK");
+        }
+        put_back(&self.idle, c);
+        out
+    }
+}
+
+impl SqlTransaction for SqliteTransaction {
+    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
+        Box::pin(async move {
+            let c = self.conn.as_ref().expect("transaction already finished");
+            let mark = c.pending.lock().unwrap().len();
+            let out = run(&c.conn, sql, params);
+            if out.is_err() {
+                c.pending.lock().unwrap().truncate(mark);
+            }
+            out
+        })
+    }
+
+    fn commit(self: Box<Self>) -> SqlFuture<'static, ()> {
+        let out = self.finish(true);
+        Box::pin(async move { out })
+    }
+
+    fn rollback(self: Box<Self>) -> SqlFuture<'static, ()> {
+        let out = self.finish(false);
+        Box::pin(async move { out })
+    }
+}
+
+impl Drop for SqliteTransaction {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            // Dropped without commit: the guest forgot, returned early, or trapped.
+            let _ = c.conn.execute_batch("ROLLBACK");
+            put_back(&self.idle, c);
+        }
+    }
+}

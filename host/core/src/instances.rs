@@ -1,0 +1,278 @@
+//! The instance lifecycle of a loaded function: admission under its concurrency limit, a fresh
+//! instance per invocation (or a warm one in reuse mode), the deadline, and turning wasmtime's
+//! errors into [`InvokeError`]s.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+
+use crate::bindings::{queue, schedule, stream, task};
+use crate::error::InvokeError;
+use crate::function::FunctionInner;
+use crate::limits::InstanceMode;
+use crate::state::InstanceState;
+
+/// The pre-instantiated component, typed by world.
+pub(crate) enum Handler {
+    Http(ProxyPre<InstanceState>),
+    Queue(queue::QueueExportsPre<InstanceState>),
+    Stream(stream::StreamExportsPre<InstanceState>),
+    Schedule(schedule::ScheduleExportsPre<InstanceState>),
+    Task(task::TaskExportsPre<InstanceState>),
+}
+
+/// A live instance, typed by world.
+pub(crate) enum Bindings {
+    Http(Proxy),
+    Queue(queue::QueueExports),
+    Stream(stream::StreamExports),
+    Schedule(schedule::ScheduleExports),
+    Task(task::TaskExports),
+}
+
+/// An instance checked out for one invocation.
+pub(crate) struct Lease {
+    pub(crate) store: Store<InstanceState>,
+    pub(crate) bindings: Bindings,
+    pub(crate) uses: u32,
+    pub(crate) idle_since: Instant,
+}
+
+/// Counter behind invocation ids (unique per process, short enough to read in logs).
+static INVOCATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh invocation id.
+pub(crate) fn next_invocation_id() -> u64 {
+    INVOCATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl FunctionInner {
+    /// Reserve a concurrency slot, or fail fast with `Overloaded`.
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::Overloaded {
+                function: self.name.to_string(),
+                limit: self.limits.max_concurrency,
+            })
+    }
+
+    /// Discard warm instances idle for longer than the reuse policy's idle timeout, freeing
+    /// their pool slots. Returns how many were discarded.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let InstanceMode::Reuse(policy) = &self.mode else {
+            return 0;
+        };
+        let expired: Vec<Lease> = {
+            let mut warm = self.warm.lock().unwrap();
+            let (mut keep, mut expired): (Vec<Lease>, Vec<Lease>) = warm
+                .drain(..)
+                .partition(|l| l.idle_since.elapsed() < policy.idle_timeout);
+            // Pre-warmed capacity stays, however long it idles: keep the most recent ones.
+            while keep.len() < policy.prewarm as usize {
+                match expired.pop() {
+                    Some(l) => keep.insert(0, l),
+                    None => break,
+                }
+            }
+            *warm = keep;
+            expired
+        };
+        // Dropped here, outside the lock: tearing down a store is not free.
+        expired.len()
+    }
+
+    /// Create instances until the warm pool holds the policy's `prewarm` count; returns how
+    /// many were created.
+    pub(crate) async fn prewarm(&self) -> Result<usize, InvokeError> {
+        let InstanceMode::Reuse(policy) = &self.mode else {
+            return Ok(0);
+        };
+        let mut created = 0;
+        while self.warm.lock().unwrap().len() < policy.prewarm as usize {
+            // No invocation runs during pre-warming; the deadline only bounds start-up code.
+            let lease = self
+                .instantiate(Instant::now() + self.limits.timeout)
+                .await?;
+            self.warm.lock().unwrap().push(lease);
+            created += 1;
+        }
+        Ok(created)
+    }
+
+    /// A warm idle instance if reuse is on and one is fresh enough, else a new instance.
+    pub(crate) async fn checkout(
+        &self,
+        deadline: Instant,
+        invocation: u64,
+    ) -> Result<Lease, InvokeError> {
+        let lease = self.checkout_instance(deadline).await?;
+        lease.store.data().set_invocation(invocation);
+        Ok(lease)
+    }
+
+    async fn checkout_instance(&self, deadline: Instant) -> Result<Lease, InvokeError> {
+        if let InstanceMode::Reuse(policy) = &self.mode {
+            let candidate = {
+                let mut warm = self.warm.lock().unwrap();
+                // Most recently used first: its memory is the most likely to be cache-warm.
+                let mut candidate = warm.pop();
+                // Too old to reuse, unless it is part of the pre-warmed capacity.
+                while candidate.as_ref().is_some_and(|l| {
+                    l.idle_since.elapsed() >= policy.idle_timeout
+                        && warm.len() >= policy.prewarm as usize
+                }) {
+                    candidate = warm.pop();
+                }
+                candidate
+            };
+            if let Some(mut lease) = candidate {
+                lease.store.data_mut().deadline = deadline;
+                lease.store.set_epoch_deadline(1);
+                return Ok(lease);
+            }
+        }
+        self.instantiate(deadline).await
+    }
+
+    async fn instantiate(&self, deadline: Instant) -> Result<Lease, InvokeError> {
+        let engine = self.handler.engine();
+        let state = InstanceState::new(
+            self.name.clone(),
+            self.limits.memory_bytes,
+            self.contexts.clone(),
+            deadline,
+        );
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        // Each epoch tick, a running guest either yields to the executor (so one CPU-bound
+        // guest cannot starve the others on its thread) or, past its deadline, is interrupted.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let bindings = match &self.handler {
+            Handler::Http(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Http),
+            Handler::Queue(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Queue),
+            Handler::Stream(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Stream),
+            Handler::Schedule(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Schedule),
+            Handler::Task(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Task),
+        };
+        match bindings {
+            Ok(bindings) => Ok(Lease {
+                store,
+                bindings,
+                uses: 0,
+                idle_since: Instant::now(),
+            }),
+            Err(e) => Err(self.classify(&store, e)),
+        }
+    }
+
+    /// Return an instance after an invocation: kept warm if reuse is on, the invocation
+    /// succeeded and the instance has uses left; otherwise dropped (freeing its pool slot).
+    pub(crate) fn checkin(&self, mut lease: Lease, succeeded: bool) {
+        let InstanceMode::Reuse(policy) = &self.mode else {
+            return;
+        };
+        lease.uses += 1;
+        if !succeeded || lease.uses >= policy.max_uses {
+            return;
+        }
+        lease.idle_since = Instant::now();
+        self.warm.lock().unwrap().push(lease);
+    }
+
+    /// Turn a wasmtime error from instantiating or calling the guest into an [`InvokeError`].
+    pub(crate) fn classify(
+        &self,
+        store: &Store<InstanceState>,
+        error: wasmtime::Error,
+    ) -> InvokeError {
+        let function = self.name.to_string();
+        if store.data().limiter.exceeded {
+            return InvokeError::MemoryLimit {
+                function,
+                limit: self.limits.memory_bytes,
+            };
+        }
+        if matches!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
+            return InvokeError::Timeout {
+                function,
+                after: self.limits.timeout,
+            };
+        }
+        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+            let backtrace = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .map(|bt| bt.to_string());
+            return InvokeError::Trap {
+                function,
+                message: trap.to_string(),
+                backtrace,
+            };
+        }
+        InvokeError::Instantiate {
+            function,
+            message: format!("{error:#}"),
+        }
+    }
+
+    /// Run `call` on an instance with the function's limits applied, then check the instance
+    /// back in. `call` hands the lease back with its result so that it can be reused.
+    pub(crate) async fn run<R, F, Fut>(&self, invocation: u64, call: F) -> Result<R, InvokeError>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: Future<Output = (Lease, wasmtime::Result<R>)>,
+    {
+        let _permit = self.admit()?;
+        let deadline = Instant::now() + self.limits.timeout;
+        let lease = self.checkout(deadline, invocation).await?;
+        match tokio::time::timeout_at(deadline.into(), call(lease)).await {
+            Ok((lease, Ok(value))) => {
+                self.checkin(lease, true);
+                Ok(value)
+            }
+            Ok((lease, Err(e))) => Err(self.classify(&lease.store, e)),
+            Err(_elapsed) => Err(self.timeout()),
+        }
+    }
+
+    /// The error for an invocation that ran out of time while awaiting I/O.
+    pub(crate) fn timeout(&self) -> InvokeError {
+        InvokeError::Timeout {
+            function: self.name.to_string(),
+            after: self.limits.timeout,
+        }
+    }
+}
+
+impl Handler {
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Handler::Http(pre) => pre.engine(),
+            Handler::Queue(pre) => pre.engine(),
+            Handler::Stream(pre) => pre.engine(),
+            Handler::Schedule(pre) => pre.engine(),
+            Handler::Task(pre) => pre.engine(),
+        }
+    }
+}

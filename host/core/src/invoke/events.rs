@@ -1,0 +1,200 @@
+//! Invoking `queue`, `stream`, `schedule` and `task` functions, and the WIT types they take.
+
+use std::time::Instant;
+
+use crate::error::InvokeError;
+use crate::function::Function;
+use crate::instances::{next_invocation_id, Bindings, Lease};
+use crate::world::World;
+
+/// Types of the `queue` world (`wasmfn:platform/queue-handler`).
+pub mod queue {
+    pub use crate::bindings::queue::exports::wasmfn::platform::queue_handler::{
+        Batch, Message, MessageFailure,
+    };
+}
+
+/// Types of the `stream` world (`wasmfn:platform/stream-handler`).
+pub mod stream {
+    pub use crate::bindings::stream::exports::wasmfn::platform::stream_handler::{
+        BatchFailure, ChangeRecord, ImageFormat, ObjectEvent, ObjectEventKind, Operation,
+        StreamEvent,
+    };
+}
+
+/// Types of the `schedule` world (`wasmfn:platform/schedule-handler`).
+pub mod schedule {
+    pub use crate::bindings::schedule::exports::wasmfn::platform::schedule_handler::ScheduledEvent;
+}
+
+/// Types of the `task` world (`wasmfn:platform/task-handler`).
+pub mod task {
+    pub use crate::bindings::task::exports::wasmfn::platform::task_handler::{
+        TaskContext, TaskError,
+    };
+}
+
+/// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
+macro_rules! call_handle {
+    ($function:expr, $invocation:expr, $variant:ident, $export:ident, $arg:expr) => {
+        $function
+            .inner
+            .run($invocation, |mut lease| async move {
+                let result = {
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::$variant(b) = bindings else {
+                        unreachable!("a function's bindings match its world")
+                    };
+                    b.$export().call_handle(store, $arg).await
+                };
+                (lease, result)
+            })
+            .await
+    };
+}
+
+impl Function {
+    /// Deliver a batch of messages to this `queue` function.
+    ///
+    /// `Ok(Ok(failures))` lists the messages the guest reported as failed (empty: all done);
+    /// `Ok(Err(reason))` is the guest failing the whole batch; `Err` is the invocation failing.
+    pub async fn invoke_queue(
+        &self,
+        batch: &queue::Batch,
+    ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
+        let (started, invocation) = self.begin(World::Queue)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Queue,
+            wasmfn_platform_queue_handler,
+            batch
+        );
+        self.log_event(started, invocation, &result, |r| match r {
+            Ok(failures) => format!(
+                "{} of {} messages failed",
+                failures.len(),
+                batch.messages.len()
+            ),
+            Err(reason) => format!("batch failed: {reason}"),
+        });
+        result
+    }
+
+    /// Deliver a batch of stream events to this `stream` function.
+    pub async fn invoke_stream(
+        &self,
+        events: &[stream::StreamEvent],
+    ) -> Result<Result<(), stream::BatchFailure>, InvokeError> {
+        let (started, invocation) = self.begin(World::Stream)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Stream,
+            wasmfn_platform_stream_handler,
+            events
+        );
+        self.log_event(started, invocation, &result, |r| match r {
+            Ok(()) => format!("{} events processed", events.len()),
+            Err(f) => format!("batch failed: {}", f.reason),
+        });
+        result
+    }
+
+    /// Run this `schedule` function for one scheduled event.
+    pub async fn invoke_schedule(
+        &self,
+        event: &schedule::ScheduledEvent,
+    ) -> Result<Result<(), String>, InvokeError> {
+        let (started, invocation) = self.begin(World::Schedule)?;
+        let result = call_handle!(
+            self,
+            invocation,
+            Schedule,
+            wasmfn_platform_schedule_handler,
+            event
+        );
+        self.log_event(started, invocation, &result, |r| match r {
+            Ok(()) => "run succeeded".to_string(),
+            Err(reason) => format!("run failed: {reason}"),
+        });
+        result
+    }
+
+    /// Run this `task` function for one step of a workflow execution: `input` and the result
+    /// are JSON text.
+    pub async fn invoke_task(
+        &self,
+        context: &task::TaskContext,
+        input: &str,
+    ) -> Result<Result<String, task::TaskError>, InvokeError> {
+        let (started, invocation) = self.begin(World::Task)?;
+        let result = self
+            .inner
+            .run(invocation, |mut lease| async move {
+                let result = {
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Task(b) = bindings else {
+                        unreachable!("a function's bindings match its world")
+                    };
+                    b.wasmfn_platform_task_handler()
+                        .call_handle(store, context, input)
+                        .await
+                };
+                (lease, result)
+            })
+            .await;
+        self.log_event(started, invocation, &result, |r| match r {
+            Ok(_) => format!("task `{}` succeeded", context.state),
+            Err(e) => format!("task `{}` failed: {}: {}", context.state, e.error, e.cause),
+        });
+        result
+    }
+
+    /// Check the event fits the function's world; returns the invocation's start time and id.
+    fn begin(&self, world: World) -> Result<(Instant, u64), InvokeError> {
+        self.expect_world(world)?;
+        Ok((Instant::now(), next_invocation_id()))
+    }
+
+    fn expect_world(&self, world: World) -> Result<(), InvokeError> {
+        if self.inner.world == world {
+            return Ok(());
+        }
+        Err(InvokeError::BadInvocation {
+            function: self.inner.name.to_string(),
+            message: format!(
+                "is a `{}` function and cannot take `{world}` events",
+                self.inner.world
+            ),
+        })
+    }
+
+    fn log_event<T, E>(
+        &self,
+        started: Instant,
+        invocation: u64,
+        result: &Result<Result<T, E>, InvokeError>,
+        summary: impl FnOnce(&Result<T, E>) -> String,
+    ) {
+        let duration_us = started.elapsed().as_micros() as u64;
+        let (function, world) = (&*self.inner.name, self.inner.world.name());
+        match result {
+            Ok(r @ Ok(_)) => {
+                tracing::info!(target: "wasmfn::invocation", function, world, invocation,
+                outcome = "ok", duration_us, "{}", summary(r))
+            }
+            Ok(r @ Err(_)) => {
+                tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
+                outcome = "handler-error", duration_us, "{}", summary(r))
+            }
+            Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
+                outcome = "failed", error_kind = e.kind(), duration_us,
+                backtrace = e.backtrace().unwrap_or_default(), "invocation failed: {e}"),
+        }
+    }
+}

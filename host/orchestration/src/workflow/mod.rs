@@ -1,0 +1,49 @@
+//! Saga workflows: Step Functions-style state machines whose tasks are wasmfn functions.
+//!
+//! - [`definition`]: the Amazon States Language subset, read from JSON or TOML and checked
+//!   before anything runs.
+//! - [`paths`]: reference paths, `ResultPath`, error matching and Choice rules.
+//! - [`ExecutionStore`]: where executions live, persisted after every step.
+//!   [`SqliteExecutions`] is the embedded default, [`PostgresExecutions`] the distributed one
+//!   (shared by several hosts, each execution leased to one of them at a time).
+//! - [`Workflows`] (`executor.rs`): starts executions, resumes unfinished ones when the host
+//!   starts (a completed step is never run again) and leases them on a shared store;
+//!   `runner.rs` runs one execution state by state and keeps its history.
+
+pub mod definition;
+#[cfg(feature = "workflows")]
+mod executor;
+#[cfg(feature = "workflows")]
+pub mod manifest;
+pub mod paths;
+#[cfg(feature = "workflows-postgres")]
+mod postgres;
+#[cfg(feature = "workflows")]
+mod runner;
+#[cfg(feature = "workflows")]
+mod sqlite;
+#[cfg(feature = "workflows")]
+pub mod store;
+
+pub use definition::{Definition, DefinitionError};
+#[cfg(feature = "workflows")]
+pub use executor::{WorkflowConfig, Workflows};
+#[cfg(feature = "workflows")]
+pub use manifest::{WorkflowManifest, WorkflowSection, WorkflowStoreChoice};
+#[cfg(feature = "workflows-postgres")]
+pub use postgres::PostgresExecutions;
+#[cfg(feature = "workflows")]
+pub use sqlite::SqliteExecutions;
+#[cfg(feature = "workflows")]
+pub use store::{Execution, ExecutionStore, Status, Step};
+/// Why an execution could not start (shared with the workflow-start import).
+pub use wasmfn_host_capabilities::workflows::StartError;
+
+/// Milliseconds since the Unix epoch.
+#[cfg(feature = "workflows")]
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

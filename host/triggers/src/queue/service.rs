@@ -1,0 +1,354 @@
+//! The queues of an app: accepting messages, and the consumer loops that receive batches from
+//! a queue, invoke its function, acknowledge what succeeded, and retry or dead-letter what
+//! failed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Result;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wasmfn_host_capabilities::queues::QueueSender;
+use wasmfn_host_core::queue::{Batch, Message, MessageFailure};
+use wasmfn_host_core::{Function, Invoker, Service, World};
+
+use super::{FailOutcome, NewMessage, QueueBackend, QueueConfig, QueueStats, Received, SendError};
+
+/// The queues of an app: their backend and their configuration.
+pub struct QueueService {
+    backend: Arc<dyn QueueBackend>,
+    configs: BTreeMap<String, QueueConfig>,
+}
+
+impl QueueService {
+    /// Queues over `backend`. Dead-letter queues named by a config are declared implicitly.
+    pub fn new(backend: Arc<dyn QueueBackend>, configs: Vec<QueueConfig>) -> Self {
+        let mut all: BTreeMap<String, QueueConfig> =
+            configs.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let dlqs: Vec<String> = all
+            .values()
+            .filter(|c| c.function.is_some())
+            .map(|c| c.dead_letter_queue.clone())
+            .collect();
+        for dlq in dlqs {
+            // A dead-letter queue is a plain queue with no consumer and no further DLQ.
+            all.entry(dlq.clone()).or_insert_with(|| QueueConfig {
+                dead_letter_queue: String::new(),
+                ..QueueConfig::new(&dlq)
+            });
+        }
+        Self {
+            backend,
+            configs: all,
+        }
+    }
+
+    /// Check every consumer function exists and implements the `queue` world. A queue whose
+    /// consumer is wrong keeps accepting messages (nothing is lost) but is not consumed until
+    /// the manifest is fixed; the returned errors say why.
+    pub fn validate(&mut self, functions: &dyn Invoker) -> Vec<String> {
+        let mut errors = Vec::new();
+        for c in self.configs.values_mut() {
+            let Some(name) = &c.function else { continue };
+            let problem = match functions.function(name) {
+                None => Some(format!(
+                    "function `{name}` is not loaded{}",
+                    functions
+                        .load_error(name)
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )),
+                // Rules deliver to `http` functions too (each event POSTed), through their
+                // implicit queues; a declared queue's consumer implements the `queue` world.
+                Some(f) if f.world() == World::Http && c.rule_delivery => None,
+                Some(f) if f.world() != World::Queue => Some(format!(
+                    "function `{name}` implements world `{}`, but {}",
+                    f.world(),
+                    if c.rule_delivery {
+                        "an event rule delivers only to functions of the `queue` world (a batch) \
+                         or the `http` world (each event POSTed)"
+                    } else {
+                        "a queue consumer must implement world `queue` (export \
+                         wasmfn:platform/queue-handler)"
+                    }
+                )),
+                Some(_) => None,
+            };
+            if let Some(p) = problem {
+                errors.push(format!(
+                    "[queues.{}]: {p}; messages are accepted and kept but not delivered until this is fixed",
+                    c.name
+                ));
+                c.function = None;
+            }
+        }
+        errors
+    }
+
+    /// The declared queues.
+    pub fn configs(&self) -> impl Iterator<Item = &QueueConfig> {
+        self.configs.values()
+    }
+
+    /// Accept messages into `queue`: checked, then durably stored, then acknowledged.
+    pub async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<String>, SendError> {
+        let Some(config) = self.configs.get(queue) else {
+            return Err(SendError::UnknownQueue(
+                queue.to_string(),
+                self.configs.keys().cloned().collect(),
+            ));
+        };
+        if let Some(m) = messages
+            .iter()
+            .find(|m| m.body.len() > config.max_message_bytes)
+        {
+            return Err(SendError::TooLarge {
+                queue: queue.to_string(),
+                size: m.body.len(),
+                limit: config.max_message_bytes,
+            });
+        }
+        self.backend
+            .enqueue(queue, messages)
+            .await
+            .map_err(SendError::Backend)
+    }
+
+    /// Depth figures of every declared queue.
+    pub async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::new();
+        for name in self.configs.keys() {
+            out.push(self.backend.stats(name).await?);
+        }
+        Ok(out)
+    }
+
+    /// The backend (dead-letter inspection and redrive).
+    pub fn backend(&self) -> &Arc<dyn QueueBackend> {
+        &self.backend
+    }
+
+    /// Whether `queue` is declared.
+    pub fn config(&self, queue: &str) -> Option<&QueueConfig> {
+        self.configs.get(queue)
+    }
+}
+
+impl QueueSender for QueueService {
+    fn send<'a>(
+        &'a self,
+        queue: &'a str,
+        messages: Vec<NewMessage>,
+    ) -> BoxFuture<'a, Result<Vec<String>, SendError>> {
+        Box::pin(QueueService::send(self, queue, messages))
+    }
+}
+
+impl Service for QueueService {
+    /// Start the consumers of every queue bound to a function. They stop receiving when
+    /// `shutdown` turns true and finish the batches they hold.
+    fn start(
+        self: Arc<Self>,
+        functions: Arc<dyn Invoker>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        for config in self.configs.values() {
+            if config.function.is_none() {
+                continue;
+            }
+            for _ in 0..config.concurrency {
+                let (service, functions, config, shutdown) = (
+                    self.clone(),
+                    functions.clone(),
+                    config.clone(),
+                    shutdown.clone(),
+                );
+                handles.push(tokio::spawn(async move {
+                    consume(service, functions, config, shutdown).await
+                }));
+            }
+        }
+        handles
+    }
+}
+
+async fn consume(
+    service: Arc<QueueService>,
+    functions: Arc<dyn Invoker>,
+    config: QueueConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let backend = &service.backend;
+    let function = functions
+        .function(config.function.as_deref().unwrap_or_default())
+        .expect("validated at start");
+    while !*shutdown.borrow() {
+        let mut batch = match backend
+            .receive(&config.name, config.batch_size, config.visibility_timeout)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(queue = %config.name, error = %format!("{e:#}"), "receiving from the queue failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            backend.wait_for_work().await;
+            continue;
+        }
+        if batch.len() < config.batch_size && !config.batch_window.is_zero() {
+            tokio::time::sleep(config.batch_window).await;
+            let more = config.batch_size - batch.len();
+            if let Ok(extra) = backend
+                .receive(&config.name, more, config.visibility_timeout)
+                .await
+            {
+                batch.extend(extra);
+            }
+        }
+        deliver(&service, &function, &config, batch).await;
+    }
+}
+
+/// Invoke the function with one batch and settle every message of it.
+async fn deliver(
+    service: &QueueService,
+    function: &Function,
+    config: &QueueConfig,
+    batch: Vec<Received>,
+) {
+    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let wit_batch = Batch {
+        queue: config.name.clone(),
+        messages: batch
+            .into_iter()
+            .map(|m| Message {
+                id: m.id,
+                body: m.body,
+                attributes: m.attributes,
+                attempt: m.attempt,
+                enqueued_at: m.enqueued_at,
+            })
+            .collect(),
+    };
+    let attempts: BTreeMap<&str, u32> = wit_batch
+        .messages
+        .iter()
+        .map(|m| (m.id.as_str(), m.attempt))
+        .collect();
+    let outcome = match function.world() {
+        World::Http => Ok(Ok(post_each(function, &wit_batch).await)),
+        _ => function.invoke_queue(&wit_batch).await,
+    };
+    let failures: Vec<(String, String)> = match outcome {
+        Ok(Ok(failed)) => {
+            let known: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            failed
+                .into_iter()
+                .filter(|f| known.contains(f.id.as_str()))
+                .map(|f| (f.id, f.reason))
+                .collect()
+        }
+        Ok(Err(reason)) => ids
+            .iter()
+            .map(|id| (id.clone(), format!("batch failed: {reason}")))
+            .collect(),
+        Err(e) => ids.iter().map(|id| (id.clone(), e.to_string())).collect(),
+    };
+    let failed: HashSet<&str> = failures.iter().map(|(id, _)| id.as_str()).collect();
+    let done: Vec<String> = ids
+        .iter()
+        .filter(|id| !failed.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let backend = &service.backend;
+    if !done.is_empty() {
+        if let Err(e) = backend.ack(&config.name, done).await {
+            // Not acknowledged means delivered again after the visibility timeout: at least once.
+            tracing::error!(queue = %config.name, error = %format!("{e:#}"), "acknowledging failed; the messages will be redelivered");
+        }
+    }
+    for (id, reason) in &failures {
+        let attempt = attempts.get(id.as_str()).copied().unwrap_or(1);
+        match backend
+            .fail(
+                &config.name,
+                id,
+                reason,
+                config.backoff(attempt),
+                config.max_receive_count,
+                &config.dead_letter_queue,
+            )
+            .await
+        {
+            Ok(FailOutcome::DeadLettered) => {
+                tracing::warn!(queue = %config.name, message_id = %id, attempt,
+                dead_letter_queue = %config.dead_letter_queue, "message moved to the dead-letter queue: {reason}")
+            }
+            Ok(FailOutcome::Retried) => {
+                tracing::info!(queue = %config.name, message_id = %id, attempt,
+                "message failed; will retry: {reason}")
+            }
+            Err(e) => {
+                tracing::error!(queue = %config.name, message_id = %id, error = %format!("{e:#}"),
+                "recording the failure failed; the message will be redelivered after its visibility timeout")
+            }
+        }
+    }
+}
+
+/// Deliver a batch to an `http` function: each message is a `POST /` with the body, its
+/// attributes as `x-wasmfn-attr-NAME` headers and its id as `x-wasmfn-message-id`. A 2xx
+/// response settles the message; anything else fails it with the status and body.
+async fn post_each(function: &Function, batch: &Batch) -> Vec<MessageFailure> {
+    use http_body_util::BodyExt as _;
+    let mut failures = Vec::new();
+    for m in &batch.messages {
+        let mut request = http::Request::post("http://localhost/")
+            .header("x-wasmfn-message-id", &m.id)
+            .header("x-wasmfn-queue", &batch.queue)
+            .header("x-wasmfn-attempt", m.attempt.to_string());
+        if m.body.first() == Some(&b'{') {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in &m.attributes {
+            request = request.header(format!("x-wasmfn-attr-{k}"), v);
+        }
+        let reason = match request.body(wasmfn_host_core::full_body(m.body.clone())) {
+            Err(e) => Some(format!("message cannot be sent as an HTTP request: {e}")),
+            Ok(request) => match function.handle_http(request).await {
+                Err(e) => Some(e.to_string()),
+                Ok(response) if response.status().is_success() => {
+                    // Drain the body so the guest runs to completion.
+                    let _ = response.into_body().collect().await;
+                    None
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                        .unwrap_or_default();
+                    Some(format!("HTTP {status}: {}", body.trim()))
+                }
+            },
+        };
+        if let Some(reason) = reason {
+            failures.push(MessageFailure {
+                id: m.id.clone(),
+                reason,
+            });
+        }
+    }
+    failures
+}
