@@ -241,9 +241,11 @@ fn guest_logs_are_tagged_with_function_and_invocation() {
     let server = f.serve_with(&["--log-format", "json"], &[]);
     assert_eq!(server.get("/caps/log?msg=m1").0, 200);
     assert_eq!(server.get("/caps/log?msg=m2").0, 200);
+    // The background log writer may not have written everything yet: wait for every line read
+    // below (both invocations' guest output and both "invocation finished" lines).
     server.wait_for_log("stderr m2");
-    let lines: Vec<serde_json::Value> = server
-        .logs()
+    let logs = server.wait_for_log_count("invocation finished", 2);
+    let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();

@@ -198,6 +198,21 @@ impl Server {
         }
     }
 
+    /// Wait until the logs contain `needle` at least `count` times.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.matches(needle).count() >= count {
+                return logs;
+            }
+            if Instant::now() > deadline {
+                panic!("log line `{needle}` never appeared {count} times; logs:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Send SIGINT (Ctrl-C) and wait for the exit status.
     pub fn interrupt(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
