@@ -1,8 +1,9 @@
-//! A loaded function: its pre-instantiated component, limits and instance lifecycle.
+//! A loaded function: its pre-instantiated component, settings and capability contexts (the
+//! instance lifecycle is in `instances.rs`, invoking in [`crate::invoke`]).
 //!
-//! Loading does all the expensive work once (read, compile or deserialize, type-check imports
-//! against the linker into an `InstancePre`). An invocation then only allocates a pool slot and
-//! runs the guest: no compilation, no file I/O.
+//! Loading does all the expensive work once (read, compile or deserialize, let each capability
+//! build its context, type-check imports against the linker into an `InstancePre`). An
+//! invocation then only allocates a pool slot and runs the guest: no compilation, no file I/O.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
