@@ -60,20 +60,7 @@ enum Command {
     /// A function is a component `NAME.wasm`, or a folder `NAME/` holding a guest source built
     /// to `NAME/NAME.wasm` by `wasmfn build`. HTTP functions answer at `/NAME` and `/NAME/*`
     /// unless `wasmfn.toml` in the folder says otherwise.
-    Serve {
-        /// The functions folder.
-        #[arg(default_value = "guests")]
-        dir: PathBuf,
-        /// Address to listen on.
-        #[arg(long, short, default_value = "127.0.0.1:3000", env = "WASMFN_LISTEN")]
-        listen: SocketAddr,
-        /// Server threads, each with its own event loop and socket [default: one per core].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Rebuild a guest when its sources change and swap it in without dropping requests.
-        #[arg(long)]
-        watch: bool,
-    },
+    Serve(ServeArgs),
     /// Invoke one function once, in-process, and print its result (like `sam local invoke`).
     Invoke(invoke::InvokeArgs),
     /// Precompile components into the compile cache so that later starts never compile.
@@ -178,33 +165,29 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let builder = host_builder(&cli);
+    let state = cli.state_dir.as_deref();
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::New(args) => new::run(&args),
         Command::Check { dir } => check::run(builder.build()?, &dir),
         Command::Package(args) => package::run(&args, cli.environment.as_deref()),
-        Command::Workflow(command) => workflow_cmd::run(command).await,
+        Command::Workflow(command) => workflow_cmd::run(command, state).await,
         Command::Schema => {
             print!("{}", check::SCHEMA);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send(args) => queue_cmd::send(args).await,
-        Command::PutEvent(args) => workflow_cmd::put_event(args).await,
-        Command::Publish(args) => workflow_cmd::publish(args).await,
-        Command::Queues(server) => queue_cmd::list(server).await,
-        Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server).await,
-        Command::DeadLetters { queue, server } => queue_cmd::dead_letters(queue, server).await,
-        Command::Redrive { queue, to, server } => queue_cmd::redrive(queue, to, server).await,
-        Command::Serve {
-            dir,
-            listen,
-            threads,
-            watch,
-        } => {
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(builder.build()?, dir, listen, threads, watch).await
+        Command::Send(args) => queue_cmd::send(args, state).await,
+        Command::PutEvent(args) => workflow_cmd::put_event(args, state).await,
+        Command::Publish(args) => workflow_cmd::publish(args, state).await,
+        Command::Queues(server) => queue_cmd::list(server, state).await,
+        Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server, state).await,
+        Command::DeadLetters { queue, server } => {
+            queue_cmd::dead_letters(queue, server, state).await
         }
+        Command::Redrive { queue, to, server } => {
+            queue_cmd::redrive(queue, to, server, state).await
+        }
+        Command::Serve(args) => serve(builder.dev(args.dev).build()?, args).await,
         Command::Invoke(args) => invoke::run(builder.build()?, args).await,
         Command::Compile { paths } => compile(&builder.build()?, &paths),
     }
@@ -229,13 +212,49 @@ fn host_builder(cli: &Cli) -> HostBuilder {
     builder
 }
 
-async fn serve(
-    host: Host,
+/// Arguments of `wasmfn serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The functions folder.
+    #[arg(default_value = "guests")]
     dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, short, default_value = "127.0.0.1:3000", env = "WASMFN_LISTEN")]
     listen: SocketAddr,
-    threads: usize,
+    /// Server threads, each with its own event loop and socket [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Rebuild a guest when its sources change and swap it in without dropping requests.
+    #[arg(long)]
     watch: bool,
-) -> Result<ExitCode> {
+    /// Where the host API (`/_wasmfn/`: queues, events, workflows...) listens: HOST:PORT
+    /// (requests need the bearer token in STATE/admin-token or WASMFN_ADMIN_TOKEN) or
+    /// unix:PATH (only this user may connect; no token). Never the public listener.
+    #[arg(long, default_value = wasmfn_host::admin::DEFAULT_ADDRESS, env = "WASMFN_ADMIN_LISTEN", value_name = "ADDRESS")]
+    admin_listen: wasmfn_host::admin::AdminAddress,
+    /// Another name clients use for the admin listener, checked against `Host` (which
+    /// otherwise must be a loopback name or the bound address); repeatable.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
+    /// Development mode: failed invocations answer with the error's text (the trap) and 404s
+    /// list the routes. Without it clients get the error's kind and the invocation id of the
+    /// log line, and a bare 404.
+    #[arg(long, env = "WASMFN_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    dev: bool,
+}
+
+async fn serve(host: Host, args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        dir,
+        listen,
+        threads,
+        watch,
+        admin_listen,
+        admin_hosts,
+        dev: _,
+    } = args;
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if !dir.is_dir() {
         bail!(
             "functions folder `{}` does not exist; pass the folder holding your components",
@@ -248,6 +267,19 @@ async fn serve(
         tracing::info!(instances = prewarmed, "pre-warmed instances ready");
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let state_dir = app
+        .state_dir()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.join(".wasmfn"));
+    let admin =
+        wasmfn_host::admin::AdminServer::bind(&admin_listen, &state_dir, &admin_hosts).await?;
+    let admin_address = admin.address().clone();
+    let admin_task = tokio::spawn(admin.serve(app.clone(), {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }));
     // Queue consumers, schedules, stream consumers, the workflow executor.
     let consumers = app.start(stopped.clone());
     let host = Arc::new(host);
@@ -258,7 +290,7 @@ async fn serve(
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {
-            print_summary(&summary, &dir, addr)
+            print_summary(&summary, &dir, addr, &admin_address)
         })
         .with_context(|| format!("cannot listen on {listen}; pick another address with --listen"))
     });
@@ -275,10 +307,16 @@ async fn serve(
         let _ = c.await;
     }
     server.await??;
+    admin_task.await??;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(app: &wasmfn_host::App, dir: &std::path::Path, addr: SocketAddr) {
+fn print_summary(
+    app: &wasmfn_host::App,
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    admin: &wasmfn_host::admin::AdminAddress,
+) {
     let functions: Vec<_> = app.functions().collect();
     println!(
         "wasmfn: {} function(s) from {}",
@@ -306,6 +344,7 @@ fn print_summary(app: &wasmfn_host::App, dir: &std::path::Path, addr: SocketAddr
     for r in app.routes() {
         println!("  http://{addr}{:<24} -> {}", r.pattern, r.function);
     }
+    println!("admin API on {admin}");
     println!("listening on http://{addr}");
 }
 

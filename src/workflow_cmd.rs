@@ -1,7 +1,7 @@
 //! `wasmfn workflow ...` (check definitions; start, describe and list executions of a running
 //! `wasmfn serve`), `wasmfn put-event` and `wasmfn publish`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use wasmfn_host::workflow::Definition;
 
-use crate::queue_cmd::{client, parse_attr, ServerArg};
+use crate::queue_cmd::{parse_attr, Admin, ServerArg};
 
 /// `wasmfn workflow ...`.
 #[derive(Subcommand)]
@@ -92,7 +92,7 @@ fn json_arg(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("the {what} is not JSON"))
 }
 
-pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
+pub async fn run(command: WorkflowCommand, state: Option<&Path>) -> Result<ExitCode> {
     match command {
         WorkflowCommand::Check { files } => check(&files),
         WorkflowCommand::Start {
@@ -103,7 +103,8 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
             server,
         } => {
             let input = json_arg(input.as_deref().unwrap_or("{}"), "input")?;
-            let mut url = server.url(&format!("workflows/{workflow}/executions"));
+            let admin = server.connect(state)?;
+            let mut url = format!("workflows/{workflow}/executions");
             let mut query = Vec::new();
             if let Some(n) = &name {
                 query.push(format!("name={n}"));
@@ -114,9 +115,7 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
             if !query.is_empty() {
                 url = format!("{url}?{}", query.join("&"));
             }
-            let value = server
-                .call(client().post(&url).body(input.to_string()))
-                .await?;
+            let value = admin.call(admin.post(&url).body(input.to_string())).await?;
             let id = value["executionId"]
                 .as_str()
                 .unwrap_or_default()
@@ -125,12 +124,15 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
                 println!("{id}");
                 return Ok(ExitCode::SUCCESS);
             }
-            describe(&server, &id).await
+            describe(&admin, &id).await
         }
-        WorkflowCommand::Describe { execution, server } => describe(&server, &execution).await,
+        WorkflowCommand::Describe { execution, server } => {
+            describe(&server.connect(state)?, &execution).await
+        }
         WorkflowCommand::List { workflow, server } => {
-            let value = server
-                .call(client().get(server.url(&format!("workflows/{workflow}/executions"))))
+            let admin = server.connect(state)?;
+            let value = admin
+                .call(admin.get(&format!("workflows/{workflow}/executions")))
                 .await?;
             println!(
                 "{:<32} {:<10} {:<24} STARTED (ms)",
@@ -151,10 +153,8 @@ pub async fn run(command: WorkflowCommand) -> Result<ExitCode> {
 }
 
 /// Print an execution and its history; exit status says whether it succeeded.
-async fn describe(server: &ServerArg, id: &str) -> Result<ExitCode> {
-    let value = server
-        .call(client().get(server.url(&format!("executions/{id}"))))
-        .await?;
+async fn describe(admin: &Admin, id: &str) -> Result<ExitCode> {
+    let value = admin.call(admin.get(&format!("executions/{id}"))).await?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(match value["execution"]["status"].as_str() {
         Some("SUCCEEDED") => ExitCode::SUCCESS,
@@ -189,29 +189,26 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-pub async fn put_event(args: PutEventArgs) -> Result<ExitCode> {
+pub async fn put_event(args: PutEventArgs, state: Option<&Path>) -> Result<ExitCode> {
     let detail = json_arg(&args.detail, "detail")?;
     let body = json!({ "source": args.source, "type": args.kind, "detail": detail });
-    let value = args
-        .server
-        .call(
-            client()
-                .post(args.server.url("events"))
-                .body(body.to_string()),
-        )
+    let admin = args.server.connect(state)?;
+    let value = admin
+        .call(admin.post("events").body(body.to_string()))
         .await?;
     println!("accepted: {}", value["ids"]);
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn publish(args: PublishArgs) -> Result<ExitCode> {
-    let mut request = client()
-        .post(args.server.url(&format!("topics/{}/messages", args.topic)))
+pub async fn publish(args: PublishArgs, state: Option<&Path>) -> Result<ExitCode> {
+    let admin = args.server.connect(state)?;
+    let mut request = admin
+        .post(&format!("topics/{}/messages", args.topic))
         .body(args.data.clone());
     for (k, v) in &args.attributes {
         request = request.header(format!("x-wasmfn-attr-{k}"), v);
     }
-    let value = args.server.call(request).await?;
+    let value = admin.call(request).await?;
     println!("accepted: {}", value["id"]);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,9 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::orders::{cli, get_json, order_app, post};
+use common::orders::{admin_json, admin_post_json, cli, get_json, order_app, post};
 use common::servers::Nats;
-use common::{client, wait_until, Fixture};
+use common::{wait_until, Fixture};
 use serde_json::json;
 
 #[test]
@@ -32,9 +32,9 @@ fn fan_out_and_rules(f: Fixture) {
     let (status, body) = post(&server, "/orders", r#"{"orderId": "big", "total": 250}"#);
     assert_eq!(status, 202, "{body}");
     // A small order through the host API: not audited.
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         &server,
-        "/_wasmfn/events",
+        "events",
         r#"{"source": "shop.orders", "type": "OrderPlaced", "detail": {"orderId": "small", "total": 5}}"#,
     );
     assert_eq!(status, 202, "{body}");
@@ -52,9 +52,9 @@ fn fan_out_and_rules(f: Fixture) {
         ],
     );
     // Events that match no rule go nowhere.
-    let (status, _) = post(
+    let (status, _) = admin_post_json(
         &server,
-        "/_wasmfn/events",
+        "events",
         r#"{"source": "shop.returns", "type": "OrderPlaced", "detail": {"orderId": "elsewhere", "total": 500}}"#,
     );
     assert_eq!(status, 202);
@@ -82,7 +82,7 @@ fn fan_out_and_rules(f: Fixture) {
     );
     // The failing subscriber's message ends in its dead-letter queue; email got it once.
     wait_until("the analytics dead letter", Duration::from_secs(20), || {
-        get_json(&server, "/_wasmfn/queues/analytics-queue-dlq/messages")["messages"]
+        admin_json(&server, "queues/analytics-queue-dlq/messages")["messages"]
             .as_array()
             .unwrap()
             .len()
@@ -109,8 +109,8 @@ fn fan_out_and_rules(f: Fixture) {
     assert_eq!(order("refund-1")["seen"]["analytics"], 0);
     // A slow subscriber delays only itself: email has the order while analytics still works.
     let published = Instant::now();
-    let r = client()
-        .post(server.url("/_wasmfn/topics/order-events/messages"))
+    let r = server
+        .admin_post("topics/order-events/messages")
         .header("x-wasmfn-attr-type", "OrderPlaced")
         .body(r#"{"orderId": "slowpoke", "slowConsumer": "analytics", "sleepMs": 4000}"#)
         .send()
@@ -132,18 +132,18 @@ fn fan_out_and_rules(f: Fixture) {
         order("notice-1")["seen"]["email"] == 1
     });
     assert_eq!(order("notice-1")["seen"]["analytics"], 0);
-    let (status, body) = post(&server, "/_wasmfn/topics/nope/messages", "x");
+    let (status, body) = admin_post_json(&server, "topics/nope/messages", "x");
     assert_eq!(status, 404);
     assert!(
         body.as_str().unwrap().contains("declared: order-events"),
         "{body}"
     );
-    let (status, _) = post(
+    let (status, _) = admin_post_json(
         &server,
-        "/_wasmfn/events",
+        "events",
         r#"{"source": "s", "type": "t", "detail": [1]}"#,
     );
     assert_eq!(status, 400);
-    let rules = get_json(&server, "/_wasmfn/rules");
+    let rules = admin_json(&server, "rules");
     assert_eq!(rules["rules"][0]["targets"], json!(["function:orders"]));
 }

@@ -77,8 +77,8 @@ fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
         .iter()
         .map(|b| serde_json::json!({ "body": b }))
         .collect();
-    let r = client()
-        .post(server.url(&format!("/_wasmfn/queues/{queue}/batch")))
+    let r = server
+        .admin_post(&format!("queues/{queue}/batch"))
         .json(&serde_json::json!({ "messages": messages }))
         .send()
         .unwrap();
@@ -92,13 +92,8 @@ fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn get_json(server: &Server, path: &str) -> serde_json::Value {
-    client()
-        .get(server.url(path))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+fn admin_json(server: &Server, path: &str) -> serde_json::Value {
+    server.admin_get(path).send().unwrap().json().unwrap()
 }
 
 #[test]
@@ -125,7 +120,7 @@ fn partial_failure(backend: Backend) {
         .collect();
     send_batch(&server, "jobs", &bodies);
     wait_until("two dead letters", Duration::from_secs(40), || {
-        get_json(&server, "/_wasmfn/queues/jobs-dlq/messages")["messages"]
+        admin_json(&server, "queues/jobs-dlq/messages")["messages"]
             .as_array()
             .unwrap()
             .len()
@@ -160,7 +155,7 @@ fn partial_failure(backend: Backend) {
             .all(|(_, _, b)| b.starts_with("fail")),
         "{seen:?}"
     );
-    let dead = get_json(&server, "/_wasmfn/queues/jobs-dlq/messages");
+    let dead = admin_json(&server, "queues/jobs-dlq/messages");
     for m in dead["messages"].as_array().unwrap() {
         assert_eq!(m["receive_count"], 3);
         assert!(
@@ -171,7 +166,7 @@ fn partial_failure(backend: Backend) {
             "{m}"
         );
     }
-    let queues = get_json(&server, "/_wasmfn/queues");
+    let queues = admin_json(&server, "queues");
     let jobs = queues["queues"]
         .as_array()
         .unwrap()
@@ -185,8 +180,8 @@ fn partial_failure(backend: Backend) {
         "{queues}"
     );
     // Redrive puts them back, with a fresh receive count.
-    let moved: serde_json::Value = client()
-        .post(server.url("/_wasmfn/queues/jobs-dlq/redrive"))
+    let moved: serde_json::Value = server
+        .admin_post("queues/jobs-dlq/redrive")
         .send()
         .unwrap()
         .json()
@@ -252,7 +247,7 @@ fn survive_kill_9(backend: Backend) {
         || distinct(&seen) == total,
     );
     wait_until("the queue to drain", Duration::from_secs(30), || {
-        let q = get_json(&server, "/_wasmfn/queues");
+        let q = admin_json(&server, "queues");
         let jobs = q["queues"]
             .as_array()
             .unwrap()
@@ -304,7 +299,7 @@ fn bad_queue_inputs_get_clear_errors_and_nothing_is_lost() {
         send_batch(&server, "misbound", &["kept".to_string()]).len(),
         1
     );
-    let q = get_json(&server, "/_wasmfn/queues");
+    let q = admin_json(&server, "queues");
     let misbound = q["queues"]
         .as_array()
         .unwrap()
@@ -314,8 +309,8 @@ fn bad_queue_inputs_get_clear_errors_and_nothing_is_lost() {
         .clone();
     assert_eq!(misbound["waiting"], 1, "{q}");
 
-    let r = client()
-        .post(server.url("/_wasmfn/queues/nope/messages"))
+    let r = server
+        .admin_post("queues/nope/messages")
         .body("x")
         .send()
         .unwrap();
@@ -325,16 +320,16 @@ fn bad_queue_inputs_get_clear_errors_and_nothing_is_lost() {
         .unwrap()
         .contains("no queue named `nope`; declared queues: jobs"));
 
-    let r = client()
-        .post(server.url("/_wasmfn/queues/jobs/messages"))
+    let r = server
+        .admin_post("queues/jobs/messages")
         .body(vec![b'x'; 2048])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     assert!(r.text().unwrap().contains("limit of 1024 bytes"));
 
-    let r = client()
-        .post(server.url("/_wasmfn/queues/jobs/batch"))
+    let r = server
+        .admin_post("queues/jobs/batch")
         .body("{\"messages\": 1}")
         .send()
         .unwrap();
@@ -349,9 +344,9 @@ fn send_and_queues_commands_talk_to_the_server() {
     let server = f.serve();
     let out = common::wasmfn()
         .args([
-            "send", "jobs", "--data", "from-cli", "--attr", "k=v", "--server",
+            "send", "jobs", "--data", "from-cli", "--attr", "k=v", "--dir",
         ])
-        .arg(server.url(""))
+        .arg(f.dir.path())
         .output()
         .unwrap();
     assert!(
@@ -364,8 +359,8 @@ fn send_and_queues_commands_talk_to_the_server() {
         seen.lock().unwrap().iter().any(|(_, _, b)| b == "from-cli")
     });
     let out = common::wasmfn()
-        .args(["queues", "--server"])
-        .arg(server.url(""))
+        .args(["queues", "--state-dir"])
+        .arg(&server.state_dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -374,7 +369,7 @@ fn send_and_queues_commands_talk_to_the_server() {
         "{text}"
     );
     let out = common::wasmfn()
-        .args(["send", "jobs", "-d", "x", "--server", "http://127.0.0.1:9"])
+        .args(["send", "jobs", "-d", "x", "--admin", "http://127.0.0.1:9"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -395,6 +390,11 @@ fn guest_publish(backend: Backend) {
     let (url, seen) = collector(Duration::ZERO);
     let f = fixture_on(&backend, &url, "visibility-timeout = \"3s\"");
     f.copy_guest("publisher", "publisher");
+    let manifest = std::fs::read_to_string(f.dir.path().join("wasmfn.toml")).unwrap();
+    f.write(
+        "wasmfn.toml",
+        format!("{manifest}\n[functions.publisher]\nqueues = [\"jobs\", \"nope\"]\n"),
+    );
     let server = f.serve();
     let r = client()
         .post(server.url("/publisher/jobs"))
@@ -423,4 +423,16 @@ fn guest_publish(backend: Backend) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(r.text().unwrap(), "no such queue: nope");
+    // A queue it was not granted (another function's dead-letter queue) is refused.
+    let r = client()
+        .post(server.url("/publisher/jobs-dlq"))
+        .body("forged dead letter")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let text = r.text().unwrap();
+    assert!(
+        text.contains("may not reach queue `jobs-dlq`") && text.contains("[functions.publisher]"),
+        "{text}"
+    );
 }

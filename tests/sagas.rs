@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::orders::{
-    cli, get_json, order_app, post, run_saga, runs, saga_on_postgres, slow_saga, states,
+    admin_json, admin_post_json, cli, order_app, post, run_saga, runs, saga_on_postgres, slow_saga,
+    states,
 };
 use common::servers::postgres;
 use common::{wait_until, wasmfn};
@@ -21,9 +22,9 @@ fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
     // Two hosts on one folder: the same PostgreSQL store (and the same embedded KV file).
     let mut a = f.serve();
     let b = f.serve();
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         &a,
-        "/_wasmfn/workflows/order-saga/executions?name=moved",
+        "workflows/order-saga/executions?name=moved",
         r#"{"orderId": "moved"}"#,
     );
     assert_eq!(status, 201, "{body}");
@@ -31,7 +32,7 @@ fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
         "the payment step on host A",
         Duration::from_secs(10),
         || {
-            get_json(&a, "/_wasmfn/executions/moved")["history"]
+            admin_json(&a, "executions/moved")["history"]
                 .as_array()
                 .unwrap()
                 .len()
@@ -42,7 +43,7 @@ fn postgres_store_hands_a_dead_hosts_execution_to_another_host() {
     a.child.wait().unwrap();
     // Host B sees the same execution, takes it over once A's lease lapses, and finishes it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while get_json(&b, "/_wasmfn/executions/moved")["execution"]["status"] == "RUNNING" {
+    while admin_json(&b, "executions/moved")["execution"]["status"] == "RUNNING" {
         assert!(
             Instant::now() < deadline,
             "host B never finished it; its logs:\n{}",
@@ -173,9 +174,9 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
     );
 
     // Starting the same name again returns the existing execution; bad input is refused.
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         &server,
-        "/_wasmfn/workflows/order-saga/executions?name=order-ok",
+        "workflows/order-saga/executions?name=order-ok",
         "{}",
     );
     assert_eq!(
@@ -183,13 +184,9 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
         (200, json!(false)),
         "{body}"
     );
-    let (status, body) = post(
-        &server,
-        "/_wasmfn/workflows/order-saga/executions",
-        "{not json",
-    );
+    let (status, body) = admin_post_json(&server, "workflows/order-saga/executions", "{not json");
     assert_eq!(status, 400, "{body}");
-    let (status, body) = post(&server, "/_wasmfn/workflows/nope/executions", "{}");
+    let (status, body) = admin_post_json(&server, "workflows/nope/executions", "{}");
     assert_eq!(status, 404);
     assert!(
         body.as_str().unwrap().contains("declared: order-saga"),
@@ -200,8 +197,7 @@ fn the_order_saga_succeeds_and_compensates_a_failure_at_each_step() {
     let (status, body) = post(&server, "/orders/saga", r#"{"orderId": "from-guest"}"#);
     assert_eq!(status, 201, "{body}");
     wait_until("the guest-started saga", Duration::from_secs(10), || {
-        get_json(&server, "/_wasmfn/executions/order-from-guest")["execution"]["status"]
-            == "SUCCEEDED"
+        admin_json(&server, "executions/order-from-guest")["execution"]["status"] == "SUCCEEDED"
     });
 
     // The CLI: start with --wait prints the execution and exits 0 on success.
@@ -227,14 +223,14 @@ fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
     f.write("order-saga.asl.json", &slow);
     let mut server = f.serve();
     let started = Instant::now();
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         &server,
-        "/_wasmfn/workflows/order-saga/executions?name=crash",
+        "workflows/order-saga/executions?name=crash",
         r#"{"orderId": "crash"}"#,
     );
     assert_eq!(status, 201, "{body}");
     wait_until("the payment step", Duration::from_secs(10), || {
-        get_json(&server, "/_wasmfn/executions/crash")["history"]
+        admin_json(&server, "executions/crash")["history"]
             .as_array()
             .unwrap()
             .len()
@@ -245,7 +241,7 @@ fn kill_9_mid_execution_resumes_without_rerunning_completed_steps() {
 
     let server = f.serve();
     wait_until("the resumed execution", Duration::from_secs(20), || {
-        get_json(&server, "/_wasmfn/executions/crash")["execution"]["status"] != "RUNNING"
+        admin_json(&server, "executions/crash")["execution"]["status"] != "RUNNING"
     });
     // Each step ran exactly once, as the guests counted, and the Wait kept its deadline.
     assert_slow_saga_ran_each_step_once(&server, "crash", "crash");
@@ -315,7 +311,7 @@ fn bad_workflows_and_rules_are_refused_naming_the_state_or_the_target() {
         r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "orders", "End": true}}}"#,
     );
     let server = f.serve();
-    let (status, body) = post(&server, "/_wasmfn/workflows/order-saga/executions", "{}");
+    let (status, body) = admin_post_json(&server, "workflows/order-saga/executions", "{}");
     assert_eq!(status, 409, "{body}");
     assert!(
         body.as_str()
@@ -372,7 +368,7 @@ fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9
     assert_eq!(output["branches"][1]["payment"], "pay-both");
     assert_eq!(runs(&server, "both")["reserve"], 1);
     // The branches are executions of their own, with their own history.
-    let child = get_json(&server, "/_wasmfn/executions/order-both:2:1");
+    let child = admin_json(&server, "executions/order-both:2:1");
     assert_eq!(states(child["history"].as_array().unwrap()), ["Pause", "P"]);
 
     // A failing branch fails the Parallel, whose Catch takes over.
@@ -405,9 +401,9 @@ fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9
 
     // kill -9 while a branch waits: the restarted host resumes the parent and both branches,
     // and no task runs twice.
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         &server,
-        "/_wasmfn/workflows/order-saga/executions?name=order-crash",
+        "workflows/order-saga/executions?name=order-crash",
         r#"{"orderId": "crash", "total": 500}"#,
     );
     assert_eq!(status, 201, "{body}");
@@ -420,9 +416,9 @@ fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9
     wait_until(
         "the resumed parallel execution",
         Duration::from_secs(20),
-        || get_json(&server, "/_wasmfn/executions/order-crash")["execution"]["status"] != "RUNNING",
+        || admin_json(&server, "executions/order-crash")["execution"]["status"] != "RUNNING",
     );
-    let described = get_json(&server, "/_wasmfn/executions/order-crash");
+    let described = admin_json(&server, "executions/order-crash");
     assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
     assert_eq!(
         states(described["history"].as_array().unwrap()),
@@ -437,7 +433,7 @@ fn choice_parallel_wait_and_timeouts_run_as_defined_and_parallel_survives_kill_9
 /// The slow saga's execution `name` (for order `order`) succeeded with every state once in
 /// its history and every step run exactly once by the guests' own count.
 fn assert_slow_saga_ran_each_step_once(server: &common::Server, name: &str, order: &str) {
-    let described = get_json(server, &format!("/_wasmfn/executions/{name}"));
+    let described = admin_json(server, &format!("executions/{name}"));
     assert_eq!(described["execution"]["status"], "SUCCEEDED", "{described}");
     assert_eq!(
         states(described["history"].as_array().unwrap()),

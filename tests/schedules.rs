@@ -101,8 +101,8 @@ fn trigger_runs_a_schedule_now() {
     );
     let server = f.serve();
     let out = wasmfn()
-        .args(["trigger", "yearly", "--server"])
-        .arg(server.url(""))
+        .args(["trigger", "yearly", "--state-dir"])
+        .arg(&server.state_dir)
         .output()
         .unwrap();
     assert!(
@@ -114,16 +114,16 @@ fn trigger_runs_a_schedule_now() {
     server.wait_for_log("yearly (0 0 1 1 *) ran");
 
     let out = wasmfn()
-        .args(["trigger", "failing", "--server"])
-        .arg(server.url(""))
+        .args(["trigger", "failing", "--state-dir"])
+        .arg(&server.state_dir)
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("schedule failing is set up to fail"));
 
     let out = wasmfn()
-        .args(["trigger", "nope", "--server"])
-        .arg(server.url(""))
+        .args(["trigger", "nope", "--state-dir"])
+        .arg(&server.state_dir)
         .output()
         .unwrap();
     assert!(!out.status.success());

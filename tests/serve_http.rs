@@ -205,7 +205,7 @@ fn pooling_falls_back_to_on_demand_when_address_space_is_limited() {
     let f = Fixture::with_guests(&["hello"]);
     // 64 GiB of address space: plenty for one on-demand instance, far too little for the pool.
     let script = format!(
-        "ulimit -v 67108864 && exec {} serve {} --listen 127.0.0.1:0 --cache-dir {}",
+        "ulimit -v 67108864 && exec {} serve {} --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --cache-dir {}",
         env!("CARGO_BIN_EXE_wasmfn"),
         f.dir.path().display(),
         f.cache.path().display()

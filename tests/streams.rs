@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{client, wait_until, Fixture, Server};
+use common::{wait_until, Fixture, Server};
 
 fn fixture(url: &str, settings: &str) -> Fixture {
     let f = Fixture::with_guests(&["stream-recorder"]);
@@ -25,8 +25,8 @@ fn append(server: &Server, keys: &[String]) {
         .iter()
         .map(|k| serde_json::json!({"type": "change", "source": "users", "key": k, "operation": "modify", "newImage": {"k": k}}))
         .collect();
-    let r = client()
-        .post(server.url("/_wasmfn/streams/users/records"))
+    let r = server
+        .admin_post("streams/users/records")
         .json(&serde_json::json!({ "events": events }))
         .send()
         .unwrap();
@@ -85,8 +85,8 @@ fn records_arrive_in_order_per_key_and_survive_kill_9() {
     }
     let duplicates = lines.len() - seen.len();
     eprintln!("stream: {total} records, kill -9 after {at_kill} deliveries, none lost, {duplicates} delivered twice");
-    let lag: serde_json::Value = client()
-        .get(server.url("/_wasmfn/streams/users"))
+    let lag: serde_json::Value = server
+        .admin_get("streams/users")
         .send()
         .unwrap()
         .json()
@@ -112,8 +112,8 @@ fn a_poison_record_is_retried_then_parked_alone() {
         Duration::from_secs(20),
         || lines.lock().unwrap().iter().any(|l| l.starts_with("d ")),
     );
-    let parked: serde_json::Value = client()
-        .get(server.url("/_wasmfn/streams/users/parked"))
+    let parked: serde_json::Value = server
+        .admin_get("streams/users/parked")
         .send()
         .unwrap()
         .json()
@@ -145,14 +145,14 @@ fn bad_stream_records_are_refused() {
     let (url, _lines) = common::collector(Duration::ZERO);
     let f = fixture(&url, "");
     let server = f.serve();
-    let r = client()
-        .post(server.url("/_wasmfn/streams/nope/records"))
+    let r = server
+        .admin_post("streams/nope/records")
         .body("{}")
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let r = client()
-        .post(server.url("/_wasmfn/streams/users/records"))
+    let r = server
+        .admin_post("streams/users/records")
         .body(r#"{"events":[{"type":"change","source":"s","key":"k","operation":"upsert"}]}"#)
         .send()
         .unwrap();

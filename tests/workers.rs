@@ -354,7 +354,7 @@ fn concurrent_requests_each_get_their_own_instance() {
 
 #[test]
 fn published_messages_reach_the_queue_with_their_id_and_attributes() {
-    let manifest = "[queues.orders]\n";
+    let manifest = "[queues.orders]\n\n[functions.publisher]\nqueues = [\"*\"]\n";
     let (_f, bundle, output) = package_with("publisher", "publisher", manifest);
     assert_packaged(&output);
     let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();

@@ -40,8 +40,8 @@ printf '[functions.hello]\ninstances = "reuse"\nmax-uses = 1000\n' > "$WORK/reus
 
 # Same logging stance for every server: errors only, so no one pays for per-request log lines.
 export WASMFN_LOG=warn RUST_LOG=warn
-"$WASMFN" serve "$WORK/fresh" --listen 127.0.0.1:3101 >"$WORK/fresh.log" 2>&1 & PIDS+=($!)
-"$WASMFN" serve "$WORK/reuse" --listen 127.0.0.1:3102 >"$WORK/reuse.log" 2>&1 & PIDS+=($!)
+"$WASMFN" serve "$WORK/fresh" --listen 127.0.0.1:3101 --admin-listen 127.0.0.1:0 >"$WORK/fresh.log" 2>&1 & PIDS+=($!)
+"$WASMFN" serve "$WORK/reuse" --listen 127.0.0.1:3102 --admin-listen 127.0.0.1:0 >"$WORK/reuse.log" 2>&1 & PIDS+=($!)
 "$WASMTIME" serve -Scli --addr 127.0.0.1:3103 "$HELLO" >"$WORK/wt.log" 2>&1 & PIDS+=($!)
 "$WASMTIME" serve -Scli --max-instance-reuse-count 1000 --addr 127.0.0.1:3104 "$HELLO" >"$WORK/wt-reuse.log" 2>&1 & PIDS+=($!)
 "$CARGO_TARGET_DIR/release/examples/native_hello" 127.0.0.1:3105 >"$WORK/native.log" 2>&1 & PIDS+=($!)

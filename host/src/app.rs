@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wasmfn_host_core::services::Services;
 use wasmfn_host_core::{
-    error_response, text_response, AppCapability, Function, HttpResponse, Invoker, LoadError,
-    Service, World,
+    error_response, opaque_error_response, text_response, AppCapability, Function, HttpResponse,
+    Invoker, LoadError, Service, World,
 };
 
 use crate::load::default_routes;
@@ -51,6 +51,10 @@ pub struct App {
     /// The app's event bus and topics, when the manifest declares rules or topics.
     #[cfg(feature = "events")]
     pub(crate) events: Option<Arc<wasmfn_host_orchestration::eventbus::EventBus>>,
+    /// Where its durable state lives (queues, embedded stores, the admin token).
+    pub(crate) state_dir: Option<std::path::PathBuf>,
+    /// Development mode: clients see errors' text and the route table (see [`App::set_dev`]).
+    pub(crate) dev: bool,
 }
 
 impl App {
@@ -254,26 +258,72 @@ impl App {
             .map(current)
     }
 
-    /// Route and handle one HTTP request; errors become HTTP error responses.
+    /// In development mode a failed invocation answers with the error's text (the trap, the
+    /// limit and the setting to raise) and an unknown path lists the routes. Otherwise clients
+    /// get the error's kind and the invocation id the host's log line carries, and a bare 404:
+    /// the trap text and the route table are the operator's, not the internet's.
+    pub fn set_dev(&mut self, dev: bool) {
+        self.dev = dev;
+    }
+
+    /// Whether it is in development mode.
+    pub fn is_dev(&self) -> bool {
+        self.dev
+    }
+
+    /// Where the app keeps its durable state (`None` for an app built by hand).
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.state_dir.as_deref()
+    }
+
+    /// Route and handle one HTTP request from the public listener; errors become HTTP error
+    /// responses. Paths under `/_wasmfn/` are the host API's, answered only by
+    /// [`App::handle_admin`] (the admin listener), never here.
     pub async fn handle<B>(&self, request: http::Request<B>) -> HttpResponse
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         if request.uri().path().starts_with(crate::control_api::PREFIX) {
-            return crate::control_api::handle(self, request).await;
+            return text_response(
+                http::StatusCode::NOT_FOUND,
+                "the host API is not served here; it is on the admin listener (`wasmfn serve --admin-listen`)",
+            );
         }
         let Some(function) = self.route(request.uri().path()) else {
             return self.not_found(request.uri().path());
         };
-        match function.handle_http(request).await {
+        match function.handle_http_traced(request).await {
             Ok(response) => response,
-            Err(e) => error_response(&e),
+            Err(failure) if self.dev => error_response(&failure.error),
+            Err(failure) => opaque_error_response(&failure),
         }
+    }
+
+    /// Handle one request to the host API (`/_wasmfn/...`). The caller has checked who sent
+    /// it ([`crate::admin::AdminGuard`]).
+    pub async fn handle_admin<B>(&self, request: http::Request<B>) -> HttpResponse
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        if !request.uri().path().starts_with(crate::control_api::PREFIX) {
+            return text_response(
+                http::StatusCode::NOT_FOUND,
+                format!(
+                    "the admin listener serves the host API under `{}` only; functions are on the public listener",
+                    crate::control_api::PREFIX
+                ),
+            );
+        }
+        crate::control_api::handle(self, request).await
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
         let mut text = format!("no function is routed at `{path}`.");
+        if !self.dev {
+            return text_response(http::StatusCode::NOT_FOUND, text);
+        }
         if self.routes.is_empty() {
             text.push_str(" No HTTP functions are loaded.");
         } else {

@@ -25,6 +25,7 @@ pub struct Host {
     pub(crate) capabilities: Arc<[Arc<dyn Capability>]>,
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) environment: Option<String>,
+    pub(crate) dev: bool,
 }
 
 /// Builder for [`Host`].
@@ -35,6 +36,7 @@ pub struct HostBuilder {
     state_dir: Option<PathBuf>,
     environment: Option<String>,
     config_env_prefix: Option<String>,
+    dev: bool,
 }
 
 impl Default for HostBuilder {
@@ -45,6 +47,7 @@ impl Default for HostBuilder {
             state_dir: None,
             environment: None,
             config_env_prefix: None,
+            dev: false,
         }
     }
 }
@@ -66,6 +69,12 @@ impl HostBuilder {
     /// function (see [`crate::config_env`]); the Lambda adapter uses `WASMFN_CONFIG_`.
     pub fn config_from_env(mut self, prefix: impl Into<String>) -> Self {
         self.config_env_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Load apps in development mode (see [`App::set_dev`]): clients see errors' text.
+    pub fn dev(mut self, dev: bool) -> Self {
+        self.dev = dev;
         self
     }
 
@@ -114,6 +123,7 @@ impl HostBuilder {
             capabilities: capabilities.into(),
             state_dir: self.state_dir,
             environment: self.environment,
+            dev: self.dev,
         })
     }
 }

@@ -32,6 +32,7 @@
 //! With `default-features = false` only the core and the http path are built (config, secrets,
 //! logging, outbound HTTP); each embedded store, trigger and distributed backend is a feature.
 
+pub mod admin;
 mod app;
 mod control_api;
 mod host;
@@ -72,10 +73,11 @@ pub use router::Route;
 #[cfg(not(feature = "queues"))]
 pub use wasmfn_host_core::queue;
 pub use wasmfn_host_core::{
-    error_response, event_json, full_body, parse_duration, parse_size, schedule, secrets, stream,
-    task, text_response, Allocator, CacheOutcome, CompileCache, EngineOptions, Extensions,
-    Function, FunctionSettings, HttpResponse, InstanceMode, InstanceState, InvokeError, Invoker,
-    Limits, LoadError, RequestBody, ReusePolicy, World, WorldError,
+    error_response, event_json, full_body, opaque_error_response, parse_duration, parse_size,
+    schedule, secrets, stream, task, text_response, Allocator, CacheOutcome, CompileCache,
+    EngineOptions, Extensions, Function, FunctionSettings, HttpFailure, HttpResponse, InstanceMode,
+    InstanceState, InvokeError, Invoker, Limits, LoadError, RequestBody, ReusePolicy, World,
+    WorldError,
 };
 
 /// The layers below, for embedders that need more than the re-exports.

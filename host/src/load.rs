@@ -38,6 +38,8 @@ impl Host {
             .clone()
             .unwrap_or_else(|| dir.join(".wasmfn"));
         let mut app = App::default();
+        app.state_dir = Some(state.clone());
+        app.dev = self.dev;
         app.capabilities = self.configure_capabilities(&AppContext {
             sections: &manifest.sections,
             state_dir: &state,

@@ -119,6 +119,14 @@ pub(crate) fn absent_function_key(key: &str) -> Option<&'static str> {
         ("sql", "sql"),
         #[cfg(not(feature = "blob"))]
         ("blob", "blob"),
+        #[cfg(not(feature = "queues"))]
+        ("queues", "queues"),
+        #[cfg(not(feature = "events"))]
+        ("event-sources", "events"),
+        #[cfg(not(feature = "events"))]
+        ("topics", "events"),
+        #[cfg(not(feature = "workflows"))]
+        ("workflows", "workflows"),
     ];
     absent.iter().find(|(k, _)| *k == key).map(|(_, f)| *f)
 }

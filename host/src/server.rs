@@ -9,21 +9,73 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
+use wasmfn_host_core::HttpResponse;
+
 use crate::app::App;
 
 /// How long in-flight requests may take to finish after shutdown is requested.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's head (HTTP/1), and to send its first byte
+/// on a new connection: a trickling or silent client is disconnected instead of holding a
+/// socket forever. Also the keep-alive idle limit, since hyper times the wait for the next
+/// request head the same way.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one server accepts at most.
+#[derive(Clone)]
+pub struct ServerLimits {
+    /// Open connections; further clients wait in the kernel's backlog until one closes.
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl ServerLimits {
+    /// At most `max` open connections.
+    pub fn new(max: usize) -> Self {
+        Self {
+            connections: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+        }
+    }
+
+    /// Connections from the process's descriptor limit: all but 256 kept for files, stores and
+    /// outbound requests.
+    pub fn from_descriptor_limit() -> Self {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            limit.rlim_cur as usize
+        } else {
+            1024
+        };
+        Self::new(soft.saturating_sub(256).clamp(64, 100_000))
+    }
+
+    /// Connections that may still be opened.
+    pub fn available(&self) -> usize {
+        self.connections.available_permits()
+    }
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self::from_descriptor_limit()
+    }
+}
 
 /// Serve `app` on `listener` until `shutdown` resolves, then drain in-flight requests.
 pub async fn serve(
@@ -31,7 +83,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    serve_with_limits(app, listener, shutdown, ServerLimits::default()).await
+}
+
+/// [`serve`] with explicit [`ServerLimits`] (shared by every listener given the same ones).
+pub async fn serve_with_limits(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    limits: ServerLimits,
+) -> Result<()> {
     let sweeper = tokio::spawn({
         let app = app.clone();
         async move {
@@ -49,11 +110,69 @@ pub async fn serve(
             }
         }
     });
+    // Owned by `accept`, so that the socket closes (new clients are refused) the moment the
+    // loop stops accepting, not after the drain.
+    let listener = Arc::new(listener);
+    let accept = move || {
+        let listener = listener.clone();
+        async move {
+            let (stream, peer) = listener.accept().await?;
+            // Responses are small and latency-bound; don't let Nagle hold them back.
+            let _ = stream.set_nodelay(true);
+            Ok((stream, peer.to_string()))
+        }
+    };
+    let handle = move |request| {
+        let app = app.clone();
+        async move { app.handle(request).await }
+    };
+    serve_connections(accept, handle, shutdown, &limits).await;
+    sweeper.abort();
+    Ok(())
+}
+
+/// Serve every connection `accept` yields with `handle` (HTTP/1.1 and HTTP/2) until `shutdown`
+/// resolves; then stop accepting and let in-flight requests finish (for [`DRAIN_TIMEOUT`]).
+pub(crate) async fn serve_connections<A, AF, I, H, HF>(
+    mut accept: A,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+    limits: &ServerLimits,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = std::io::Result<(I, String)>>,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(http::Request<hyper::body::Incoming>) -> HF + Clone + Send + Sync + 'static,
+    HF: Future<Output = HttpResponse> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Request heads larger than this are refused (431): 64 KiB is 8x what browsers send.
+        .max_buf_size(64 << 10);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Dead peers are found by ping; streams per connection are bounded.
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 << 10);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // A free connection slot first: at the cap, new clients wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = limits.connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -64,25 +183,36 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // Responses are small and latency-bound; don't let Nagle hold them back.
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let handle = handle.clone();
         let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(request).await) }
+            let response = handle(request);
+            async move { Ok::<_, Infallible>(response.await) }
         });
+        let (stream, heard) = FirstByte::new(stream);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _permit = permit;
+            tokio::pin!(connection);
+            // Until the protocol is known nothing times a silent client out: do it here.
+            let result = tokio::select! {
+                r = &mut connection => r,
+                () = tokio::time::sleep(HEADER_READ_TIMEOUT) => {
+                    if !heard.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "closed a connection that sent nothing");
+                        return;
+                    }
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    drop(listener);
-    sweeper.abort();
+    drop(accept);
     tracing::info!("shutting down: draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -90,7 +220,6 @@ pub async fn serve(
             tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; exiting anyway");
         }
     }
-    Ok(())
 }
 
 /// Serve `app` on `addr` with `threads` single-threaded runtimes sharing the port through
@@ -104,11 +233,13 @@ pub fn serve_threads(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let threads = threads.max(1);
+    let limits = ServerLimits::default();
     let mut bound = addr;
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr>>();
         let app = app.clone();
+        let limits = limits.clone();
         let mut shutdown = shutdown.clone();
         let handle = std::thread::Builder::new()
             .name(format!("wasmfn-http-{i}"))
@@ -132,7 +263,7 @@ pub fn serve_threads(
                             }
                         }
                     };
-                    serve(app, listener, stop).await
+                    serve_with_limits(app, listener, stop, limits).await
                 })
             })?;
         // The first thread picks the port (port 0 means any); the others join it.
@@ -147,6 +278,76 @@ pub fn serve_threads(
             .map_err(|_| anyhow::anyhow!("a server thread panicked"))??;
     }
     Ok(())
+}
+
+/// A connection's stream that notes when the client first sent something.
+struct FirstByte<I> {
+    inner: I,
+    heard: Arc<AtomicBool>,
+}
+
+impl<I> FirstByte<I> {
+    fn new(inner: I) -> (Self, Arc<AtomicBool>) {
+        let heard = Arc::new(AtomicBool::new(false));
+        (
+            Self {
+                inner,
+                heard: heard.clone(),
+            },
+            heard,
+        )
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByte<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByte<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener> {

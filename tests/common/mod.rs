@@ -102,6 +102,12 @@ impl Fixture {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The admin listener's `HOST:PORT`.
+    pub admin_addr: String,
+    /// The admin token the host wrote to its state folder.
+    pub admin_token: String,
+    /// Its state folder (where `admin-endpoint` and `admin-token` are).
+    pub state_dir: PathBuf,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
 }
@@ -114,11 +120,22 @@ impl Server {
 
     /// [`Server::start`] with environment variables for the server process.
     pub fn start_env(dir: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        // Development mode unless the test says otherwise: its assertions read errors' text.
+        let dev = match env.iter().any(|(k, _)| *k == "WASMFN_DEV") {
+            true => &[][..],
+            false => &[("WASMFN_DEV", "1")][..],
+        };
         let mut child = wasmfn()
+            .envs(dev.iter().copied())
             .envs(env.iter().copied())
             .arg("serve")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(match extra.contains(&"--admin-listen") {
+                true => &[][..],
+                false => &["--admin-listen", "127.0.0.1:0"][..],
+            })
+            .arg("--cache-dir")
             .arg(cache)
             .args(extra)
             .stdout(Stdio::piped())
@@ -140,16 +157,20 @@ impl Server {
         let sink = stdout.clone();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
+            let mut admin = String::new();
             for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("admin API on http://") {
+                    admin = addr.to_string();
+                }
                 if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), admin.clone()));
                 }
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        let addr = rx
+        let (addr, admin_addr) = rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -158,12 +179,46 @@ impl Server {
                     stderr.lock().unwrap()
                 )
             });
+        let state = extra
+            .iter()
+            .position(|a| *a == "--state-dir")
+            .map(|i| PathBuf::from(extra[i + 1]))
+            .unwrap_or_else(|| dir.join(".wasmfn"));
+        let admin_token = match env.iter().find(|(k, _)| *k == "WASMFN_ADMIN_TOKEN") {
+            Some((_, t)) => t.to_string(),
+            None => std::fs::read_to_string(state.join("admin-token"))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
         Server {
             child,
             addr,
+            admin_addr,
+            admin_token,
+            state_dir: state,
             stdout,
             stderr,
         }
+    }
+
+    /// `http://ADMIN/_wasmfn/{path}`: host API `path` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}/_wasmfn/{path}", self.admin_addr)
+    }
+
+    /// A `GET` of host API `path` with the admin token.
+    pub fn admin_get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client()
+            .get(self.admin_url(path))
+            .bearer_auth(&self.admin_token)
+    }
+
+    /// A `POST` to host API `path` with the admin token.
+    pub fn admin_post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client()
+            .post(self.admin_url(path))
+            .bearer_auth(&self.admin_token)
     }
 
     /// `http://ADDR{path}`.

@@ -25,11 +25,16 @@ pub fn step_functions() -> String {
     out
 }
 
+/// What the orders function may reach through its event and workflow imports.
+pub const ORDERS_GRANTS: &str =
+    "event-sources = [\"shop.orders\"]\ntopics = [\"order-events\"]\nworkflows = [\"order-saga\"]\n";
+
 /// The order example as in `guests/wasmfn.toml`, with the components as files in one folder.
 pub fn order_app(extra: &str) -> Fixture {
     let f = Fixture::with_guests(&["orders", "order-steps", "order-consumer"]);
     f.write("order-saga.asl.json", SAGA);
-    let mut manifest = String::from("[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n");
+    let mut manifest =
+        format!("[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n{ORDERS_GRANTS}\n");
     manifest.push_str("[workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n");
     manifest.push_str(&step_functions());
     for consumer in ["email", "analytics"] {
@@ -63,8 +68,29 @@ pattern = { source = ["shop.orders"], detail = { total = [{ numeric = [">=", 100
 }
 
 pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
-    let r = client()
-        .post(server.url(path))
+    status_and_json(
+        client()
+            .post(server.url(path))
+            .body(body.to_string())
+            .send()
+            .unwrap(),
+    )
+}
+
+/// A response's status, and its body as JSON (or as a JSON string when it is not JSON).
+pub fn status_and_json(r: reqwest::blocking::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// `POST` `body` to host API `path` on the admin listener; status and the body as JSON.
+pub fn admin_post_json(server: &Server, path: &str, body: &str) -> (u16, Value) {
+    let r = server
+        .admin_post(path)
         .body(body.to_string())
         .send()
         .unwrap();
@@ -74,6 +100,15 @@ pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// `GET` host API `path` on the admin listener, which must answer 200 with JSON.
+pub fn admin_json(server: &Server, path: &str) -> Value {
+    let r = server.admin_get(path).send().unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 200, "GET admin {path}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 pub fn get_json(server: &Server, path: &str) -> Value {
@@ -88,7 +123,7 @@ pub fn saga_on_postgres(url: &str, definition: &str) -> Fixture {
     let f = Fixture::with_guests(&["orders", "order-steps"]);
     f.write("order-saga.asl.json", definition);
     let mut manifest = format!(
-        "[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n\n\
+        "[kv.orders]\n\n[functions.orders]\nkv = [\"orders\"]\n{ORDERS_GRANTS}\n\
          [workflows.order-saga]\ndefinition = \"order-saga.asl.json\"\n\n\
          [workflow-store]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease = \"2s\"\n\n"
     );
@@ -118,13 +153,13 @@ pub fn runs(server: &Server, order: &str) -> Value {
 /// Start the saga for `order` through the host API and wait for it to end.
 pub fn run_saga(server: &Server, order: Value) -> (Value, Vec<Value>) {
     let name = format!("order-{}", order["orderId"].as_str().unwrap());
-    let (status, body) = post(
+    let (status, body) = admin_post_json(
         server,
-        &format!("/_wasmfn/workflows/order-saga/executions?name={name}&wait=30"),
+        &format!("workflows/order-saga/executions?name={name}&wait=30"),
         &order.to_string(),
     );
     assert_eq!(status, 201, "{body}");
-    let described = get_json(server, &format!("/_wasmfn/executions/{name}"));
+    let described = admin_json(server, &format!("executions/{name}"));
     let history = described["history"].as_array().unwrap().clone();
     (described["execution"].clone(), history)
 }
@@ -146,8 +181,8 @@ pub fn states(history: &[Value]) -> Vec<String> {
 pub fn cli(server: &Server, args: &[&str]) -> String {
     let out = wasmfn()
         .args(args)
-        .arg("--server")
-        .arg(server.url(""))
+        .arg("--state-dir")
+        .arg(&server.state_dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -7,7 +7,7 @@ use wasmfn_host_core::InstanceState;
 use wasmtime::component::HasSelf;
 
 use crate::queues::SendError;
-use crate::service_import::{service, ServiceImportCapability};
+use crate::service_import::{grant_key_spec, granted, service, GrantKey, ServiceImportCapability};
 use crate::workflows::StartError;
 use bindings::wasmfn::platform::events;
 
@@ -87,12 +87,36 @@ pub trait EventPublisher: Send + Sync {
 /// The event-publishing capability.
 pub type EventPublishCapability = ServiceImportCapability<dyn EventPublisher>;
 
+/// `event-sources = ["shop.orders"]` in `[functions.NAME]`: the sources it may publish
+/// events under.
+const EVENT_SOURCES: GrantKey = GrantKey {
+    key: "event-sources",
+    what: "event source",
+};
+
+/// `topics = ["order-events"]` in `[functions.NAME]`: the topics it may publish to.
+const TOPICS: GrantKey = GrantKey {
+    key: "topics",
+    what: "topic",
+};
+
+/// Its grant keys, and their manifest shapes.
+const GRANTS: &[GrantKey] = &[EVENT_SOURCES, TOPICS];
+const GRANT_KEYS: &[wasmfn_host_core::manifest::KeySpec] =
+    &[grant_key_spec("event-sources"), grant_key_spec("topics")];
+
 /// The event-publishing capability, to register.
 pub const fn capability() -> EventPublishCapability {
-    ServiceImportCapability::new("events", "wasmfn:platform/events", |linker| {
-        events::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-        Ok(())
-    })
+    ServiceImportCapability::new(
+        "events",
+        "wasmfn:platform/events",
+        |linker| {
+            events::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+            Ok(())
+        },
+        GRANTS,
+        GRANT_KEYS,
+    )
 }
 
 fn publish_error(e: PublishError) -> events::Error {
@@ -118,6 +142,8 @@ impl events::Host for InstanceState {
         };
         let mut parsed = Vec::with_capacity(list.len());
         for e in list {
+            granted::<dyn EventPublisher>(self, &EVENT_SOURCES, &e.source)
+                .map_err(events::Error::Invalid)?;
             let detail = serde_json::from_str(&e.detail)
                 .map_err(|err| events::Error::Invalid(format!("detail is not JSON: {err}")))?;
             parsed.push(NewEvent {
@@ -134,6 +160,7 @@ impl events::Host for InstanceState {
         topic: String,
         message: events::TopicMessage,
     ) -> Result<String, events::Error> {
+        granted::<dyn EventPublisher>(self, &TOPICS, &topic).map_err(events::Error::NoSuchTopic)?;
         let Some(bus) = service::<dyn EventPublisher>(self) else {
             return Err(events::Error::NoSuchTopic(format!(
                 "{topic} (no topics are declared in wasmfn.toml)"

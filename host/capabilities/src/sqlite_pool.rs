@@ -42,7 +42,11 @@ impl SqlitePool {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let conn = Connection::open(path)
+        // The host's own paths only: no `file:` URIs, so no URI parameters either.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening SQLite database {}", path.display()))?;
         // WAL lets readers run beside the writer; NORMAL syncs at checkpoints, not every commit
         // (a crash loses nothing, a power cut may lose the last commits).

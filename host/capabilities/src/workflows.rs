@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use wasmfn_host_core::InstanceState;
 use wasmtime::component::HasSelf;
 
-use crate::service_import::{service, ServiceImportCapability};
+use crate::service_import::{grant_key_spec, granted, service, GrantKey, ServiceImportCapability};
 use bindings::wasmfn::platform::workflows;
 
 mod bindings {
@@ -64,12 +64,28 @@ pub trait WorkflowStarter: Send + Sync {
 /// The workflow-start capability.
 pub type WorkflowStartCapability = ServiceImportCapability<dyn WorkflowStarter>;
 
+/// `workflows = ["order-saga"]` in `[functions.NAME]`: the workflows it may start.
+const WORKFLOWS: GrantKey = GrantKey {
+    key: "workflows",
+    what: "workflow",
+};
+
+/// Its grant keys, and their manifest shapes.
+const GRANTS: &[GrantKey] = &[WORKFLOWS];
+const GRANT_KEYS: &[wasmfn_host_core::manifest::KeySpec] = &[grant_key_spec("workflows")];
+
 /// The workflow-start capability, to register.
 pub const fn capability() -> WorkflowStartCapability {
-    ServiceImportCapability::new("workflows", "wasmfn:platform/workflows", |linker| {
-        workflows::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-        Ok(())
-    })
+    ServiceImportCapability::new(
+        "workflows",
+        "wasmfn:platform/workflows",
+        |linker| {
+            workflows::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+            Ok(())
+        },
+        GRANTS,
+        GRANT_KEYS,
+    )
 }
 
 impl workflows::Host for InstanceState {
@@ -79,6 +95,8 @@ impl workflows::Host for InstanceState {
         input: String,
         name: Option<String>,
     ) -> Result<String, workflows::Error> {
+        granted::<dyn WorkflowStarter>(self, &WORKFLOWS, &workflow)
+            .map_err(workflows::Error::NoSuchWorkflow)?;
         let Some(w) = service::<dyn WorkflowStarter>(self) else {
             return Err(workflows::Error::NoSuchWorkflow(format!(
                 "{workflow} (no workflows are declared in wasmfn.toml)"

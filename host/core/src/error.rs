@@ -69,6 +69,13 @@ pub enum InvokeError {
         /// Why.
         message: String,
     },
+    /// The HTTP request's body is larger than the function accepts (`max-request-body`).
+    RequestTooLarge {
+        /// The function.
+        function: String,
+        /// Its limit in bytes.
+        limit: u64,
+    },
     /// The invocation does not fit the function (wrong world for the event, malformed event).
     BadInvocation {
         /// The function.
@@ -85,6 +92,7 @@ impl InvokeError {
             InvokeError::Overloaded { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             InvokeError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
             InvokeError::BadInvocation { .. } => http::StatusCode::BAD_REQUEST,
+            InvokeError::RequestTooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
             InvokeError::MemoryLimit { .. }
             | InvokeError::Trap { .. }
             | InvokeError::Instantiate { .. } => http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,6 +116,7 @@ impl InvokeError {
             InvokeError::Trap { .. } => "Trap",
             InvokeError::Instantiate { .. } => "InstantiationFailed",
             InvokeError::BadInvocation { .. } => "BadInvocation",
+            InvokeError::RequestTooLarge { .. } => "RequestTooLarge",
         }
     }
 }
@@ -145,6 +154,11 @@ impl fmt::Display for InvokeError {
             InvokeError::BadInvocation { function, message } => {
                 write!(f, "function `{function}`: {message}")
             }
+            InvokeError::RequestTooLarge { function, limit } => write!(
+                f,
+                "the request body is larger than function `{function}` accepts ({limit} bytes); \
+                 raise `max-request-body` in wasmfn.toml if it needs more"
+            ),
         }
     }
 }

@@ -43,7 +43,10 @@ pub use error::{InvokeError, LoadError};
 pub use extensions::Extensions;
 pub use function::{Function, FunctionSettings, Loader};
 pub use invoke::events::{queue, schedule, stream, task};
-pub use invoke::http::{error_response, full_body, text_response, HttpResponse, RequestBody};
+pub use invoke::http::{
+    error_response, full_body, opaque_error_response, text_response, HttpFailure, HttpResponse,
+    RequestBody,
+};
 pub use invoker::{Invoker, Service};
 pub use limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 pub use state::InstanceState;

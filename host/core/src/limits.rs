@@ -11,6 +11,9 @@ pub struct Limits {
     pub timeout: Duration,
     /// Invocations of this function running at once; more are refused with 503 (default 100).
     pub max_concurrency: u32,
+    /// Largest HTTP request body it is given (default 32 MiB); a larger `Content-Length` is
+    /// refused with 413 before the guest runs, a longer streamed body fails the guest's read.
+    pub max_request_body: u64,
 }
 
 impl Default for Limits {
@@ -19,6 +22,7 @@ impl Default for Limits {
             memory_bytes: 128 << 20,
             timeout: Duration::from_secs(30),
             max_concurrency: 100,
+            max_request_body: 32 << 20,
         }
     }
 }
@@ -105,12 +109,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("`{text}`: a duration must be positive"));
     }
+    // No setting needs more; and `Duration` panics past u64::MAX seconds.
+    if secs > MAX_DURATION_SECS {
+        return Err(format!(
+            "`{text}` is longer than a year, the longest duration accepted"
+        ));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// The longest duration [`parse_duration`] accepts: a year.
+const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        for text in [
+            "1000000000000000000000000000000s",
+            "99999999999h",
+            "366d",
+            "9000h",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("8760h").unwrap(),
+            Duration::from_secs(365 * 24 * 3600)
+        );
+    }
 
     #[test]
     fn sizes() {

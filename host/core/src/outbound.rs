@@ -1,59 +1,53 @@
 //! The gate in front of `wasi:http/outgoing-handler`: outbound HTTP is denied unless a
-//! capability ([`OutboundGate`], set as a function's context) lets the request through. The
-//! sending itself is wasmtime-wasi-http's.
+//! capability ([`OutboundGate`], set as a function's context) sends the request: it decides
+//! whether the function may, and to which address it connects.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use wasmtime_wasi_http::{RequestOptions, WasiHttpHooks};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-/// Decides whether a function may send a request. Set as `Arc<dyn OutboundGate>` in the
+/// What sending an outbound request yields: the response, and a future that ends with the
+/// connection (its error, if any, reaches the guest through the request's body).
+pub type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+)>;
+
+/// Sends a function's outbound requests, or refuses them. Set as `Arc<dyn OutboundGate>` in the
 /// function's contexts (see [`crate::capability`]); without one every request is denied.
 pub trait OutboundGate: Send + Sync {
-    /// Whether `function` may request `uri`. A refusal should log how to allow it.
-    fn allows(&self, function: &str, uri: &http::Uri) -> bool;
+    /// Send `request` from `function`, or fail (with `HTTP-request-denied` when the function
+    /// may not reach that host; a refusal should log how to allow it).
+    fn send(
+        &self,
+        function: &str,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Box<dyn Future<Output = SendResult> + Send>;
 }
 
-/// The `wasi:http` hooks of one instance: the gate, then the default sender.
+/// The `wasi:http` hooks of one instance: its function's gate.
 pub(crate) struct OutboundHooks {
     pub(crate) function: Arc<str>,
     pub(crate) gate: Option<Arc<dyn OutboundGate>>,
 }
 
-type SendResult = wasmtime_wasi_http::Result<(
-    http::Response<wasmtime_wasi_http::WasiBody>,
-    Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-)>;
-
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
-        let allowed = match &self.gate {
-            Some(gate) => gate.allows(&self.function, request.uri()),
+        match &self.gate {
+            Some(gate) => gate.send(&self.function, request, options),
             None => {
                 tracing::warn!(target: "guest", function = %self.function,
                     "outbound request to {} denied: this host allows no outbound HTTP", request.uri());
-                false
+                Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
             }
-        };
-        if !allowed {
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io)
-                    as Box<
-                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                            + Send,
-                    >,
-            ))
-        })
     }
 }

@@ -109,10 +109,16 @@ impl WasiHttpView for InstanceState {
     }
 }
 
-/// Enforces a function's memory limit and remembers whether it was hit, so that the trap a
-/// guest raises after a refused `memory.grow` is reported as "memory limit exceeded".
+/// Enforces a function's memory limit over all the linear memories of its instance together
+/// (a component holds one per core module, so a per-memory cap would multiply the limit), and
+/// remembers whether it was hit, so that the trap a guest raises after a refused
+/// `memory.grow` is reported as "memory limit exceeded".
 pub(crate) struct MemoryLimiter {
     limit: u64,
+    /// Bytes of every memory of the instance, as approved so far.
+    total: u64,
+    /// The growth approved last, taken back if wasmtime then fails to grow.
+    pending: u64,
     pub(crate) exceeded: bool,
 }
 
@@ -120,6 +126,8 @@ impl MemoryLimiter {
     fn new(limit: u64) -> Self {
         Self {
             limit,
+            total: 0,
+            pending: 0,
             exceeded: false,
         }
     }
@@ -128,15 +136,25 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.limit {
+        // Instantiation reports each memory's initial size as growth from 0 too.
+        let growth = (desired as u64).saturating_sub(current as u64);
+        let total = self.total.saturating_add(growth);
+        if total > self.limit {
             self.exceeded = true;
             return Ok(false);
         }
+        self.total = total;
+        self.pending = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.total -= std::mem::take(&mut self.pending);
+        Ok(())
     }
 
     fn table_growing(
@@ -147,5 +165,31 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         // Tables hold function references; a million entries is far beyond any real guest.
         Ok(desired <= 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryLimiter;
+    use wasmtime::ResourceLimiter as _;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_limit_covers_every_memory_of_the_instance() {
+        let mut limiter = MemoryLimiter::new(64 * MIB as u64);
+        // Two core modules' memories, instantiated at 16 MiB each: 32 MiB in all.
+        assert!(limiter.memory_growing(0, 16 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, 16 * MIB, None).unwrap());
+        // Each alone would stay under 64 MiB; together they may not pass it.
+        assert!(limiter.memory_growing(16 * MIB, 40 * MIB, None).unwrap());
+        assert!(!limiter.memory_growing(16 * MIB, 40 * MIB, None).unwrap());
+        assert!(limiter.exceeded);
+        // A growth wasmtime could not carry out is given back.
+        assert!(limiter.memory_growing(16 * MIB, 24 * MIB, None).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("no room"))
+            .unwrap();
+        assert!(limiter.memory_growing(16 * MIB, 24 * MIB, None).unwrap());
     }
 }

@@ -111,6 +111,7 @@ fn publish_error(e: PublishError) -> HttpResponse {
         PublishError::UnknownTopic(..) => StatusCode::NOT_FOUND,
         PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
         PublishError::Send(SendError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        PublishError::Send(SendError::Invalid(_)) => StatusCode::BAD_REQUEST,
         PublishError::Send(SendError::UnknownQueue(..)) => StatusCode::INTERNAL_SERVER_ERROR,
         PublishError::Send(SendError::Backend(_)) | PublishError::Workflow(_) => {
             StatusCode::SERVICE_UNAVAILABLE

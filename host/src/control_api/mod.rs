@@ -1,4 +1,5 @@
-//! The host's own HTTP API under `/_wasmfn/`: producing to queues and inspecting them.
+//! The host's own HTTP API under `/_wasmfn/`: producing to queues and inspecting them. It is
+//! served only by the admin listener ([`crate::admin`]), whose guard has checked the caller.
 //!
 //! | request | does |
 //! |---|---|
@@ -41,6 +42,10 @@ pub const PREFIX: &str = "/_wasmfn/";
 /// The answer to an unknown path of the event bus and workflow APIs.
 #[allow(dead_code)] // unused in builds without events and workflows
 const ROUTING_HELP: &str = "see the README's host API: /_wasmfn/events, /_wasmfn/topics/NAME/messages, /_wasmfn/workflows/NAME/executions, /_wasmfn/executions/ID";
+
+/// Most items one listing returns (`?limit=` asks for fewer).
+#[allow(dead_code)] // unused in builds without queues and workflows
+const MAX_LIST: usize = 1000;
 
 /// Largest request body the host API reads whole.
 const MAX_BODY: usize = 64 << 20;

@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmfn_host_core::{text_response, HttpResponse, RequestBody};
 use wasmfn_host_triggers::queue::{NewMessage, SendError};
 
-use super::{header_attributes, json_response, PREFIX};
+use super::{header_attributes, json_response, MAX_LIST, PREFIX};
 use crate::app::App;
 
 #[derive(Deserialize)]
@@ -89,10 +89,18 @@ pub(super) async fn handle(
             };
             let messages = if *kind == "messages" {
                 let attributes = header_attributes(&headers);
-                let delay_ms = headers
-                    .get("x-wasmfn-delay-ms")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(0);
+                let delay_ms = match headers.get("x-wasmfn-delay-ms") {
+                    None => 0,
+                    Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+                        Some(ms) => ms,
+                        None => {
+                            return text_response(
+                                StatusCode::BAD_REQUEST,
+                                "x-wasmfn-delay-ms must be a whole number of milliseconds",
+                            )
+                        }
+                    },
+                };
                 vec![NewMessage {
                     body: body.to_vec(),
                     attributes,
@@ -118,29 +126,47 @@ pub(super) async fn handle(
             let limit = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("limit=")?.parse().ok())
-                .unwrap_or(100usize);
+                .unwrap_or(100usize)
+                .min(MAX_LIST);
             match queues.backend().peek(name, limit).await {
                 Ok(list) => json_response(StatusCode::OK, json!({ "messages": list })),
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
             }
         }
         (Method::POST, ["queues", name, "redrive"]) => {
-            let source = queues
+            // Only a declared dead-letter queue is drained, and only into a declared queue
+            // (by default the one whose dead-letter queue it is): a typo must not move live
+            // messages into a queue nobody consumes.
+            let Some(source) = queues
                 .configs()
-                .find(|c| c.dead_letter_queue == *name)
-                .map(|c| c.name.clone());
+                .find(|c| c.function.is_some() && c.dead_letter_queue == *name)
+                .map(|c| c.name.clone())
+            else {
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{name}` is no queue's dead-letter queue; only dead-letter queues can be redriven"),
+                );
+            };
             let to = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("to=").map(str::to_string))
-                .or(source);
-            let Some(to) = to else {
+                .unwrap_or(source);
+            if to == *name {
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot redrive `{name}` into itself"),
+                );
+            }
+            if !queues.configs().any(|c| c.name == to) {
+                let declared: Vec<_> = queues.configs().map(|c| c.name.as_str()).collect();
                 return text_response(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "`{name}` is no queue's dead-letter queue; say where to with ?to=QUEUE"
+                        "cannot redrive into `{to}`: no such queue is declared (declared: {})",
+                        declared.join(", ")
                     ),
                 );
-            };
+            }
             match queues.backend().redrive(name, &to).await {
                 Ok(n) => json_response(StatusCode::OK, json!({ "moved": n, "to": to })),
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
@@ -180,6 +206,7 @@ fn send_error(e: SendError) -> HttpResponse {
     let status = match &e {
         SendError::UnknownQueue(..) => StatusCode::NOT_FOUND,
         SendError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        SendError::Invalid(_) => StatusCode::BAD_REQUEST,
         SendError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     text_response(status, e.to_string())

@@ -55,7 +55,10 @@ pub(super) async fn handle(
                 Ok(s) => s,
                 Err(e) => return start_error(e),
             };
-            let wait = query_param(query, "wait").and_then(|w| w.parse::<f64>().ok());
+            // NaN and infinities are no number of seconds (and would panic in `Duration`).
+            let wait = query_param(query, "wait")
+                .and_then(|w| w.parse::<f64>().ok())
+                .filter(|w| w.is_finite());
             let status = if created {
                 StatusCode::CREATED
             } else {
@@ -83,8 +86,9 @@ pub(super) async fn handle(
                 return start_error(StartError::UnknownWorkflow(name.to_string(), Vec::new()));
             };
             let limit = query_param(query, "limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(100);
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(super::MAX_LIST);
             match workflows.store().list(Some(name), limit).await {
                 Ok(list) => json_response(StatusCode::OK, json!({ "executions": list })),
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),

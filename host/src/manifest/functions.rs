@@ -1,5 +1,6 @@
 //! The keys of `wasmfn.toml` that core owns: `[defaults]` and, in `[functions.NAME]`,
-//! `component`, `world`, `routes`, the limits (`memory`, `timeout`, `concurrency`) and the
+//! `component`, `world`, `routes`, the limits (`memory`, `timeout`, `concurrency`,
+//! `max-request-body`) and the
 //! instance mode (`instances`, `max-uses`, `idle-timeout`, `prewarm`).
 
 use serde::Deserialize;
@@ -18,6 +19,7 @@ pub(super) struct RawSettings {
     memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
+    max_request_body: Option<Spanned<String>>,
     instances: Option<Spanned<String>>,
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
@@ -36,6 +38,7 @@ pub(super) struct RawFunction {
     memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
+    max_request_body: Option<Spanned<String>>,
     instances: Option<Spanned<String>>,
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
@@ -48,6 +51,7 @@ impl RawFunction {
             memory: self.memory.clone(),
             timeout: self.timeout.clone(),
             concurrency: self.concurrency.clone(),
+            max_request_body: self.max_request_body.clone(),
             instances: self.instances.clone(),
             max_uses: self.max_uses.clone(),
             idle_timeout: self.idle_timeout.clone(),
@@ -94,6 +98,10 @@ pub(super) fn settings_from(
             ));
         }
         limits.max_concurrency = n as u32;
+    }
+    if let Some(b) = pick(&own.max_request_body, &defaults.max_request_body) {
+        limits.max_request_body = parse_size(b.get_ref())
+            .map_err(|e| at(b.span(), &format!("{table}.max-request-body"), e))?;
     }
     let mut policy = ReusePolicy::default();
     if let Some(u) = pick_int(&own.max_uses, &defaults.max_uses) {

@@ -45,10 +45,19 @@ fn other(e: anyhow::Error) -> Error {
     Error::Other(format!("{e:#}"))
 }
 
-/// A TTL of zero would mean "already expired": refuse it rather than guess.
+/// The longest TTL: ten years (far beyond any cache; every backend's clock arithmetic holds).
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// A TTL of zero would mean "already expired": refuse it rather than guess; so is one past
+/// [`MAX_TTL_MS`] (use no TTL for keys that should stay).
 fn ttl(ms: u64) -> Result<Duration, Error> {
     if ms == 0 {
         return Err(Error::Other("ttl-ms must be at least 1".into()));
+    }
+    if ms > MAX_TTL_MS {
+        return Err(Error::Other(format!(
+            "ttl-ms {ms} is more than ten years ({MAX_TTL_MS}); set the key without a TTL to keep it"
+        )));
     }
     Ok(Duration::from_millis(ms))
 }

@@ -14,7 +14,7 @@
 //! refused with `destination-IP-prohibited` unless `allowed-outbound-addresses` lists their
 //! range (`["10.0.0.0/8"]`) or the host pattern names that address literally
 //! (`http://127.0.0.1:8080`). The connection goes to the address that was checked
-//! ([`send`]), with connect, first-byte and between-bytes timeouts.
+//! (`send.rs`), with connect, first-byte and between-bytes timeouts.
 
 mod addresses;
 mod send;

@@ -67,6 +67,61 @@ fn error(e: rusqlite::Error) -> SqlError {
     }
 }
 
+/// Keep guest SQL inside its own database file: no other file can be attached (which is also
+/// how `VACUUM INTO` writes one), the schema and storage settings cannot be tampered with
+/// (SQLite's defensive mode), and only pragmas that describe the schema, plus `user_version`
+/// for migrations, may run.
+fn sandbox(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::config::DbConfig;
+    use rusqlite::limits::Limit;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    // Functions with side effects must not run from views or triggers a guest defined.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.authorizer(Some(authorize));
+    Ok(())
+}
+
+/// Pragmas guest SQL may run besides `user_version`: ones that describe the schema or check
+/// integrity (all read-only).
+const READ_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "collation_list",
+    "data_version",
+    "page_count",
+    "freelist_count",
+];
+
+fn authorize(ctx: rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization {
+    use rusqlite::hooks::{AuthAction, Authorization};
+    let allowed = match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => false,
+        // Each of these only reads, whatever its argument (a table name, a row limit).
+        AuthAction::Pragma { pragma_name, .. } => {
+            let name = pragma_name.to_ascii_lowercase();
+            name == "user_version" || READ_PRAGMAS.contains(&name.as_str())
+        }
+        AuthAction::Function { function_name } => {
+            !function_name.eq_ignore_ascii_case("load_extension")
+        }
+        _ => true,
+    };
+    if allowed {
+        Authorization::Allow
+    } else {
+        Authorization::Deny
+    }
+}
+
 /// Run one statement: bind positionally, read rows if it has any (including `RETURNING`).
 fn run(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<RowSet, SqlError> {
     let mut stmt = conn.prepare_cached(sql).map_err(error)?;
@@ -129,7 +184,8 @@ impl SqliteSql {
     fn connect(&self) -> anyhow::Result<HookedConn> {
         let conn = crate::sqlite_pool::SqlitePool::connect_to(&self.path, |c| {
             // Foreign keys are off by default in SQLite; every other database enforces them.
-            c.pragma_update(None, "foreign_keys", "ON")
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            sandbox(c)
         })?;
         let pending = Arc::new(Mutex::new(Vec::new()));
         if self.changes.is_some() {

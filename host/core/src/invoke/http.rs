@@ -19,8 +19,97 @@ use crate::function::Function;
 use crate::instances::{next_invocation_id, Bindings, Lease};
 use crate::world::World;
 
+pin_project_lite::pin_project! {
+    /// A request body cut off after the function's `max-request-body` bytes: the guest's read
+    /// then fails with `HTTP-request-body-size` (a body without `Content-Length` is only known
+    /// to be too large as it streams).
+    struct BodyLimit<B> {
+        #[pin]
+        inner: B,
+        left: u64,
+    }
+}
+
+impl<B> http_body::Body for BodyLimit<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let std::task::Poll::Ready(Some(Ok(frame))) = polled else {
+            return polled.map(|f| f.map(|r| r.map_err(Into::into)));
+        };
+        if let Some(data) = frame.data_ref() {
+            let n = data.len() as u64;
+            if n > *this.left {
+                return std::task::Poll::Ready(Some(Err(
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(None),
+                )));
+            }
+            *this.left -= n;
+        }
+        std::task::Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The answer to a failed invocation for a client that may not see the host's internals (the
+/// trap's text, file paths, settings): the error's kind, and the invocation id that the host's
+/// log line carries (also in `x-wasmfn-invocation`). [`error_response`] gives the whole text.
+pub fn opaque_error_response(failure: &HttpFailure) -> HttpResponse {
+    let error = &failure.error;
+    let mut response = text_response(
+        error.http_status(),
+        format!(
+            "{}: invocation {} failed; its details are in the host's log",
+            error.kind(),
+            failure.invocation
+        ),
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-wasmfn-error",
+        http::HeaderValue::from_static(error.kind()),
+    );
+    headers.insert(
+        "x-wasmfn-invocation",
+        http::HeaderValue::from(failure.invocation),
+    );
+    if matches!(error, InvokeError::Overloaded { .. }) {
+        headers.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}
+
 /// The response type of HTTP functions: a streaming body fed by the guest.
 pub type HttpResponse = http::Response<HyperOutgoingBody>;
+
+/// A failed HTTP invocation: what went wrong, and the invocation id its log line carries.
+#[derive(Debug)]
+pub struct HttpFailure {
+    /// What went wrong.
+    pub error: InvokeError,
+    /// The id in the host's log line for this invocation.
+    pub invocation: u64,
+}
 
 impl Function {
     /// Handle one HTTP request with this function (which must be of the `http` world).
@@ -34,18 +123,64 @@ impl Function {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.handle_http_traced(request).await.map_err(|f| f.error)
+    }
+
+    /// [`Function::handle_http`], telling which invocation failed (to answer a client with
+    /// the id instead of the error's text).
+    pub async fn handle_http_traced<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<HttpResponse, HttpFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let invocation = next_invocation_id();
+        self.invoke_http(request, invocation)
+            .await
+            .map_err(|error| HttpFailure { error, invocation })
+    }
+
+    async fn invoke_http<B>(
+        &self,
+        request: http::Request<B>,
+        invocation: u64,
+    ) -> Result<HttpResponse, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let inner = self.inner.clone();
+        let started = Instant::now();
         if inner.world != World::Http {
-            return Err(InvokeError::BadInvocation {
+            let error = InvokeError::BadInvocation {
                 function: inner.name.to_string(),
                 message: format!(
                     "is a `{}` function and cannot take HTTP requests",
                     inner.world
                 ),
-            });
+            };
+            log_failure(&inner.name, invocation, started, &error);
+            return Err(error);
         }
-        let started = Instant::now();
-        let invocation = next_invocation_id();
+        let limit = inner.limits.max_request_body;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            let error = InvokeError::RequestTooLarge {
+                function: inner.name.to_string(),
+                limit,
+            };
+            log_failure(&inner.name, invocation, started, &error);
+            return Err(error);
+        }
+        let request = request.map(|body| BodyLimit {
+            inner: body,
+            left: limit,
+        });
         let permit = inner
             .admit()
             .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;

@@ -96,6 +96,26 @@ fn consumer_config(queue: &str, visibility: Duration) -> pull::Config {
     }
 }
 
+/// Longest failure reason kept in a dead letter's header.
+const MAX_REASON: usize = 1024;
+
+/// `text` as a header value: a guest's failure reason may hold CR or LF, which would end the
+/// header and start a forged one (or make the message unreadable); those become spaces.
+fn header_value(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
 fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
     headers?.get(name).map(|v| v.as_str().to_string())
 }
@@ -275,7 +295,7 @@ impl QueueBackend for NatsQueues {
         let (queue, id, reason, dlq) = (
             queue.to_string(),
             id.to_string(),
-            reason.to_string(),
+            header_value(reason),
             dead_letter_queue.to_string(),
         );
         let this = self.inner.clone();

@@ -103,6 +103,10 @@ impl QueueService {
                 self.configs.keys().cloned().collect(),
             ));
         };
+        for m in &messages {
+            m.validate()
+                .map_err(|why| SendError::Invalid(format!("queue `{queue}`: {why}")))?;
+        }
         if let Some(m) = messages
             .iter()
             .find(|m| m.body.len() > config.max_message_bytes)

@@ -1,0 +1,229 @@
+//! The admin listener: the host API (`/_wasmfn/...`, in `control_api/`) on a socket
+//! of its own, never on the public one.
+//!
+//! `wasmfn serve` binds it to `127.0.0.1:3001` unless told otherwise (`--admin-listen
+//! HOST:PORT` or `--admin-listen unix:PATH`). Every request passes the [`AdminGuard`] first;
+//! the listener's address goes into the state folder's `admin-endpoint` so that the CLI
+//! commands that talk to a running host find it (and, on TCP, the token beside it).
+
+mod guard;
+pub mod token;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use tokio::net::{TcpListener, UnixListener};
+
+pub use guard::{AdminGuard, Refused};
+
+use crate::app::App;
+
+/// Where `wasmfn serve` puts the admin listener unless told otherwise: loopback only, the port
+/// after the public listener's default.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:3001";
+
+/// Where the admin listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAddress {
+    /// A TCP address; requests need the bearer token.
+    Tcp(SocketAddr),
+    /// A Unix socket (mode 0600, peers of another uid refused); no token needed.
+    Unix(PathBuf),
+}
+
+impl FromStr for AdminAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(
+                    "`unix:` needs a socket path, e.g. `unix:/run/wasmfn/admin.sock`".into(),
+                );
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        s.parse()
+            .map(Self::Tcp)
+            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:3001) nor unix:PATH"))
+    }
+}
+
+impl fmt::Display for AdminAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "http://{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A bound admin listener, ready to serve an app's host API.
+pub struct AdminServer {
+    listener: Listener,
+    guard: AdminGuard,
+    endpoint: AdminAddress,
+}
+
+impl AdminServer {
+    /// Bind `address` for the app whose state lives in `state_dir`: on TCP with the admin token
+    /// (see [`token::load_or_create`]) and answering to `extra_hosts` besides loopback names.
+    /// Records the bound address in `STATE/admin-endpoint`.
+    pub async fn bind(
+        address: &AdminAddress,
+        state_dir: &Path,
+        extra_hosts: &[String],
+    ) -> Result<AdminServer> {
+        let (listener, guard, endpoint) = match address {
+            AdminAddress::Tcp(addr) => {
+                let token = token::load_or_create(state_dir)?;
+                let listener = TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} for the admin API; pick another address with --admin-listen")
+                })?;
+                let bound = listener.local_addr()?;
+                (
+                    Listener::Tcp(listener),
+                    AdminGuard::tcp(token, bound, extra_hosts),
+                    AdminAddress::Tcp(bound),
+                )
+            }
+            AdminAddress::Unix(path) => (
+                Listener::Unix(bind_unix(path)?),
+                AdminGuard::unix(),
+                AdminAddress::Unix(path.clone()),
+            ),
+        };
+        token::write_endpoint(state_dir, &endpoint.to_string())?;
+        Ok(AdminServer {
+            listener,
+            guard,
+            endpoint,
+        })
+    }
+
+    /// Where it listens (the bound port when asked for port 0).
+    pub fn address(&self) -> &AdminAddress {
+        &self.endpoint
+    }
+
+    /// Serve `app`'s host API until `shutdown` resolves.
+    pub async fn serve(self, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let guard = Arc::new(self.guard);
+        let handle = move |request: http::Request<hyper::body::Incoming>| {
+            let (app, guard) = (app.clone(), guard.clone());
+            async move {
+                let (head, body) = request.into_parts();
+                if let Err(refused) = guard.check(&head) {
+                    return refused.into_response();
+                }
+                app.handle_admin(http::Request::from_parts(head, body))
+                    .await
+            }
+        };
+        // Operators and their scripts, not the internet: a few connections are plenty.
+        let limits = crate::server::ServerLimits::new(64);
+        match self.listener {
+            Listener::Tcp(listener) => {
+                // Owned by `accept`: the socket closes when serving stops, not after the drain.
+                let listener = Arc::new(listener);
+                let accept = move || {
+                    let listener = listener.clone();
+                    async move {
+                        let (stream, peer) = listener.accept().await?;
+                        Ok((stream, peer.to_string()))
+                    }
+                };
+                crate::server::serve_connections(accept, handle, shutdown, &limits).await;
+            }
+            Listener::Unix(listener) => {
+                let listener = Arc::new(listener);
+                let accept = move || {
+                    let listener = listener.clone();
+                    async move { accept_own_uid(&listener).await }
+                };
+                crate::server::serve_connections(accept, handle, shutdown, &limits).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bind a Unix socket at `path` readable and writable by our user only, replacing a stale
+/// socket left by an earlier run (but never another kind of file).
+fn bind_unix(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!(
+                "`{}` exists and is not a socket; pick another path for --admin-listen unix:PATH",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| {
+        format!(
+            "cannot listen on unix:{}; pick another path with --admin-listen",
+            path.display()
+        )
+    })?;
+    // Peers are also checked by uid on accept, which covers the moment before this chmod.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+/// The next connection from a process running as our user (or root); others are closed.
+async fn accept_own_uid(
+    listener: &UnixListener,
+) -> std::io::Result<(tokio::net::UnixStream, String)> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    loop {
+        let (stream, _) = listener.accept().await?;
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == me || cred.uid() == 0 => {
+                return Ok((stream, format!("uid {}", cred.uid())));
+            }
+            Ok(cred) => tracing::warn!(
+                uid = cred.uid(),
+                "admin socket: refused a peer of another user"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket: cannot tell the peer's user; refused")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            "127.0.0.1:3001".parse::<AdminAddress>().unwrap(),
+            AdminAddress::Tcp("127.0.0.1:3001".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:/tmp/a.sock".parse::<AdminAddress>().unwrap(),
+            AdminAddress::Unix("/tmp/a.sock".into())
+        );
+        assert!("unix:".parse::<AdminAddress>().is_err());
+        assert!("localhost"
+            .parse::<AdminAddress>()
+            .unwrap_err()
+            .contains("unix:PATH"));
+    }
+}
