@@ -267,12 +267,9 @@ async fn serve(host: Host, args: ServeArgs) -> Result<ExitCode> {
         tracing::info!(instances = prewarmed, "pre-warmed instances ready");
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let state_dir = app
-        .state_dir()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| dir.join(".wasmfn"));
+    let state_dir = app.state_dir().expect("a loaded folder has a state folder");
     let admin =
-        wasmfn_host::admin::AdminServer::bind(&admin_listen, &state_dir, &admin_hosts).await?;
+        wasmfn_host::admin::AdminServer::bind(&admin_listen, state_dir, &admin_hosts).await?;
     let admin_address = admin.address().clone();
     let admin_task = tokio::spawn(admin.serve(app.clone(), {
         let mut stopped = stopped.clone();

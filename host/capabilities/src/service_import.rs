@@ -129,13 +129,10 @@ impl<T: ?Sized + Send + Sync + 'static> ManifestSection for ServiceImportCapabil
                     }
                     names.push(name.clone());
                 }
-                let settings = cx.function_settings(&function);
-                if settings.get::<Grants>().is_none() {
-                    settings.insert(Grants::default());
-                }
-                if let Some(g) = settings.get_mut::<Grants>() {
-                    g.lists.insert(grant.key, names);
-                }
+                cx.function_settings(&function)
+                    .get_or_default::<Grants>()
+                    .lists
+                    .insert(grant.key, names);
             }
         }
         Ok(())

@@ -72,6 +72,15 @@ impl Extensions {
         Arc::get_mut(&mut e.value)?.downcast_mut()
     }
 
+    /// The value of type `T` to change, set to `T::default()` first when there is none (or
+    /// when the one there is shared, which a manifest being parsed never is).
+    pub fn get_or_default<T: Any + Send + Sync + Default>(&mut self) -> &mut T {
+        if self.get_mut::<T>().is_none() {
+            self.insert(T::default());
+        }
+        self.get_mut().expect("a value of this type was just set")
+    }
+
     /// Whether no value is set.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -40,6 +40,7 @@ impl AdminGuard {
                 format!("{h}:{port}")
             });
         }
+        hosts.sort();
         hosts.dedup();
         Self {
             token: Some(token),

@@ -251,14 +251,9 @@ impl ManifestSection for OutboundCapability {
                     )
                 })?);
             }
-            let settings = cx.function_settings(&function);
-            match settings.get_mut::<OutboundPolicy>() {
-                Some(p) => p.allowed = allowed,
-                None => settings.insert(OutboundPolicy {
-                    allowed,
-                    ..OutboundPolicy::default()
-                }),
-            }
+            cx.function_settings(&function)
+                .get_or_default::<OutboundPolicy>()
+                .allowed = allowed;
         }
         for (function, list) in
             cx.take_function_values::<Vec<Spanned<String>>>("allowed-outbound-addresses")?
@@ -273,14 +268,9 @@ impl ManifestSection for OutboundCapability {
                     )
                 })?);
             }
-            let settings = cx.function_settings(&function);
-            match settings.get_mut::<OutboundPolicy>() {
-                Some(p) => p.addresses = AddressRanges(ranges),
-                None => settings.insert(OutboundPolicy {
-                    addresses: AddressRanges(ranges),
-                    ..OutboundPolicy::default()
-                }),
-            }
+            cx.function_settings(&function)
+                .get_or_default::<OutboundPolicy>()
+                .addresses = AddressRanges(ranges);
         }
         Ok(())
     }

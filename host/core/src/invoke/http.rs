@@ -153,16 +153,18 @@ impl Function {
     {
         let inner = self.inner.clone();
         let started = Instant::now();
+        let failed = |error: InvokeError| {
+            log_failure(&inner.name, invocation, started, &error);
+            error
+        };
         if inner.world != World::Http {
-            let error = InvokeError::BadInvocation {
+            return Err(failed(InvokeError::BadInvocation {
                 function: inner.name.to_string(),
                 message: format!(
                     "is a `{}` function and cannot take HTTP requests",
                     inner.world
                 ),
-            };
-            log_failure(&inner.name, invocation, started, &error);
-            return Err(error);
+            }));
         }
         let limit = inner.limits.max_request_body;
         let declared = request
@@ -170,25 +172,18 @@ impl Function {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            let error = InvokeError::RequestTooLarge {
+            return Err(failed(InvokeError::RequestTooLarge {
                 function: inner.name.to_string(),
                 limit,
-            };
-            log_failure(&inner.name, invocation, started, &error);
-            return Err(error);
+            }));
         }
         let request = request.map(|body| BodyLimit {
             inner: body,
             left: limit,
         });
-        let permit = inner
-            .admit()
-            .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
+        let permit = inner.admit().map_err(failed)?;
         let deadline = started + inner.limits.timeout;
-        let mut lease = inner
-            .checkout(deadline, invocation)
-            .await
-            .inspect_err(|e| log_failure(&inner.name, invocation, started, e))?;
+        let mut lease = inner.checkout(deadline, invocation).await.map_err(failed)?;
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let status = Arc::new(AtomicU16::new(0));
@@ -205,12 +200,10 @@ impl Function {
             match (req, out) {
                 (Ok(req), Ok(out)) => (req, out),
                 (Err(e), _) | (_, Err(e)) => {
-                    let error = InvokeError::BadInvocation {
+                    return Err(failed(InvokeError::BadInvocation {
                         function: inner.name.to_string(),
                         message: format!("malformed request: {e:#}"),
-                    };
-                    log_failure(&inner.name, invocation, started, &error);
-                    return Err(error);
+                    }));
                 }
             }
         };
