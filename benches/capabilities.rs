@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt as _;
 use wasmfn_host::kv::KvApp;
-use wasmfn_host::sql::{SqlApp, SqlValue};
+use wasmfn_host::sql::{Bounds, SqlApp, SqlValue};
 use wasmfn_host::{full_body, App, Host};
 
 const N: u32 = 1000;
@@ -90,7 +90,10 @@ fn capabilities(c: &mut Criterion) {
         runtime.block_on(async {
             kv.backend().set("bench", b"value", None).await.unwrap();
             db.backend()
-                .execute_batch("CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)")
+                .execute_batch(
+                    "CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)",
+                    Bounds::within(Duration::from_secs(30)),
+                )
                 .await
                 .unwrap();
             for i in 0..100 {
@@ -98,6 +101,7 @@ fn capabilities(c: &mut Criterion) {
                     .query(
                         "INSERT INTO bench (id, v) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
                         &[SqlValue::Integer(i), SqlValue::Text(format!("row {i}"))],
+                        Bounds::within(Duration::from_secs(30)),
                     )
                     .await
                     .unwrap();
@@ -124,6 +128,7 @@ fn capabilities(c: &mut Criterion) {
                                     .query(
                                         "SELECT v FROM bench WHERE id = $1",
                                         &[SqlValue::Integer((i % 100) as i64)],
+                                        Bounds::within(Duration::from_secs(30)),
                                     )
                                     .await
                                     .unwrap();

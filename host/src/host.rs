@@ -43,7 +43,7 @@ impl Default for HostBuilder {
     fn default() -> Self {
         Self {
             engine: EngineOptions::default(),
-            cache: CompileCache::new(CompileCache::default_dir()),
+            cache: CompileCache::at_default_dir(),
             state_dir: None,
             environment: None,
             config_env_prefix: None,

@@ -95,6 +95,11 @@ fn queues(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
     if m.queues.is_empty() {
         return Ok(());
     }
+    let mut configs = m.queues.clone();
+    report(
+        app,
+        wasmfn_host_triggers::queue::fit_visibility(&mut configs, app),
+    );
     let backend: Arc<dyn QueueBackend> = match &m.backend {
         QueueBackendChoice::Sqlite { fsync } => {
             let db = state.join("queues.sqlite");
@@ -103,8 +108,7 @@ fn queues(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
         }
         #[cfg(feature = "nats")]
         QueueBackendChoice::Nats { url, stream } => {
-            let visibility: Vec<_> = m
-                .queues
+            let visibility: Vec<_> = configs
                 .iter()
                 .flat_map(|q| {
                     [
@@ -123,14 +127,16 @@ fn queues(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
                     &visibility,
                 ))
             })?;
+            let url = wasmfn_host_core::secrets::redact_url(url);
             tracing::info!(%url, %stream, "queues: NATS JetStream backend");
             Arc::new(nats)
         }
     };
-    let mut queues = QueueService::new(backend, m.queues.clone());
+    let count = configs.len();
+    let mut queues = QueueService::new(backend, configs);
     let problems = queues.validate(app);
     report(app, problems);
-    tracing::info!(queues = m.queues.len(), "queues ready");
+    tracing::info!(queues = count, "queues ready");
     let queues = Arc::new(queues);
     app.services.provide::<dyn QueueSender>(queues.clone());
     app.background.push(queues.clone());

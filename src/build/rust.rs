@@ -48,7 +48,10 @@ fn package_name(folder: &Path) -> Result<Option<String>> {
 /// a workspace builds together; a guest with its own `[workspace]` builds alone).
 pub fn build(dir: &Path, guests: &[&Guest], target_dir: Option<PathBuf>) -> Result<()> {
     let toolchain = Toolchain::detect()?;
-    let target_dir = target_dir.unwrap_or_else(default_target_dir);
+    let target_dir = match target_dir {
+        Some(dir) => dir,
+        None => default_target_dir()?,
+    };
     println!(
         "Rust: {} guest(s) ({}; target dir {})",
         guests.len(),
@@ -127,8 +130,8 @@ pub fn build(dir: &Path, guests: &[&Guest], target_dir: Option<PathBuf>) -> Resu
     Ok(())
 }
 
-fn default_target_dir() -> PathBuf {
-    super::cache_root().join("guest-target")
+fn default_target_dir() -> Result<PathBuf> {
+    Ok(super::cache_root()?.join("guest-target"))
 }
 
 fn is_workspace(manifest: &Path) -> Result<bool> {
@@ -162,7 +165,7 @@ impl Toolchain {
             && Path::new("/usr/lib/rustlib/wasm32-wasip2/lib/self-contained/libc.a").exists()
             && Path::new("/usr/bin/wasm-ld-19").exists();
         if debian_ready {
-            let toolbin = default_target_dir().with_file_name("toolbin");
+            let toolbin = default_target_dir()?.with_file_name("toolbin");
             std::fs::create_dir_all(&toolbin)?;
             let link = toolbin.join("wasm-ld");
             if !link.exists() {

@@ -321,6 +321,7 @@ fn reduce(doc: Value, name: &str, environment: Option<&str>) -> Result<Value> {
         let mut stores = toml::map::Map::new();
         for store in bound {
             if let Some(Value::Table(mut t)) = doc.get(kind).and_then(|k| k.get(&store)).cloned() {
+                refuse_literal_credentials(kind, &store, &t)?;
                 // Change streams are the platform's job on Lambda (DynamoDB Streams, S3 events).
                 t.remove("stream");
                 stores.insert(store, Value::Table(t));
@@ -331,6 +332,25 @@ fn reduce(doc: Value, name: &str, environment: Option<&str>) -> Result<Value> {
         }
     }
     Ok(Value::Table(reduced))
+}
+
+/// A connection URL with a password in it would travel inside the package (and every copy
+/// of it); the manifest must name an environment variable instead, which the SAM template
+/// turns into a NoEcho parameter.
+fn refuse_literal_credentials(kind: &str, store: &str, table: &toml::Table) -> Result<()> {
+    let Some(url) = table.get("url").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    if wasmfn_host::secrets::url_has_credentials(url) {
+        let variable = format!("{}_URL", store.to_ascii_uppercase().replace('-', "_"));
+        bail!(
+            "[{kind}.{store}] url = \"{}\" carries credentials, which would be copied into the \
+             package; replace it with `url-env = \"{variable}\"` and set {variable} where the \
+             function runs (on Lambda, the template's NoEcho parameter)",
+            wasmfn_host::secrets::redact_url(url)
+        );
+    }
+    Ok(())
 }
 
 /// The function's world: as the manifest declares it, or read from the component.

@@ -19,6 +19,7 @@
 //!
 //! The three stores share [`stores`]: one generic capability over a [`stores::StoreKind`].
 
+pub mod backend_tls;
 #[cfg(feature = "blob")]
 pub mod blob;
 pub mod changes;

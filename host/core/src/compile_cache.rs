@@ -5,6 +5,12 @@
 //! new wasmtime recompiles automatically while an unchanged one is only deserialized. Each entry
 //! carries a checksum of its own bytes: a corrupt file is detected, discarded and rebuilt rather
 //! than mapped as executable code.
+//!
+//! The folder and every entry are checked on each use ([`crate::private_dir`]): they must
+//! belong to the user running wasmfn (or root, for a read-only packaged cache) and be writable
+//! by no one else. A cache that fails the check is not read; the host compiles in memory
+//! instead and says why. There is no shared fallback folder: without `HOME` (or the variables
+//! below) nothing is cached.
 
 use std::hash::{Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
@@ -13,6 +19,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use wasmtime::component::Component;
 use wasmtime::Engine;
+
+use crate::private_dir::{check_trusted, ensure_private_dir, Owner};
 
 /// What loading a component through the cache did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,16 +68,44 @@ impl CompileCache {
     }
 
     /// The default location: `$WASMFN_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmfn/compiled`, else
-    /// `~/.cache/wasmfn/compiled`.
-    pub fn default_dir() -> PathBuf {
-        if let Some(dir) = std::env::var_os("WASMFN_CACHE_DIR") {
-            return PathBuf::from(dir);
+    /// `~/.cache/wasmfn/compiled`; `None` when none of those variables is set.
+    pub fn default_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("WASMFN_CACHE_DIR").filter(|d| !d.is_empty()) {
+            return Some(PathBuf::from(dir));
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("wasmfn").join("compiled")
+        crate::private_dir::user_cache_root().map(|root| root.join("compiled"))
+    }
+
+    /// A cache in [`CompileCache::default_dir`], or none (every load compiles, with a warning)
+    /// when there is no such folder.
+    pub fn at_default_dir() -> Self {
+        match Self::default_dir() {
+            Some(dir) => Self::new(dir),
+            None => {
+                tracing::warn!(
+                    "no compile cache: neither WASMFN_CACHE_DIR, XDG_CACHE_HOME nor HOME is \
+                     set; every start compiles its components (set one of them to cache)"
+                );
+                Self::disabled()
+            }
+        }
+    }
+
+    /// The cache folder if it may be read: it exists and passes the owner and mode check.
+    fn trusted_dir(&self, dir: &Path) -> Result<bool> {
+        if !dir.exists() {
+            return Ok(false);
+        }
+        check_trusted(dir, self.owner()).context("the compile cache is not safe to use")?;
+        Ok(true)
+    }
+
+    fn owner(&self) -> Owner {
+        if self.read_only {
+            Owner::MeOrRoot
+        } else {
+            Owner::Me
+        }
     }
 
     /// A cache that is only read: components must have been precompiled into `dir` (by
@@ -98,11 +134,20 @@ impl CompileCache {
         let Some(dir) = &self.dir else {
             return Ok((compile(engine, origin, bytes)?, CacheOutcome::Uncached));
         };
+        match self.trusted_dir(dir) {
+            Err(e) if !self.read_only => {
+                tracing::warn!(error = %format!("{e:#}"), "not using the compile cache");
+                return Ok((compile(engine, origin, bytes)?, CacheOutcome::Uncached));
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        let owner = self.owner();
         let entry = dir.join(entry_name(engine, bytes));
         let mut outcome = CacheOutcome::Compiled;
         if entry.exists() {
             let started = Instant::now();
-            match read_entry(engine, &entry) {
+            match read_entry(engine, &entry, owner) {
                 Ok(component) => {
                     tracing::debug!(
                         component = %origin.display(),
@@ -135,7 +180,7 @@ impl CompileCache {
                     if !name.starts_with(prefix) || name.ends_with(".b3") || candidate == entry {
                         continue;
                     }
-                    match read_entry(engine, &candidate) {
+                    match read_entry(engine, &candidate, owner) {
                         Ok(component) => return Ok((component, CacheOutcome::Hit)),
                         Err(e) => tracing::debug!(cache_entry = %candidate.display(),
                             "precompiled entry not usable here: {e:#}"),
@@ -166,8 +211,9 @@ impl CompileCache {
                 origin.display()
             );
         };
+        ensure_private_dir(dir).context("the compile cache is not safe to use")?;
         let entry = dir.join(entry_name(engine, bytes));
-        if verify(&entry).is_ok() {
+        if verify(&entry, Owner::Me).is_ok() {
             return Ok(CacheOutcome::Hit);
         }
         compile_into(engine, origin, bytes, &entry, true)?;
@@ -241,8 +287,11 @@ fn checksum_path(entry: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Check `entry` against its checksum (hashing the mapped file on every core).
-fn verify(entry: &Path) -> Result<()> {
+/// Check `entry`'s owner and mode, then its contents against its checksum (hashing the
+/// mapped file on every core).
+fn verify(entry: &Path, owner: Owner) -> Result<()> {
+    check_trusted(entry, owner)?;
+    check_trusted(&checksum_path(entry), owner)?;
     let expected = std::fs::read(checksum_path(entry)).context("reading the entry's checksum")?;
     let file = std::fs::File::open(entry).context("reading the entry")?;
     // SAFETY: a read-only mapping of a file in the user's own cache folder; a concurrent
@@ -254,8 +303,8 @@ fn verify(entry: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
-    verify(entry)?;
+fn read_entry(engine: &Engine, entry: &Path, owner: Owner) -> Result<Component> {
+    verify(entry, owner)?;
     // SAFETY: the file was written by `write_entry` from `precompile_component` output, the
     // checksum proves it is unchanged (the cache folder is writable by this user only, so it
     // is not swapped between the check and the mapping), and the file name pins the engine
@@ -267,35 +316,32 @@ fn read_entry(engine: &Engine, entry: &Path) -> Result<Component> {
 
 fn write_entry(entry: &Path, serialized: &[u8]) -> Result<()> {
     let dir = entry.parent().expect("entries live in the cache dir");
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        // Entries are mapped as executable code: only this user may write them. (The checksum
-        // catches corruption, not a deliberate rewrite by someone who can write here.)
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-    }
+    // Entries are mapped as executable code: only this user may write them. (The checksum
+    // catches corruption, not a deliberate rewrite by someone who can write here.)
+    ensure_private_dir(dir)?;
     // Write-then-rename so a crash or a concurrent `wasmfn` never leaves a half-written entry;
-    // the checksum goes last, so an entry without one is never trusted.
-    let tmp = |path: &Path| {
-        dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().unwrap().to_string_lossy(),
-            std::process::id()
-        ))
-    };
-    let (entry_tmp, sum_path) = (tmp(entry), checksum_path(entry));
-    let sum_tmp = tmp(&sum_path);
+    // the temporary files are created exclusively (O_EXCL, unpredictable names), so nothing
+    // planted in advance is written through; the checksum goes last, so an entry without one
+    // is never trusted.
+    let sum_path = checksum_path(entry);
     let _ = std::fs::remove_file(&sum_path);
-    std::fs::write(&entry_tmp, serialized)
-        .with_context(|| format!("writing {}", entry_tmp.display()))?;
-    std::fs::rename(&entry_tmp, entry)
-        .with_context(|| format!("renaming into {}", entry.display()))?;
-    std::fs::write(&sum_tmp, blake3::hash(serialized).as_bytes())
-        .with_context(|| format!("writing {}", sum_tmp.display()))?;
-    std::fs::rename(&sum_tmp, &sum_path)
-        .with_context(|| format!("renaming into {}", sum_path.display()))?;
+    persist(dir, entry, serialized)?;
+    persist(dir, &sum_path, blake3::hash(serialized).as_bytes())?;
+    Ok(())
+}
+
+/// Write `contents` to a fresh temporary file in `dir`, then rename it to `path`.
+fn persist(dir: &Path, path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".entry-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }

@@ -39,6 +39,11 @@ pub enum InvokeError {
         /// Its concurrency limit.
         limit: u32,
     },
+    /// Every slot of the host's instance pool is in use, by whichever functions.
+    HostBusy {
+        /// The function.
+        function: String,
+    },
     /// The invocation ran past the function's timeout.
     Timeout {
         /// The function.
@@ -89,7 +94,9 @@ impl InvokeError {
     /// The HTTP status that reports this error to a client.
     pub fn http_status(&self) -> http::StatusCode {
         match self {
-            InvokeError::Overloaded { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            InvokeError::Overloaded { .. } | InvokeError::HostBusy { .. } => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
             InvokeError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
             InvokeError::BadInvocation { .. } => http::StatusCode::BAD_REQUEST,
             InvokeError::RequestTooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -97,6 +104,15 @@ impl InvokeError {
             | InvokeError::Trap { .. }
             | InvokeError::Instantiate { .. } => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the function never ran because there was no capacity for it (its concurrency
+    /// limit or the host's instance pool): a reason to retry later, not a failure of the work.
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            InvokeError::Overloaded { .. } | InvokeError::HostBusy { .. }
+        )
     }
 
     /// The wasm backtrace of a trap, when there is one.
@@ -110,7 +126,7 @@ impl InvokeError {
     /// A short machine-readable kind, for logs and adapters (`errorType` on Lambda).
     pub fn kind(&self) -> &'static str {
         match self {
-            InvokeError::Overloaded { .. } => "Overloaded",
+            InvokeError::Overloaded { .. } | InvokeError::HostBusy { .. } => "Overloaded",
             InvokeError::Timeout { .. } => "Timeout",
             InvokeError::MemoryLimit { .. } => "MemoryLimitExceeded",
             InvokeError::Trap { .. } => "Trap",
@@ -128,6 +144,12 @@ impl fmt::Display for InvokeError {
                 f,
                 "function `{function}` is at its concurrency limit ({limit}); retry later or \
                  raise `concurrency` in wasmfn.toml"
+            ),
+            InvokeError::HostBusy { function } => write!(
+                f,
+                "function `{function}` could not start: every slot of the host's instance pool \
+                 is in use; retry later (the pool's size is `EngineOptions::pool_instances`, 1000 \
+                 in `wasmfn serve`)"
             ),
             InvokeError::Timeout { function, after } => write!(
                 f,

@@ -42,6 +42,12 @@ pub(crate) struct Lease {
     pub(crate) idle_since: Instant,
 }
 
+/// A concurrency slot of one function, held before its invocation starts.
+///
+/// Triggers that pull work (queue consumers) wait for one before they take messages, so that
+/// a busy function slows its consumers down instead of failing the messages they took.
+pub struct Admission(OwnedSemaphorePermit);
+
 /// Counter behind invocation ids (unique per process, short enough to read in logs).
 static INVOCATIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -60,6 +66,12 @@ impl FunctionInner {
                 function: self.name.to_string(),
                 limit: self.limits.max_concurrency,
             })
+    }
+
+    /// Wait for a concurrency slot.
+    pub(crate) async fn admission(&self) -> Admission {
+        let permit = self.permits.clone().acquire_owned().await;
+        Admission(permit.expect("a function's semaphore is never closed"))
     }
 
     /// Discard warm instances idle for longer than the reuse policy's idle timeout, freeing
@@ -205,6 +217,14 @@ impl FunctionInner {
         error: wasmtime::Error,
     ) -> InvokeError {
         let function = self.name.to_string();
+        // Every slot of the host's instance pool is taken (by all functions together): the
+        // same condition for the caller as this function's own limit.
+        if error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return InvokeError::HostBusy { function };
+        }
         if store.data().limiter.exceeded {
             return InvokeError::MemoryLimit {
                 function,
@@ -237,13 +257,22 @@ impl FunctionInner {
     }
 
     /// Run `call` on an instance with the function's limits applied, then check the instance
-    /// back in. `call` hands the lease back with its result so that it can be reused.
-    pub(crate) async fn run<R, F, Fut>(&self, invocation: u64, call: F) -> Result<R, InvokeError>
+    /// back in. `call` hands the lease back with its result so that it can be reused. Without
+    /// an `admission` the invocation takes a concurrency slot or fails fast.
+    pub(crate) async fn run<R, F, Fut>(
+        &self,
+        admission: Option<Admission>,
+        invocation: u64,
+        call: F,
+    ) -> Result<R, InvokeError>
     where
         F: FnOnce(Lease) -> Fut,
         Fut: Future<Output = (Lease, wasmtime::Result<R>)>,
     {
-        let _permit = self.admit()?;
+        let _permit = match admission {
+            Some(held) => held.0,
+            None => self.admit()?,
+        };
         let deadline = Instant::now() + self.limits.timeout;
         let lease = self.checkout(deadline, invocation).await?;
         match tokio::time::timeout_at(deadline.into(), call(lease)).await {

@@ -31,6 +31,7 @@ pub mod invoker;
 mod limits;
 pub mod manifest;
 pub mod outbound;
+pub mod private_dir;
 pub mod secrets;
 pub mod services;
 mod state;
@@ -42,6 +43,7 @@ pub use engine::{Allocator, EngineOptions, HostEngine, EPOCH_TICK};
 pub use error::{InvokeError, LoadError};
 pub use extensions::Extensions;
 pub use function::{Function, FunctionSettings, Loader};
+pub use instances::Admission;
 pub use invoke::events::{queue, schedule, stream, task};
 pub use invoke::http::{
     error_response, full_body, opaque_error_response, text_response, HttpFailure, HttpResponse,

@@ -57,9 +57,50 @@ impl SecretSource {
     }
 }
 
+/// `url` with the credentials of its authority (`user:password@`, `token@`) replaced by
+/// `***`, for log lines and error messages. Anything that does not look like a URL with
+/// credentials comes back unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// Whether `url` carries credentials in its authority (`user:password@host`).
+pub fn url_has_credentials(url: &str) -> bool {
+    redact_url(url) != url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("nats://alice:s3cret@nats.internal:4222"),
+            "nats://***@nats.internal:4222"
+        );
+        assert_eq!(redact_url("nats://tok3n@10.0.0.1"), "nats://***@10.0.0.1");
+        assert_eq!(
+            redact_url("postgres://u:p@w@db/app?sslmode=require"),
+            "postgres://***@db/app?sslmode=require"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact_url("redis://host/0?note=a@b"),
+            "redis://host/0?note=a@b",
+            "an @ after the authority is not a credential"
+        );
+        assert!(url_has_credentials("redis://:pw@host"));
+        assert!(!url_has_credentials("not a url"));
+    }
 
     #[test]
     fn never_printed() {

@@ -75,6 +75,17 @@ impl InstanceState {
         (self.contexts.get::<T>(), &mut self.table)
     }
 
+    /// When the current invocation must end: host calls that wait or work on its behalf
+    /// stop by then.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The function's memory limit in bytes (all its instance's memories together).
+    pub fn memory_limit(&self) -> u64 {
+        self.limiter.limit
+    }
+
     /// The function's name.
     pub fn function_name(&self) -> &str {
         &self.function

@@ -32,14 +32,20 @@ pub use wrangler::Environment;
 const BUNDLE_LIMIT_GZIP: u64 = 10 << 20;
 
 /// Where the npm tools live (`scripts/lib.sh` installs them there).
-pub fn tools_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WASMFN_WORKERS_TOOLS") {
-        return PathBuf::from(dir);
+pub fn tools_dir() -> Result<PathBuf> {
+    use wasmfn_host::wasmfn_host_core::private_dir::{check_trusted, user_cache_root, Owner};
+    let dir = match std::env::var_os("WASMFN_WORKERS_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => user_cache_root()
+            .context("neither XDG_CACHE_HOME nor HOME is set: set WASMFN_WORKERS_TOOLS")?
+            .join("workers-tools"),
+    };
+    // jco runs from there: someone else able to write it could run code as us.
+    if dir.exists() {
+        check_trusted(&dir, Owner::MeOrRoot)
+            .context("the Workers tools folder is not safe to run programs from")?;
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache/wasmfn/workers-tools")
+    Ok(dir)
 }
 
 /// The export jco makes a Promise-returning function in JSPI mode.
@@ -79,7 +85,8 @@ pub fn package(
              the Workers adapter does not host; serve the workflow with `wasmfn serve`"
         );
     }
-    let tools = tools_dir().join("node_modules");
+    let tools_root = tools_dir()?;
+    let tools = tools_root.join("node_modules");
     let jco = tools.join("@bytecodealliance/jco/src/jco.js");
     let shim = tools.join("@bytecodealliance/preview2-shim/dist/browser");
     if !jco.exists() || !shim.exists() {
@@ -87,7 +94,7 @@ pub fn package(
             "jco and preview2-shim are not installed in {}: `scripts/test` installs them (or \
              `npm install --prefix {} @bytecodealliance/jco@1.11.2 @bytecodealliance/preview2-shim@0.26.1`)",
             tools.display(),
-            tools_dir().display()
+            tools_root.display()
         );
     }
     if out.exists() {

@@ -121,9 +121,18 @@ impl Environment {
                 .collect();
         }
         if uses("wasmfn:platform/queue-publisher") {
+            // A Worker reaches exactly the queues it has producer bindings for: one per queue
+            // the function's `queues` grant allows, as `wasmfn serve` enforces it.
+            let grants = entry
+                .settings
+                .get::<wasmfn_host::wasmfn_host_capabilities::service_import::Grants>();
             e.producers = crate::sections::queues(manifest)
                 .iter()
                 .filter(|q| !q.rule_delivery)
+                .filter(|q| match grants {
+                    Some(g) => g.allows("queues", &q.name),
+                    None => !has_manifest,
+                })
                 .map(|q| q.name.clone())
                 .collect();
         }

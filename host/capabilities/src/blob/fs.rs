@@ -260,11 +260,15 @@ impl BlobBackend for FsBlobs {
         &'a self,
         key: &'a str,
         range: Option<ByteRange>,
+        max_bytes: u64,
     ) -> BlobFuture<'a, (ObjectInfo, Bytes)> {
         let inner = self.inner.clone();
         let key = key.to_string();
         blocking(move || {
             let (info, file, len) = inner.open_range(&key, range)?;
+            if len > max_bytes {
+                return Err(super::too_large(&key, len, max_bytes));
+            }
             let mut data = Vec::with_capacity(len as usize);
             file.take(len)
                 .read_to_end(&mut data)

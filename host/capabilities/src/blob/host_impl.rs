@@ -134,10 +134,11 @@ impl blob::HostContainer for InstanceState {
         range: Option<blob::ByteRange>,
     ) -> BlobResult<(blob::ObjectInfo, Vec<u8>)> {
         checked_key!(key);
+        let max_bytes = self.memory_limit();
         let store = container(self, &c)?;
         Ok(store
             .backend()
-            .get(&key, to_range(range))
+            .get(&key, to_range(range), max_bytes)
             .await
             .map(|(info, data)| (to_info(info), data.to_vec()))
             .map_err(to_error))

@@ -151,11 +151,13 @@ pub trait BlobBackend: Send + Sync {
         opts: PutOptions,
         body: BoxReader,
     ) -> BlobFuture<'static, ObjectInfo>;
-    /// Read an object (or a range of it) whole.
+    /// Read an object (or a range of it) whole; more than `max_bytes` is refused with
+    /// [`too_large`] before it is read.
     fn get<'a>(
         &'a self,
         key: &'a str,
         range: Option<ByteRange>,
+        max_bytes: u64,
     ) -> BlobFuture<'a, (ObjectInfo, Bytes)>;
     /// Read an object (or a range of it) as a stream.
     fn read<'a>(
@@ -285,6 +287,16 @@ impl Drop for ObjectWriter {
             task.abort();
         }
     }
+}
+
+/// The error for a whole-object read of `len` bytes past `max` (the guest's memory limit:
+/// it could never receive them, and reading them would only cost the host memory).
+pub fn too_large(key: &str, len: u64, max: u64) -> BlobError {
+    BlobError::Other(format!(
+        "object `{key}` ({len} bytes) is larger than `get` may return to this function ({} MiB, \
+         its memory limit); read it as a stream with `read`, or a byte range at a time",
+        max >> 20
+    ))
 }
 
 #[cfg(test)]

@@ -235,9 +235,15 @@ impl BlobBackend for S3Blobs {
         &'a self,
         key: &'a str,
         range: Option<ByteRange>,
+        max_bytes: u64,
     ) -> BlobFuture<'a, (ObjectInfo, Bytes)> {
         Box::pin(async move {
             let r = self.get_opts(key, range, false).await?;
+            // The response's headers give its length; the body is not read past them.
+            let len = (r.range.end - r.range.start) as u64;
+            if len > max_bytes {
+                return Err(super::too_large(key, len, max_bytes));
+            }
             let info = info_of(key, &r);
             let data = r.bytes().await.map_err(|e| error(key, e))?;
             Ok((info, data))

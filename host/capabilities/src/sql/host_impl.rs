@@ -3,7 +3,7 @@
 use wasmfn_host_core::InstanceState;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use super::{Connection, RowSet, Sql, SqlError, SqlValue, Transaction};
+use super::{Bounds, Connection, RowSet, Sql, SqlError, SqlValue, Transaction};
 use bindings::wasmfn::platform::sql::{self, Error, Value};
 
 mod bindings {
@@ -71,6 +71,14 @@ fn to_error(e: SqlError) -> Error {
     }
 }
 
+/// The bounds of a statement the current invocation runs.
+fn bounds(state: &InstanceState) -> Bounds {
+    Bounds {
+        deadline: state.deadline(),
+        max_result_bytes: state.memory_limit(),
+    }
+}
+
 fn outcome(r: Result<RowSet, SqlError>) -> Result<sql::RowSet, Error> {
     r.map(to_row_set).map_err(to_error)
 }
@@ -93,7 +101,10 @@ impl sql::HostConnection for InstanceState {
     ) -> SqlResult<sql::RowSet> {
         let store = self.table().get(&c)?.store.clone();
         let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
-        Ok(outcome(store.backend().query(&statement, &params).await))
+        let bounds = bounds(self);
+        Ok(outcome(
+            store.backend().query(&statement, &params, bounds).await,
+        ))
     }
 
     async fn execute_batch(
@@ -104,14 +115,14 @@ impl sql::HostConnection for InstanceState {
         let store = self.table().get(&c)?.store.clone();
         Ok(store
             .backend()
-            .execute_batch(&statements)
+            .execute_batch(&statements, bounds(self))
             .await
             .map_err(to_error))
     }
 
     async fn begin(&mut self, c: Resource<Connection>) -> SqlResult<Resource<Transaction>> {
         let store = self.table().get(&c)?.store.clone();
-        match store.backend().begin().await {
+        match store.backend().begin(bounds(self)).await {
             Ok(tx) => Ok(Ok(self.table().push(Transaction { tx: Some(tx) })?)),
             Err(e) => Ok(Err(to_error(e))),
         }
@@ -131,12 +142,13 @@ impl sql::HostTransaction for InstanceState {
         params: Vec<Value>,
     ) -> SqlResult<sql::RowSet> {
         let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
+        let bounds = bounds(self);
         let Some(tx) = self.table().get_mut(&t)?.tx.as_mut() else {
             return Ok(Err(Error::Other(
                 "the transaction is already finished".into(),
             )));
         };
-        Ok(outcome(tx.query(&statement, &params).await))
+        Ok(outcome(tx.query(&statement, &params, bounds).await))
     }
 
     async fn commit(&mut self, t: Resource<Transaction>) -> SqlResult<()> {

@@ -7,6 +7,7 @@
 //! which drops the whole instance) rolls back.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::stores::{Bindings, StoreApp, StoreCapability, StoreDecls};
 
@@ -14,6 +15,8 @@ mod host_impl;
 mod manifest;
 #[cfg(feature = "sql-postgres")]
 mod postgres;
+#[cfg(feature = "sql-postgres")]
+mod postgres_capture;
 mod sqlite;
 
 #[cfg(feature = "sql-postgres")]
@@ -86,6 +89,81 @@ impl std::fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
+/// What bounds one statement: it is interrupted at the invocation's deadline, and refused
+/// once its result grows past what the function could hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// When the invocation that runs the statement must end.
+    pub deadline: Instant,
+    /// Largest result set, in bytes of its values (plus [`VALUE_OVERHEAD`] per value). The
+    /// guest's memory limit: a larger result could never be handed to it, and reading it would
+    /// only cost the host memory.
+    pub max_result_bytes: u64,
+}
+
+/// Bytes a result set is charged per value besides its text or blob bytes.
+pub const VALUE_OVERHEAD: u64 = 16;
+
+impl Bounds {
+    /// Bounds for the host's own use (benchmarks, embedders): `timeout` from now, results up
+    /// to 128 MiB.
+    pub fn within(timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+            max_result_bytes: 128 << 20,
+        }
+    }
+
+    /// Time left before the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The error for a statement still running at the deadline.
+    pub(crate) fn timed_out() -> SqlError {
+        SqlError::Other(
+            "the statement was interrupted at the invocation's deadline; make it cheaper \
+             (an index, a LIMIT) or raise the function's `timeout`"
+                .into(),
+        )
+    }
+
+    /// The error for a result past `max_result_bytes`.
+    pub(crate) fn too_large(&self) -> SqlError {
+        SqlError::Other(format!(
+            "the result is larger than {} MiB, the function's memory limit; select fewer rows \
+             or columns (LIMIT with keyset or OFFSET paging)",
+            self.max_result_bytes >> 20
+        ))
+    }
+}
+
+/// Counts a result set's size against [`Bounds::max_result_bytes`].
+pub(crate) struct ResultBudget {
+    used: u64,
+    max: u64,
+}
+
+impl ResultBudget {
+    pub(crate) fn new(bounds: &Bounds) -> Self {
+        Self {
+            used: 0,
+            max: bounds.max_result_bytes,
+        }
+    }
+
+    /// Charge one value; `false` once the result is over budget.
+    pub(crate) fn charge(&mut self, value: &SqlValue) -> bool {
+        let bytes = match value {
+            SqlValue::Text(t) => t.len() as u64,
+            SqlValue::Blob(b) => b.len() as u64,
+            _ => 0,
+        };
+        self.used += bytes + VALUE_OVERHEAD;
+        self.used <= self.max
+    }
+}
+
 /// A boxed future of a statement's outcome.
 pub type SqlFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SqlError>> + Send + 'a>>;
@@ -93,17 +171,27 @@ pub type SqlFuture<'a, T> =
 /// A SQL database backend.
 pub trait SqlBackend: Send + Sync {
     /// Run one statement with positional parameters.
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet>;
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet>;
     /// Run `;`-separated statements without parameters.
-    fn execute_batch<'a>(&'a self, sql: &'a str) -> SqlFuture<'a, ()>;
+    fn execute_batch<'a>(&'a self, sql: &'a str, bounds: Bounds) -> SqlFuture<'a, ()>;
     /// Start a transaction on a connection of its own.
-    fn begin(&self) -> SqlFuture<'_, Box<dyn SqlTransaction>>;
+    fn begin(&self, bounds: Bounds) -> SqlFuture<'_, Box<dyn SqlTransaction>>;
 }
 
 /// An open transaction. Dropping it without [`SqlTransaction::commit`] rolls it back.
 pub trait SqlTransaction: Send {
     /// Run one statement inside the transaction.
-    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet>;
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet>;
     /// Commit.
     fn commit(self: Box<Self>) -> SqlFuture<'static, ()>;
     /// Roll back.

@@ -9,29 +9,46 @@
 //! on every table of the schema (attached to new tables by an event trigger) writes
 //! `wasmfn_changes`; a relay task moves committed rows to the stream feed and deletes them, so
 //! nothing is lost while the host is down. This needs a role allowed to create event triggers.
+//!
+//! Every statement carries its invocation's deadline to the server as `statement_timeout`
+//! (sent in the same round trip), so PostgreSQL itself stops it there; waiting for a pooled
+//! connection ends at the deadline too. Results are counted against the guest's memory limit
+//! as rows arrive. A connection goes back to the pool outside any transaction: a transaction a
+//! guest opened with a plain statement is rolled back first, and a transaction whose last
+//! statement failed (PostgreSQL then turns `COMMIT` into a silent rollback) reports the
+//! failure on commit instead of success.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use futures::{pin_mut, StreamExt as _, TryStreamExt as _};
+use futures::{pin_mut, TryStreamExt as _};
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
-use super::{RowSet, SqlBackend, SqlError, SqlFuture, SqlTransaction, SqlValue};
-use crate::stores::{now_ms, ChangeSink};
-use wasmfn_host_core::stream::{ChangeRecord, ImageFormat, Operation, StreamEvent};
+use super::postgres_capture as capture;
+use super::{
+    Bounds, ResultBudget, RowSet, SqlBackend, SqlError, SqlFuture, SqlTransaction, SqlValue,
+};
+use crate::stores::ChangeSink;
 
 /// PostgreSQL backend.
 pub struct PostgresSql {
     pool: Pool,
+    name: String,
+    pool_size: usize,
 }
+
+/// Longest a statement waits for a free pooled connection (or its deadline, if sooner).
+const ACQUIRE_WAIT: Duration = Duration::from_secs(5);
 
 fn error(e: tokio_postgres::Error) -> SqlError {
     if let Some(db) = e.as_db_error() {
+        if *db.code() == tokio_postgres::error::SqlState::QUERY_CANCELED {
+            // The `statement_timeout` `bounded` set: the invocation's deadline.
+            return Bounds::timed_out();
+        }
         let msg = db.message().to_string();
         let class = &db.code().code()[..2];
         return match class {
@@ -181,10 +198,41 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawJson {
     }
 }
 
+/// Run `work` with the server told to stop it at the deadline: `SET statement_timeout` is
+/// pipelined ahead of it (tokio-postgres sends requests in the order they are first polled),
+/// so it costs no extra round trip. PostgreSQL reports the cancellation as `57014`.
+async fn bounded<T>(
+    client: &deadpool_postgres::ClientWrapper,
+    bounds: &Bounds,
+    work: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    // 0 would mean "no limit"; a statement past its deadline gets the shortest one instead.
+    let ms = bounds.remaining().as_millis().max(1);
+    let set = format!("SET statement_timeout = {ms}");
+    let timed = async {
+        let (set, out) = tokio::join!(client.batch_execute(&set), work);
+        set.map_err(error)?;
+        out
+    };
+    match tokio::time::timeout_at(bounds.deadline.into(), timed).await {
+        Ok(out) => out,
+        Err(_) => Err(Bounds::timed_out()),
+    }
+}
+
+/// Whether a statement sent outside [`SqlBackend::begin`] may open a transaction on the
+/// pooled connection (`BEGIN`, `START TRANSACTION`): then it is rolled back before the
+/// connection returns to the pool. Over-matching costs one `ROLLBACK`, nothing else.
+fn may_open_transaction(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("begin") || lower.contains("start")
+}
+
 async fn run(
     client: &deadpool_postgres::ClientWrapper,
     sql: &str,
     params: &[SqlValue],
+    bounds: &Bounds,
 ) -> Result<RowSet, SqlError> {
     let stmt = client.prepare_cached(sql).await.map_err(error)?;
     if stmt.params().len() != params.len() {
@@ -205,12 +253,18 @@ async fn run(
         .map_err(error)?;
     pin_mut!(stream);
     let mut rows = Vec::new();
+    let mut budget = ResultBudget::new(bounds);
     while let Some(row) = stream.try_next().await.map_err(error)? {
-        rows.push(
-            (0..columns.len())
-                .map(|i| column(&row, i))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let v = column(&row, i)?;
+            if !budget.charge(&v) {
+                // Dropping the stream discards the rest of the rows the server sends.
+                return Err(bounds.too_large());
+            }
+            values.push(v);
+        }
+        rows.push(values);
     }
     let rows_affected = stream.rows_affected().unwrap_or(0);
     // A SELECT reports its row count as "affected"; the interface counts changes only.
@@ -239,10 +293,11 @@ impl PostgresSql {
         name: &str,
         changes: Option<ChangeSink>,
     ) -> anyhow::Result<Self> {
-        let config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
+        let mut config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
+        let tls = crate::backend_tls::postgres(&mut config)?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A cheap check that a recycled connection is still alive after an idle period.
                 recycling_method: RecyclingMethod::Fast,
@@ -257,35 +312,81 @@ impl PostgresSql {
             .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within 5 s"))?
             .context("connecting to PostgreSQL")?;
         if let Some(sink) = changes {
-            client.batch_execute(CAPTURE_SETUP).await.context(
+            client.batch_execute(capture::SETUP).await.context(
                 "installing change capture (needs a role that may create event triggers)",
             )?;
-            tokio::spawn(relay(config, pool.clone(), name.to_string(), sink));
+            tokio::spawn(capture::relay(
+                config,
+                tls,
+                pool.clone(),
+                name.to_string(),
+                sink,
+            ));
         }
         drop(client);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            name: name.to_string(),
+            pool_size,
+        })
     }
 
-    async fn client(&self) -> Result<Object, SqlError> {
-        self.pool.get().await.map_err(pool_error)
+    /// A pooled connection, waited for until the deadline or [`ACQUIRE_WAIT`].
+    async fn client(&self, bounds: &Bounds) -> Result<Object, SqlError> {
+        let wait = bounds.remaining().min(ACQUIRE_WAIT);
+        match tokio::time::timeout(wait, self.pool.get()).await {
+            Ok(got) => got.map_err(pool_error),
+            Err(_) => Err(SqlError::Other(format!(
+                "all {} connections to database `{}` stayed busy for {wait:?}; raise its \
+                 `pool-size` or keep transactions shorter",
+                self.pool_size, self.name,
+            ))),
+        }
+    }
+}
+
+/// Roll back whatever transaction `sql` may have left open on a pooled connection; a
+/// connection that cannot be cleaned is closed instead of returned.
+async fn leave_no_transaction(client: Object, sql: &str) {
+    if may_open_transaction(sql) && client.batch_execute("ROLLBACK").await.is_err() {
+        let _ = Object::take(client);
     }
 }
 
 impl SqlBackend for PostgresSql {
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
-        Box::pin(async move { run(&*self.client().await?, sql, params).await })
-    }
-
-    fn execute_batch<'a>(&'a self, sql: &'a str) -> SqlFuture<'a, ()> {
-        Box::pin(async move { self.client().await?.batch_execute(sql).await.map_err(error) })
-    }
-
-    fn begin(&self) -> SqlFuture<'_, Box<dyn SqlTransaction>> {
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.client(&bounds).await?;
+            let out = bounded(&client, &bounds, run(&client, sql, params, &bounds)).await;
+            leave_no_transaction(client, sql).await;
+            out
+        })
+    }
+
+    fn execute_batch<'a>(&'a self, sql: &'a str, bounds: Bounds) -> SqlFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client(&bounds).await?;
+            let out = bounded(&client, &bounds, async {
+                client.batch_execute(sql).await.map_err(error)
+            })
+            .await;
+            leave_no_transaction(client, sql).await;
+            out
+        })
+    }
+
+    fn begin(&self, bounds: Bounds) -> SqlFuture<'_, Box<dyn SqlTransaction>> {
+        Box::pin(async move {
+            let client = self.client(&bounds).await?;
             client.batch_execute("BEGIN").await.map_err(error)?;
             Ok(Box::new(PostgresTransaction {
                 client: Some(client),
+                failed: None,
             }) as Box<dyn SqlTransaction>)
         })
     }
@@ -294,32 +395,64 @@ impl SqlBackend for PostgresSql {
 /// A transaction on a connection taken from the pool for its lifetime.
 struct PostgresTransaction {
     client: Option<Object>,
+    /// Why the last statement failed, if it did: PostgreSQL then refuses every statement
+    /// but `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`) and answers `COMMIT` with a rollback.
+    failed: Option<String>,
 }
 
 impl PostgresTransaction {
-    fn finish(mut self: Box<Self>, statement: &'static str) -> SqlFuture<'static, ()> {
+    fn finish(mut self: Box<Self>, commit: bool) -> SqlFuture<'static, ()> {
         let client = self.client.take();
+        let failed = self.failed.take();
         Box::pin(async move {
-            let client = client.expect("transaction already finished");
-            client.batch_execute(statement).await.map_err(error)
+            let Some(client) = client else {
+                return Err(SqlError::Other(
+                    "the transaction is already finished".into(),
+                ));
+            };
+            if commit {
+                if let Some(why) = failed {
+                    // Say so instead of reporting the rollback PostgreSQL does as a commit.
+                    client.batch_execute("ROLLBACK").await.map_err(error)?;
+                    return Err(SqlError::Other(format!(
+                        "the transaction was rolled back, not committed: its last statement \
+                         failed ({why})"
+                    )));
+                }
+            }
+            client
+                .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+                .await
+                .map_err(error)
         })
     }
 }
 
 impl SqlTransaction for PostgresTransaction {
-    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet> {
         Box::pin(async move {
-            let client = self.client.as_ref().expect("transaction already finished");
-            run(client, sql, params).await
+            let Some(client) = self.client.as_ref() else {
+                return Err(SqlError::Other(
+                    "the transaction is already finished".into(),
+                ));
+            };
+            let out = bounded(client, &bounds, run(client, sql, params, &bounds)).await;
+            self.failed = out.as_ref().err().map(|e| e.to_string());
+            out
         })
     }
 
     fn commit(self: Box<Self>) -> SqlFuture<'static, ()> {
-        self.finish("COMMIT")
+        self.finish(true)
     }
 
     fn rollback(self: Box<Self>) -> SqlFuture<'static, ()> {
-        self.finish("ROLLBACK")
+        self.finish(false)
     }
 }
 
@@ -340,183 +473,4 @@ impl Drop for PostgresTransaction {
             }
         }
     }
-}
-
-/// The outbox: table, row trigger, and the event trigger that attaches it to new tables.
-const CAPTURE_SETUP: &str = r#"
-CREATE TABLE IF NOT EXISTS wasmfn_changes (
-    id BIGSERIAL PRIMARY KEY,
-    tbl TEXT NOT NULL,
-    op TEXT NOT NULL,
-    old_row JSONB,
-    new_row JSONB,
-    at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE OR REPLACE FUNCTION wasmfn_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO wasmfn_changes (tbl, op, old_row, new_row) VALUES (
-        TG_TABLE_NAME, TG_OP,
-        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
-    PERFORM pg_notify('wasmfn_changes', '');
-    RETURN NULL;
-END $$;
-CREATE OR REPLACE FUNCTION wasmfn_attach(target regclass) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF target::text <> 'wasmfn_changes' AND NOT EXISTS (
-        SELECT 1 FROM pg_trigger WHERE tgrelid = target AND tgname = 'wasmfn_capture') THEN
-        EXECUTE format('CREATE TRIGGER wasmfn_capture AFTER INSERT OR UPDATE OR DELETE ON %s
-                        FOR EACH ROW EXECUTE FUNCTION wasmfn_capture()', target);
-    END IF;
-END $$;
-CREATE OR REPLACE FUNCTION wasmfn_attach_new() RETURNS event_trigger LANGUAGE plpgsql AS $$
-DECLARE r record;
-BEGIN
-    FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
-             WHERE command_tag = 'CREATE TABLE' AND object_type = 'table' LOOP
-        PERFORM wasmfn_attach(r.objid::regclass);
-    END LOOP;
-END $$;
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'wasmfn_attach_new') THEN
-        CREATE EVENT TRIGGER wasmfn_attach_new ON ddl_command_end
-            WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION wasmfn_attach_new();
-    END IF;
-END $$;
-SELECT wasmfn_attach(c.oid::regclass) FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'r' AND n.nspname = current_schema();
-"#;
-
-/// Move committed changes from the outbox to the stream feed, woken by NOTIFY (and every
-/// second, in case a notification was missed while reconnecting).
-async fn relay(config: tokio_postgres::Config, pool: Pool, name: String, sink: ChangeSink) {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    // A dedicated connection for LISTEN: pooled connections are shared and recycled.
-    let listener = {
-        let wake = wake.clone();
-        async move {
-            loop {
-                if let Ok((client, mut conn)) = config.connect(NoTls).await {
-                    let stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-                    let listen = client.batch_execute("LISTEN wasmfn_changes");
-                    let forward = stream.for_each(|_| {
-                        wake.notify_one();
-                        async {}
-                    });
-                    let _ = tokio::join!(listen, forward);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    tokio::spawn(listener);
-    let keys: Mutex<HashMap<String, Vec<String>>> = Mutex::new(HashMap::new());
-    loop {
-        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-        if let Err(e) = relay_once(&pool, &name, &sink, &keys).await {
-            tracing::warn!(database = %name, "relaying SQL changes: {e:#}");
-        }
-    }
-}
-
-async fn relay_once(
-    pool: &Pool,
-    name: &str,
-    sink: &ChangeSink,
-    keys: &Mutex<HashMap<String, Vec<String>>>,
-) -> anyhow::Result<()> {
-    let mut client = pool.get().await?;
-    loop {
-        let tx = client.transaction().await?;
-        // SKIP LOCKED: several hosts sharing the database relay disjoint rows.
-        let rows = tx
-            .query(
-                "SELECT id, tbl, op, old_row::text, new_row::text FROM wasmfn_changes
-                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
-                &[],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut events = Vec::with_capacity(rows.len());
-        let mut last = 0i64;
-        for r in &rows {
-            last = r.get(0);
-            let table: String = r.get(1);
-            let op: String = r.get(2);
-            let old: Option<String> = r.get(3);
-            let new: Option<String> = r.get(4);
-            let pk = primary_key(&tx, &table, keys).await?;
-            let key = row_key(&pk, new.as_deref().or(old.as_deref()).unwrap_or("{}"));
-            events.push(StreamEvent::Change(ChangeRecord {
-                source: format!("{name}.{table}"),
-                sequence: String::new(),
-                key,
-                operation: match op.as_str() {
-                    "INSERT" => Operation::Insert,
-                    "UPDATE" => Operation::Modify,
-                    _ => Operation::Remove,
-                },
-                format: ImageFormat::Json,
-                old_image: old.map(String::into_bytes),
-                new_image: new.map(String::into_bytes),
-                timestamp: now_ms(),
-            }));
-        }
-        sink.emit(events);
-        tx.execute(
-            "DELETE FROM wasmfn_changes WHERE id = ANY(SELECT id FROM wasmfn_changes WHERE id <= $1
-             ORDER BY id LIMIT 500)",
-            &[&last],
-        )
-        .await?;
-        tx.commit().await?;
-    }
-}
-
-/// Primary-key columns of `table`, looked up once.
-async fn primary_key(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    cache: &Mutex<HashMap<String, Vec<String>>>,
-) -> anyhow::Result<Vec<String>> {
-    if let Some(k) = cache.lock().unwrap().get(table) {
-        return Ok(k.clone());
-    }
-    let rows = tx
-        .query(
-            "SELECT a.attname FROM pg_index i
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-             WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY a.attnum",
-            &[&table],
-        )
-        .await?;
-    let cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    cache
-        .lock()
-        .unwrap()
-        .insert(table.to_string(), cols.clone());
-    Ok(cols)
-}
-
-/// The key of a changed row: its primary key value (several columns joined with `/`), or the
-/// whole row when the table has none.
-fn row_key(pk: &[String], image: &str) -> String {
-    let Ok(serde_json::Value::Object(row)) = serde_json::from_str(image) else {
-        return image.to_string();
-    };
-    if pk.is_empty() {
-        return image.to_string();
-    }
-    pk.iter()
-        .map(|c| match row.get(c) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }

@@ -1,15 +1,24 @@
 //! The embedded SQL backend: one SQLite file per binding. Row changes are captured with
 //! SQLite's pre-update hook (old and new values of every column) and recorded once their
 //! transaction commits; rolled-back changes are dropped.
+//!
+//! Guest statements can be arbitrarily expensive (a recursive CTE never ends), so they run on
+//! tokio's blocking threads, never on the threads serving requests, under a progress handler
+//! that interrupts them at the invocation's deadline; their results are counted against the
+//! guest's memory limit as they are read.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::hooks::{Action, PreUpdateCase};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode};
 
-use super::{row_json, RowSet, SqlBackend, SqlError, SqlFuture, SqlTransaction, SqlValue};
+use super::{
+    row_json, Bounds, ResultBudget, RowSet, SqlBackend, SqlError, SqlFuture, SqlTransaction,
+    SqlValue,
+};
 use crate::stores::{now_ms, ChangeSink};
 use wasmfn_host_core::stream::{ChangeRecord, ImageFormat, Operation, StreamEvent};
 
@@ -122,8 +131,76 @@ fn authorize(ctx: rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authoriz
     }
 }
 
+/// Virtual-machine steps between two looks at the clock (a few microseconds of work).
+const PROGRESS_STEPS: i32 = 1000;
+
+/// Longest a statement waits for another connection's write lock (then `SQLITE_BUSY`).
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// Bind `conn` to the deadline of the statements it runs next: the progress handler
+/// interrupts them there, and waiting for a lock ends there too.
+fn arm(conn: &Connection, bounds: &Bounds) -> Result<(), SqlError> {
+    let deadline = bounds.deadline;
+    conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+    conn.busy_timeout(bounds.remaining().min(BUSY_WAIT))
+        .map_err(error)
+}
+
+/// Undo [`arm`]: the host's own statements on the connection (reading column names for the
+/// change feed, commit) are not the guest's to be interrupted.
+fn disarm(conn: &Connection) {
+    conn.progress_handler(0, None::<fn() -> bool>);
+}
+
+/// `error`, told apart from an interruption at the deadline.
+fn bounded_error(e: rusqlite::Error) -> SqlError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::OperationInterrupted) => Bounds::timed_out(),
+        _ => error(e),
+    }
+}
+
+/// Run `work` with a connection of the pool on a blocking thread, armed with `bounds`; the
+/// connection goes back to the pool afterwards (or is closed, rolling back, if it was left
+/// inside a transaction) even when the caller stopped waiting.
+async fn off_thread<T: Send + 'static>(
+    db: &SqliteSql,
+    bounds: Bounds,
+    work: impl FnOnce(&HookedConn) -> Result<T, SqlError> + Send + 'static,
+) -> Result<T, SqlError> {
+    let c = db.take()?;
+    let (idle, name, changes) = (db.idle.clone(), db.name.clone(), db.changes.clone());
+    blocking(move || {
+        let out = arm(&c.conn, &bounds).and_then(|()| work(&c));
+        disarm(&c.conn);
+        if out.is_ok() && c.conn.is_autocommit() {
+            flush(&name, changes.as_ref(), &c);
+        }
+        put_back(&idle, c);
+        out
+    })
+    .await
+}
+
+/// Run `work` on one of tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SqlError> + Send + 'static,
+) -> Result<T, SqlError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(SqlError::Other(format!(
+            "the statement's thread failed: {e}"
+        )))
+    })
+}
+
 /// Run one statement: bind positionally, read rows if it has any (including `RETURNING`).
-fn run(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<RowSet, SqlError> {
+fn run(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    bounds: &Bounds,
+) -> Result<RowSet, SqlError> {
+    let error = bounded_error;
     let mut stmt = conn.prepare_cached(sql).map_err(error)?;
     let expected = stmt.parameter_count();
     if expected != params.len() {
@@ -148,14 +225,18 @@ fn run(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<RowSet, SqlE
     if columns.is_empty() {
         stmt.raw_execute().map_err(error)?;
     } else {
+        let mut budget = ResultBudget::new(bounds);
         let mut cursor = stmt.raw_query();
         while let Some(row) = cursor.next().map_err(error)? {
-            rows.push(
-                (0..columns.len())
-                    .map(|i| row.get_ref(i).map(value))
-                    .collect::<Result<_, _>>()
-                    .map_err(error)?,
-            );
+            let mut values = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let v = value(row.get_ref(i).map_err(error)?);
+                if !budget.charge(&v) {
+                    return Err(bounds.too_large());
+                }
+                values.push(v);
+            }
+            rows.push(values);
         }
     }
     let rows_affected = if readonly { 0 } else { conn.changes() };
@@ -214,15 +295,6 @@ impl SqliteSql {
                 .connect()
                 .map_err(|e| SqlError::Other(format!("{e:#}"))),
         }
-    }
-
-    fn put(&self, c: HookedConn) {
-        put_back(&self.idle, c);
-    }
-
-    /// Record the changes of a committed transaction.
-    fn flush(&self, c: &HookedConn) {
-        flush(&self.name, self.changes.as_ref(), c);
     }
 }
 
@@ -308,40 +380,45 @@ fn flush(name: &str, sink: Option<&ChangeSink>, c: &HookedConn) {
 }
 
 impl SqlBackend for SqliteSql {
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
-        Box::pin(async move {
-            let c = self.take()?;
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet> {
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        Box::pin(off_thread(self, bounds, move |c| {
             let mark = c.pending.lock().unwrap().len();
-            let out = run(&c.conn, sql, params);
-            match &out {
-                Ok(_) if c.conn.is_autocommit() => self.flush(&c),
+            let out = run(&c.conn, &sql, &params, &bounds);
+            if out.is_err() {
                 // A failed statement's own changes were undone by SQLite.
-                Err(_) => c.pending.lock().unwrap().truncate(mark),
-                Ok(_) => {}
+                c.pending.lock().unwrap().truncate(mark);
             }
-            self.put(c);
             out
-        })
+        }))
     }
 
-    fn execute_batch<'a>(&'a self, sql: &'a str) -> SqlFuture<'a, ()> {
-        Box::pin(async move {
-            let c = self.take()?;
-            let out = c.conn.execute_batch(sql).map_err(error);
-            if out.is_ok() && c.conn.is_autocommit() {
-                self.flush(&c);
-            }
-            self.put(c);
-            out
-        })
+    fn execute_batch<'a>(&'a self, sql: &'a str, bounds: Bounds) -> SqlFuture<'a, ()> {
+        let sql = sql.to_owned();
+        Box::pin(off_thread(self, bounds, move |c| {
+            c.conn.execute_batch(&sql).map_err(bounded_error)
+        }))
     }
 
-    fn begin(&self) -> SqlFuture<'_, Box<dyn SqlTransaction>> {
+    fn begin(&self, bounds: Bounds) -> SqlFuture<'_, Box<dyn SqlTransaction>> {
         Box::pin(async move {
             let c = self.take()?;
             // IMMEDIATE takes the write lock now, so the transaction cannot fail later with
-            // SQLITE_BUSY when it first writes.
-            c.conn.execute_batch("BEGIN IMMEDIATE").map_err(error)?;
+            // SQLITE_BUSY when it first writes; waiting for it blocks, so off the serving threads.
+            let c = blocking(move || {
+                arm(&c.conn, &bounds)?;
+                c.conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(bounded_error)?;
+                disarm(&c.conn);
+                Ok(c)
+            })
+            .await?;
             Ok(Box::new(SqliteTransaction {
                 conn: Some(c),
                 name: self.name.clone(),
@@ -350,6 +427,13 @@ impl SqlBackend for SqliteSql {
             }) as Box<dyn SqlTransaction>)
         })
     }
+}
+
+/// The error for a transaction whose connection was closed (its statement's thread failed).
+fn lost() -> SqlError {
+    SqlError::Other(
+        "the transaction's connection was lost and it was rolled back; begin again".into(),
+    )
 }
 
 /// A transaction holding its own pooled connection.
@@ -362,7 +446,9 @@ struct SqliteTransaction {
 
 impl SqliteTransaction {
     fn finish(mut self: Box<Self>, commit: bool) -> Result<(), SqlError> {
-        let c = self.conn.take().expect("transaction already finished");
+        let Some(c) = self.conn.take() else {
+            return Err(lost());
+        };
         let out = c
             .conn
             .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
@@ -379,14 +465,30 @@ impl SqliteTransaction {
 }
 
 impl SqlTransaction for SqliteTransaction {
-    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> SqlFuture<'a, RowSet> {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+        bounds: Bounds,
+    ) -> SqlFuture<'a, RowSet> {
+        let (sql, params) = (sql.to_owned(), params.to_vec());
         Box::pin(async move {
-            let c = self.conn.as_ref().expect("transaction already finished");
-            let mark = c.pending.lock().unwrap().len();
-            let out = run(&c.conn, sql, params);
-            if out.is_err() {
-                c.pending.lock().unwrap().truncate(mark);
-            }
+            // The connection travels to the blocking thread and back; if the caller stops
+            // waiting it is closed there, which rolls the transaction back.
+            let Some(c) = self.conn.take() else {
+                return Err(lost());
+            };
+            let (c, out) = blocking(move || {
+                let mark = c.pending.lock().unwrap().len();
+                let out = arm(&c.conn, &bounds).and_then(|()| run(&c.conn, &sql, &params, &bounds));
+                disarm(&c.conn);
+                if out.is_err() {
+                    c.pending.lock().unwrap().truncate(mark);
+                }
+                Ok((c, out))
+            })
+            .await?;
+            self.conn = Some(c);
             out
         })
     }

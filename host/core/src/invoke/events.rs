@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::error::InvokeError;
 use crate::function::Function;
-use crate::instances::{next_invocation_id, Bindings, Lease};
+use crate::instances::{next_invocation_id, Admission, Bindings, Lease};
 use crate::world::World;
 
 /// Types of the `queue` world (`wasmfn:platform/queue-handler`).
@@ -36,10 +36,10 @@ pub mod task {
 
 /// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
 macro_rules! call_handle {
-    ($function:expr, $invocation:expr, $variant:ident, $export:ident, $arg:expr) => {
+    ($function:expr, $admission:expr, $invocation:expr, $variant:ident, $export:ident, $arg:expr) => {
         $function
             .inner
-            .run($invocation, |mut lease| async move {
+            .run($admission, $invocation, |mut lease| async move {
                 let result = {
                     let Lease {
                         store, bindings, ..
@@ -64,9 +64,25 @@ impl Function {
         &self,
         batch: &queue::Batch,
     ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
+        self.invoke_queue_admitted(None, batch).await
+    }
+
+    /// Wait until the function has a free concurrency slot, and hold it for one invocation.
+    pub async fn admission(&self) -> Admission {
+        self.inner.admission().await
+    }
+
+    /// [`Function::invoke_queue`] in a concurrency slot taken beforehand with
+    /// [`Function::admission`] (`None`: take one now or fail with `Overloaded`).
+    pub async fn invoke_queue_admitted(
+        &self,
+        admission: Option<Admission>,
+        batch: &queue::Batch,
+    ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
         let (started, invocation) = self.begin(World::Queue)?;
         let result = call_handle!(
             self,
+            admission,
             invocation,
             Queue,
             wasmfn_platform_queue_handler,
@@ -91,6 +107,7 @@ impl Function {
         let (started, invocation) = self.begin(World::Stream)?;
         let result = call_handle!(
             self,
+            None,
             invocation,
             Stream,
             wasmfn_platform_stream_handler,
@@ -111,6 +128,7 @@ impl Function {
         let (started, invocation) = self.begin(World::Schedule)?;
         let result = call_handle!(
             self,
+            None,
             invocation,
             Schedule,
             wasmfn_platform_schedule_handler,
@@ -133,7 +151,7 @@ impl Function {
         let (started, invocation) = self.begin(World::Task)?;
         let result = self
             .inner
-            .run(invocation, |mut lease| async move {
+            .run(None, invocation, |mut lease| async move {
                 let result = {
                     let Lease {
                         store, bindings, ..

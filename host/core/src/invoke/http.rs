@@ -90,7 +90,7 @@ pub fn opaque_error_response(failure: &HttpFailure) -> HttpResponse {
         "x-wasmfn-invocation",
         http::HeaderValue::from(failure.invocation),
     );
-    if matches!(error, InvokeError::Overloaded { .. }) {
+    if error.is_overload() {
         headers.insert(
             http::header::RETRY_AFTER,
             http::HeaderValue::from_static("1"),
@@ -312,7 +312,7 @@ pub fn error_response(error: &InvokeError) -> HttpResponse {
         "x-wasmfn-error",
         http::HeaderValue::from_static(error.kind()),
     );
-    if matches!(error, InvokeError::Overloaded { .. }) {
+    if error.is_overload() {
         response.headers_mut().insert(
             http::header::RETRY_AFTER,
             http::HeaderValue::from_static("1"),

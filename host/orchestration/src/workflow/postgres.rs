@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::now_ms;
 use super::store::{
@@ -68,10 +68,11 @@ impl PostgresExecutions {
     /// Connect to `url`, create the tables if needed; `lease` is how long a claim lasts
     /// without renewal (a crashed host's executions move to another host after it).
     pub async fn connect(url: &str, lease: Duration) -> anyhow::Result<Self> {
-        let config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
+        let mut config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
+        let tls = wasmfn_host_capabilities::backend_tls::postgres(&mut config)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

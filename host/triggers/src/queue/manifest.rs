@@ -4,7 +4,7 @@
 //! [queues.orders]
 //! function = "order-worker"      # a `queue` function; without one the queue is only produced to
 //! batch-size = 10
-//! visibility-timeout = "30s"
+//! visibility-timeout = "60s"     # above the function's timeout (default: timeout + 30 s)
 //! max-receive-count = 3          # then into `orders-dlq` (or `dead-letter-queue = "..."`)
 //!
 //! [queue-backend]
@@ -201,6 +201,7 @@ fn queue_from(name: &str, q: &RawQueue, at: &At<'_>) -> Result<QueueConfig, Mani
     }
     if let Some(d) = dur(&q.visibility_timeout, "visibility-timeout")? {
         c.visibility_timeout = d;
+        c.visibility_timeout_set = true;
     }
     if let Some(d) = dur(&q.retry_backoff, "retry-backoff")? {
         c.retry_backoff = d;

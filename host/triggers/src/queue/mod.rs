@@ -96,6 +96,10 @@ pub trait QueueBackend: Send + Sync + 'static {
     ) -> BackendFuture<Vec<Received>>;
     /// Delete processed messages.
     fn ack(&self, queue: &str, ids: Vec<String>) -> BackendFuture<()>;
+    /// Put delivered messages back, visible again after `delay`, without counting this
+    /// delivery towards their receive count: the function had no capacity to run them, so
+    /// they did not fail.
+    fn release(&self, queue: &str, ids: Vec<String>, delay: Duration) -> BackendFuture<()>;
     /// Record a failure: retry after `backoff`, or move to `dead_letter_queue` once the message
     /// was received `max_receives` times.
     fn fail(
@@ -128,8 +132,12 @@ pub struct QueueConfig {
     pub batch_size: usize,
     /// How long to wait to fill a batch once one message is there (default 0).
     pub batch_window: Duration,
-    /// How long a delivered message stays hidden before redelivery (default 30 s).
+    /// How long a delivered message stays hidden before redelivery. It must be longer than
+    /// the consumer's timeout, or a batch still running is delivered again; unless set, it is
+    /// the consumer's timeout plus 30 s (see [`fit_visibility`]).
     pub visibility_timeout: Duration,
+    /// Whether the manifest set `visibility_timeout` (else [`fit_visibility`] derives it).
+    pub visibility_timeout_set: bool,
     /// Deliveries before a failing message moves to the dead-letter queue (default 3).
     pub max_receive_count: u32,
     /// The dead-letter queue (default `NAME-dlq`).
@@ -154,6 +162,7 @@ impl QueueConfig {
             batch_size: 10,
             batch_window: Duration::ZERO,
             visibility_timeout: Duration::from_secs(30),
+            visibility_timeout_set: false,
             max_receive_count: 3,
             dead_letter_queue: format!("{name}-dlq"),
             retry_backoff: Duration::from_secs(1),
@@ -168,6 +177,48 @@ impl QueueConfig {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         (self.retry_backoff * factor).min(self.visibility_timeout)
     }
+}
+
+/// Slack between a consumer's timeout and its queue's derived visibility timeout: time to
+/// settle the batch after the function returns.
+pub const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
+
+/// Give each consumed queue a visibility timeout longer than its consumer's timeout: derive
+/// it (the timeout plus [`VISIBILITY_MARGIN`]) where the manifest did not set it, and report
+/// one that was set no longer than the timeout. Such a queue keeps its messages but is not
+/// consumed until the manifest is fixed. Run before the backend is built (JetStream consumers
+/// take the visibility timeout as their `ack_wait`).
+pub fn fit_visibility(
+    configs: &mut [QueueConfig],
+    functions: &dyn wasmfn_host_core::Invoker,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in configs {
+        let Some(timeout) = c
+            .function
+            .as_deref()
+            .and_then(|f| functions.function(f))
+            .map(|f| f.limits().timeout)
+        else {
+            continue;
+        };
+        if !c.visibility_timeout_set {
+            c.visibility_timeout = c.visibility_timeout.max(timeout + VISIBILITY_MARGIN);
+        } else if c.visibility_timeout <= timeout {
+            problems.push(format!(
+                "[queues.{}] visibility-timeout = {:?} is not longer than function `{}`'s \
+                 timeout ({timeout:?}): a batch still running would be delivered again; set \
+                 visibility-timeout above the timeout (e.g. \"{}s\") or remove it; messages are \
+                 accepted and kept but not delivered until this is fixed",
+                c.name,
+                c.visibility_timeout,
+                c.function.as_deref().unwrap_or_default(),
+                (timeout + VISIBILITY_MARGIN).as_secs()
+            ));
+            c.function = None;
+        }
+    }
+    problems
 }
 
 /// Milliseconds since the Unix epoch.

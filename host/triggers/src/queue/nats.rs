@@ -44,6 +44,10 @@ struct Inner {
     visibility: HashMap<String, Duration>,
     /// Delivered, not yet settled messages by id, to ack or nak them later.
     held: Mutex<HashMap<String, jetstream::Message>>,
+    /// Deliveries JetStream counted that wasmfn does not (messages released because the
+    /// function had no capacity), by message id. Kept by this host only: with several hosts,
+    /// a message released on one and failed on another counts the released delivery.
+    uncounted: Mutex<HashMap<String, u32>>,
 }
 
 impl NatsQueues {
@@ -55,7 +59,10 @@ impl NatsQueues {
         queues: &[(String, Duration)],
     ) -> Result<Self> {
         let client = async_nats::connect(url).await.with_context(|| {
-            format!("cannot connect to NATS at {url}; is nats-server running with -js?")
+            format!(
+                "cannot connect to NATS at {}; is nats-server running with -js?",
+                wasmfn_host_core::secrets::redact_url(url)
+            )
         })?;
         let js = jetstream::new(client);
         let stream = js
@@ -80,6 +87,7 @@ impl NatsQueues {
                 stream: stream_name.to_string(),
                 visibility: queues.iter().cloned().collect(),
                 held: Mutex::new(HashMap::new()),
+                uncounted: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -207,20 +215,7 @@ impl Inner {
                 let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
                 continue;
             }
-            let attributes = headers
-                .map(|h| {
-                    h.iter()
-                        .filter_map(|(k, vs)| {
-                            let key = AsRef::<str>::as_ref(k).strip_prefix(ATTRIBUTE)?.to_string();
-                            Some(
-                                vs.iter()
-                                    .map(move |v| (key.clone(), v.as_str().to_string())),
-                            )
-                        })
-                        .flatten()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let attributes = attributes_of(headers);
             let enqueued_at = header(headers, ENQUEUED_AT)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
@@ -228,13 +223,42 @@ impl Inner {
                 id: id.clone(),
                 body: message.payload.to_vec(),
                 attributes,
-                attempt: delivered,
+                attempt: self.attempt(&id, delivered),
                 enqueued_at,
             });
             self.held.lock().unwrap().insert(id, message);
         }
         Ok(out)
     }
+
+    /// wasmfn's attempt number of a delivery JetStream numbered `delivered`.
+    fn attempt(&self, id: &str, delivered: u32) -> u32 {
+        let uncounted = self.uncounted.lock().unwrap().get(id).copied();
+        delivered.saturating_sub(uncounted.unwrap_or(0)).max(1)
+    }
+
+    /// Forget a settled message's uncounted deliveries.
+    fn settled(&self, id: &str) {
+        self.uncounted.lock().unwrap().remove(id);
+    }
+}
+
+/// A message's producer attributes, from its `Wasmfn-Attr-` headers.
+fn attributes_of(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
+    headers
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, vs)| {
+                    let key = AsRef::<str>::as_ref(k).strip_prefix(ATTRIBUTE)?.to_string();
+                    Some(
+                        vs.iter()
+                            .map(move |v| (key.clone(), v.as_str().to_string())),
+                    )
+                })
+                .flatten()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl QueueBackend for NatsQueues {
@@ -273,11 +297,34 @@ impl QueueBackend for NatsQueues {
         Box::pin(async move {
             for id in ids {
                 let held = this.held.lock().unwrap().remove(&id);
+                this.settled(&id);
                 if let Some(m) = held {
                     m.double_ack()
                         .await
                         .map_err(|e| anyhow!("acknowledging message {id}: {e}"))?;
                 }
+            }
+            Ok(())
+        })
+    }
+
+    fn release(&self, queue: &str, ids: Vec<String>, delay: Duration) -> BackendFuture<()> {
+        let queue = queue.to_string();
+        let this = self.inner.clone();
+        Box::pin(async move {
+            for id in ids {
+                let Some(m) = this.held.lock().unwrap().remove(&id) else {
+                    continue;
+                };
+                *this
+                    .uncounted
+                    .lock()
+                    .unwrap()
+                    .entry(id.clone())
+                    .or_default() += 1;
+                m.ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(|e| anyhow!("nak of {id} on {queue}: {e}"))?;
             }
             Ok(())
         })
@@ -304,15 +351,17 @@ impl QueueBackend for NatsQueues {
                 return Ok(FailOutcome::Retried);
             };
             let delivered = m.info().map(|i| i.delivered as u32).unwrap_or(1);
+            let delivered = this.attempt(&id, delivered);
             if delivered < max_receives {
                 m.ack_with(AckKind::Nak(Some(backoff)))
                     .await
                     .map_err(|e| anyhow!("nak of {id} on {queue}: {e}"))?;
                 return Ok(FailOutcome::Retried);
             }
+            // The dead letter keeps the producer's attributes, so a redrive restores them.
             let copy = NewMessage {
                 body: m.payload.to_vec(),
-                attributes: Vec::new(),
+                attributes: attributes_of(m.headers.as_ref()),
                 delay: Duration::ZERO,
             };
             this.publish(
@@ -324,6 +373,7 @@ impl QueueBackend for NatsQueues {
             m.double_ack()
                 .await
                 .map_err(|e| anyhow!("acknowledging dead-lettered {id}: {e}"))?;
+            this.settled(&id);
             Ok(FailOutcome::DeadLettered)
         })
     }

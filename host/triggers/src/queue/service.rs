@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wasmfn_host_capabilities::queues::QueueSender;
 use wasmfn_host_core::queue::{Batch, Message, MessageFailure};
-use wasmfn_host_core::{Function, Invoker, Service, World};
+use wasmfn_host_core::{Admission, Function, InvokeError, Invoker, Service, World};
 
 use super::{FailOutcome, NewMessage, QueueBackend, QueueConfig, QueueStats, Received, SendError};
 
@@ -186,13 +186,23 @@ async fn consume(
     service: Arc<QueueService>,
     functions: Arc<dyn Invoker>,
     config: QueueConfig,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let backend = &service.backend;
     let function = functions
         .function(config.function.as_deref().unwrap_or_default())
         .expect("validated at start");
     while !*shutdown.borrow() {
+        // A slot of the function first, then messages: a busy function slows its consumers
+        // down instead of failing what they took (an `http` consumer takes its slots per
+        // message, see `post_each`).
+        let admission = match function.world() {
+            World::Queue => tokio::select! {
+                a = function.admission() => Some(a),
+                _ = shutdown.changed() => break,
+            },
+            _ => None,
+        };
         let mut batch = match backend
             .receive(&config.name, config.batch_size, config.visibility_timeout)
             .await
@@ -218,7 +228,62 @@ async fn consume(
                 batch.extend(extra);
             }
         }
-        deliver(&service, &function, &config, batch).await;
+        deliver(&service, &function, &config, admission, batch).await;
+    }
+}
+
+/// How one batch settled: messages to acknowledge, to fail (counted towards the dead-letter
+/// queue) and to put back uncounted (the function had no capacity for them).
+#[derive(Debug, Default, PartialEq)]
+struct Settlement {
+    done: Vec<String>,
+    failed: Vec<(String, String)>,
+    released: Vec<String>,
+}
+
+impl Settlement {
+    /// Sort the batch `ids` by the invocation's `outcome`.
+    fn of(
+        ids: Vec<String>,
+        outcome: Result<Result<Vec<MessageFailure>, String>, InvokeError>,
+        overloaded: Vec<String>,
+    ) -> Self {
+        let failed: Vec<(String, String)> = match outcome {
+            Ok(Ok(failed)) => {
+                let known: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                failed
+                    .into_iter()
+                    .filter(|f| known.contains(f.id.as_str()))
+                    .map(|f| (f.id, f.reason))
+                    .collect()
+            }
+            Ok(Err(reason)) => ids
+                .iter()
+                .map(|id| (id.clone(), format!("batch failed: {reason}")))
+                .collect(),
+            Err(e) if e.is_overload() => {
+                return Self {
+                    released: ids,
+                    ..Self::default()
+                }
+            }
+            Err(e) => ids.iter().map(|id| (id.clone(), e.to_string())).collect(),
+        };
+        let unsettled: HashSet<&str> = failed
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(overloaded.iter().map(String::as_str))
+            .collect();
+        let done = ids
+            .iter()
+            .filter(|id| !unsettled.contains(id.as_str()))
+            .cloned()
+            .collect();
+        Self {
+            done,
+            failed,
+            released: overloaded,
+        }
     }
 }
 
@@ -227,6 +292,7 @@ async fn deliver(
     service: &QueueService,
     function: &Function,
     config: &QueueConfig,
+    admission: Option<Admission>,
     batch: Vec<Received>,
 ) {
     let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
@@ -248,39 +314,36 @@ async fn deliver(
         .iter()
         .map(|m| (m.id.as_str(), m.attempt))
         .collect();
-    let outcome = match function.world() {
-        World::Http => Ok(Ok(post_each(function, &wit_batch).await)),
-        _ => function.invoke_queue(&wit_batch).await,
-    };
-    let failures: Vec<(String, String)> = match outcome {
-        Ok(Ok(failed)) => {
-            let known: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            failed
-                .into_iter()
-                .filter(|f| known.contains(f.id.as_str()))
-                .map(|f| (f.id, f.reason))
-                .collect()
+    let settlement = match function.world() {
+        World::Http => {
+            let (failures, overloaded) = post_each(function, &wit_batch).await;
+            Settlement::of(ids, Ok(Ok(failures)), overloaded)
         }
-        Ok(Err(reason)) => ids
-            .iter()
-            .map(|id| (id.clone(), format!("batch failed: {reason}")))
-            .collect(),
-        Err(e) => ids.iter().map(|id| (id.clone(), e.to_string())).collect(),
+        _ => {
+            let outcome = function.invoke_queue_admitted(admission, &wit_batch).await;
+            Settlement::of(ids, outcome, Vec::new())
+        }
     };
-    let failed: HashSet<&str> = failures.iter().map(|(id, _)| id.as_str()).collect();
-    let done: Vec<String> = ids
-        .iter()
-        .filter(|id| !failed.contains(id.as_str()))
-        .cloned()
-        .collect();
     let backend = &service.backend;
-    if !done.is_empty() {
-        if let Err(e) = backend.ack(&config.name, done).await {
+    if !settlement.done.is_empty() {
+        if let Err(e) = backend.ack(&config.name, settlement.done).await {
             // Not acknowledged means delivered again after the visibility timeout: at least once.
             tracing::error!(queue = %config.name, error = %format!("{e:#}"), "acknowledging failed; the messages will be redelivered");
         }
     }
-    for (id, reason) in &failures {
+    if !settlement.released.is_empty() {
+        let count = settlement.released.len();
+        match backend
+            .release(&config.name, settlement.released, config.retry_backoff)
+            .await
+        {
+            Ok(()) => tracing::info!(queue = %config.name, count,
+                "function at capacity; messages put back without counting a delivery"),
+            Err(e) => tracing::error!(queue = %config.name, error = %format!("{e:#}"),
+                "putting messages back failed; they will be redelivered after their visibility timeout"),
+        }
+    }
+    for (id, reason) in &settlement.failed {
         let attempt = attempts.get(id.as_str()).copied().unwrap_or(1);
         match backend
             .fail(
@@ -311,10 +374,12 @@ async fn deliver(
 
 /// Deliver a batch to an `http` function: each message is a `POST /` with the body, its
 /// attributes as `x-wasmfn-attr-NAME` headers and its id as `x-wasmfn-message-id`. A 2xx
-/// response settles the message; anything else fails it with the status and body.
-async fn post_each(function: &Function, batch: &Batch) -> Vec<MessageFailure> {
+/// response settles the message; anything else fails it with the status and body. Returns
+/// the failures and the messages the function had no capacity for.
+async fn post_each(function: &Function, batch: &Batch) -> (Vec<MessageFailure>, Vec<String>) {
     use http_body_util::BodyExt as _;
     let mut failures = Vec::new();
+    let mut overloaded = Vec::new();
     for m in &batch.messages {
         let mut request = http::Request::post("http://localhost/")
             .header("x-wasmfn-message-id", &m.id)
@@ -329,6 +394,10 @@ async fn post_each(function: &Function, batch: &Batch) -> Vec<MessageFailure> {
         let reason = match request.body(wasmfn_host_core::full_body(m.body.clone())) {
             Err(e) => Some(format!("message cannot be sent as an HTTP request: {e}")),
             Ok(request) => match function.handle_http(request).await {
+                Err(e) if e.is_overload() => {
+                    overloaded.push(m.id.clone());
+                    None
+                }
                 Err(e) => Some(e.to_string()),
                 Ok(response) if response.status().is_success() => {
                     // Drain the body so the guest runs to completion.
@@ -354,5 +423,48 @@ async fn post_each(function: &Function, batch: &Batch) -> Vec<MessageFailure> {
             });
         }
     }
-    failures
+    (failures, overloaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Vec<String> {
+        vec!["1".into(), "2".into(), "3".into()]
+    }
+
+    #[test]
+    fn an_overloaded_invocation_fails_no_message() {
+        let busy = InvokeError::Overloaded {
+            function: "f".into(),
+            limit: 1,
+        };
+        let s = Settlement::of(ids(), Err(busy), Vec::new());
+        assert_eq!(s.released, ids());
+        assert!(s.done.is_empty() && s.failed.is_empty());
+        let pool = InvokeError::HostBusy {
+            function: "f".into(),
+        };
+        assert_eq!(Settlement::of(ids(), Err(pool), Vec::new()).released, ids());
+    }
+
+    #[test]
+    fn a_trap_fails_every_message_and_reported_failures_fail_alone() {
+        let trap = InvokeError::Trap {
+            function: "f".into(),
+            message: "unreachable".into(),
+            backtrace: None,
+        };
+        let s = Settlement::of(ids(), Err(trap), Vec::new());
+        assert_eq!(s.failed.len(), 3);
+        let one = MessageFailure {
+            id: "2".into(),
+            reason: "bad".into(),
+        };
+        let s = Settlement::of(ids(), Ok(Ok(vec![one])), vec!["3".into()]);
+        assert_eq!(s.done, ["1"]);
+        assert_eq!(s.failed, [("2".to_string(), "bad".to_string())]);
+        assert_eq!(s.released, ["3"]);
+    }
 }

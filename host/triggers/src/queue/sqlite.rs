@@ -34,6 +34,7 @@ enum Op {
     Enqueue(String, Vec<NewMessage>, Reply<Vec<String>>),
     Receive(String, usize, Duration, Reply<Vec<Received>>),
     Ack(String, Vec<String>, Reply<()>),
+    Release(String, Vec<String>, Duration, Reply<()>),
     Fail {
         queue: String,
         id: String,
@@ -174,6 +175,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Answer {
             answer(reply, isolated(tx, || receive(tx, &queue, max, visibility)))
         }
         Op::Ack(queue, ids, reply) => answer(reply, isolated(tx, || ack(tx, &queue, &ids))),
+        Op::Release(queue, ids, delay, reply) => {
+            answer(reply, isolated(tx, || release(tx, &queue, &ids, delay)))
+        }
         Op::Fail {
             queue,
             id,
@@ -277,6 +281,27 @@ fn ack(tx: &rusqlite::Transaction<'_>, queue: &str, ids: &[String]) -> Result<()
     Ok(())
 }
 
+/// Hide delivered messages for `delay` and take their delivery back off the receive count.
+fn release(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    ids: &[String],
+    delay: Duration,
+) -> Result<()> {
+    let mut update = tx.prepare_cached(
+        "UPDATE messages SET visible_at = ?3, in_flight = 0, receive_count = MAX(receive_count - 1, 0)
+         WHERE seq = ?1 AND queue = ?2 AND in_flight",
+    )?;
+    let visible_at = now_ms() as i64 + delay.as_millis() as i64;
+    for id in ids {
+        let seq: i64 = id
+            .parse()
+            .with_context(|| format!("`{id}` is not a message id of this queue"))?;
+        update.execute(params![seq, queue, visible_at])?;
+    }
+    Ok(())
+}
+
 fn fail(
     tx: &rusqlite::Transaction<'_>,
     queue: &str,
@@ -372,6 +397,10 @@ impl QueueBackend for SqliteQueues {
 
     fn ack(&self, queue: &str, ids: Vec<String>) -> BackendFuture<()> {
         self.call(|r| Op::Ack(queue.to_string(), ids, r))
+    }
+
+    fn release(&self, queue: &str, ids: Vec<String>, delay: Duration) -> BackendFuture<()> {
+        self.call(|r| Op::Release(queue.to_string(), ids, delay, r))
     }
 
     fn fail(

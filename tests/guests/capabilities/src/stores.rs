@@ -163,6 +163,10 @@ pub fn sql(req: &Request, op: &str, name: &str) -> Reply {
                 let (s, params) = statement(&st);
                 match tx.query(&s, &params) {
                     Ok(r) => results.push(row_set(r)),
+                    // A careless guest: carries on (and may commit) after a failed statement.
+                    Err(e) if body["continue"].as_bool() == Some(true) => {
+                        results.push(json!({ "error": format!("{e:?}") }))
+                    }
                     Err(e) => return sql_error(e),
                 }
             }
