@@ -60,7 +60,7 @@ fn fixture_on(backend: &Backend, collector_url: &str, queue_settings: &str) -> F
     f.write(
         "wasmfn.toml",
         format!(
-            "{}[functions.queue-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
+            "{}[functions.queue-recorder]\ntimeout = \"1s\"\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n[functions.queue-recorder.config]\ncollector = \"{collector_url}\"\n\n\
              [queues.jobs]\nfunction = \"queue-recorder\"\n{queue_settings}\n",
             backend.manifest()
         ),
@@ -435,4 +435,80 @@ fn guest_publish(backend: Backend) {
         text.contains("may not reach queue `jobs-dlq`") && text.contains("[functions.publisher]"),
         "{text}"
     );
+}
+
+#[test]
+fn a_busy_consumer_waits_for_its_function_instead_of_failing_messages() {
+    busy_consumer(Backend::Sqlite);
+}
+
+#[test]
+fn nats_a_busy_consumer_waits_for_its_function_instead_of_failing_messages() {
+    busy_consumer(Backend::Nats(Nats::start()));
+}
+
+/// The function runs one invocation at a time (each held ~200 ms by a slow collector) while
+/// its queue runs three consumers. A consumer finding no free slot used to fail its message:
+/// with `max-receive-count = 1` that dead-lettered two messages of every three.
+fn busy_consumer(backend: Backend) {
+    let (url, seen) = collector(Duration::from_millis(200));
+    let f = Fixture::with_guests(&["queue-recorder"]);
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "{}[functions.queue-recorder]\ntimeout = \"5s\"\nconcurrency = 1\n\
+             allowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
+             [functions.queue-recorder.config]\ncollector = \"{url}\"\n\n\
+             [queues.jobs]\nfunction = \"queue-recorder\"\nbatch-size = 1\nconcurrency = 3\n\
+             max-receive-count = 1\n",
+            backend.manifest()
+        ),
+    );
+    let server = f.serve();
+    let bodies: Vec<String> = (0..9).map(|i| format!("job-{i}")).collect();
+    send_batch(&server, "jobs", &bodies);
+    wait_until("nine deliveries", Duration::from_secs(30), || {
+        seen.lock().unwrap().len() >= 9
+    });
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|(_, attempt, _)| *attempt == 1),
+        "no delivery was counted twice: {seen:?}"
+    );
+    let dead = admin_json(&server, "queues/jobs-dlq/messages");
+    assert_eq!(dead["messages"].as_array().unwrap().len(), 0, "{dead}");
+    assert!(
+        !server.logs().contains("concurrency limit"),
+        "no message failed for want of capacity:\n{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn a_visibility_timeout_not_above_the_function_timeout_is_refused() {
+    let f = Fixture::with_guests(&["queue-recorder"]);
+    f.write(
+        "wasmfn.toml",
+        "[functions.queue-recorder]\ntimeout = \"30s\"\n\n\
+         [queues.jobs]\nfunction = \"queue-recorder\"\nvisibility-timeout = \"30s\"\n\n\
+         [queues.other]\nfunction = \"queue-recorder\"\n",
+    );
+    let out = common::wasmfn()
+        .args(["check"])
+        .arg(f.dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("[queues.jobs] visibility-timeout = 30s is not longer than function `queue-recorder`'s timeout (30s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"60s\""),
+        "the error suggests a value: {text}"
+    );
+    // The queue without a visibility timeout gets one derived from the function's timeout.
+    assert!(!text.contains("[queues.other]"), "{text}");
 }

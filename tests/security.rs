@@ -9,9 +9,17 @@ mod admin;
 mod errors;
 #[path = "security/grants.rs"]
 mod grants;
+#[path = "security/host_calls.rs"]
+mod host_calls;
 #[path = "security/inputs.rs"]
 mod inputs;
 #[path = "security/isolation.rs"]
 mod isolation;
+#[path = "security/local_files.rs"]
+mod local_files;
+#[path = "security/memory.rs"]
+mod memory;
 #[path = "security/outbound.rs"]
 mod outbound;
+#[path = "security/tls.rs"]
+mod tls;

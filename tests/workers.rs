@@ -353,6 +353,20 @@ fn concurrent_requests_each_get_their_own_instance() {
 }
 
 #[test]
+fn a_worker_gets_producer_bindings_only_for_the_queues_it_is_granted() {
+    let manifest =
+        "[queues.orders]\n[queues.audit]\n\n[functions.publisher]\nqueues = [\"orders\"]\n";
+    let (_f, bundle, output) = package_with("publisher", "publisher", manifest);
+    assert_packaged(&output);
+    let wrangler = std::fs::read_to_string(bundle.join("wrangler.toml")).unwrap();
+    assert!(wrangler.contains("queue = \"orders\""), "{wrangler}");
+    assert!(
+        !wrangler.contains("queue = \"audit\""),
+        "a queue outside the grant has no binding, so the Worker cannot reach it: {wrangler}"
+    );
+}
+
+#[test]
 fn published_messages_reach_the_queue_with_their_id_and_attributes() {
     let manifest = "[queues.orders]\n\n[functions.publisher]\nqueues = [\"*\"]\n";
     let (_f, bundle, output) = package_with("publisher", "publisher", manifest);

@@ -86,38 +86,150 @@ fn pg_bin(program: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(program))
 }
 
-/// Shared Redis: the URL of a fresh namespace is `url()` plus a unique key prefix.
+/// A certificate authority for the tests and a server certificate it signed for `localhost`
+/// and `127.0.0.1` (made with the `openssl` program once per test binary). Backends serve TLS
+/// with it beside plain connections; clients trust it through `SSL_CERT_FILE`.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// The CA's certificate (what `SSL_CERT_FILE` names).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+    /// The server certificate.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+    /// The server's private key.
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+}
+
+/// The shared test CA.
+pub fn test_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl not found: install Debian's openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wasmfn test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCa { dir }
+    })
+}
+
+/// Shared Redis: the URL of a fresh namespace is `url()` plus a unique key prefix. It also
+/// serves TLS (with [`test_ca`]'s certificate) on `tls_port`.
 pub struct Redis {
     pub port: u16,
+    pub tls_port: u16,
 }
 
 /// The shared Redis server.
 pub fn redis() -> &'static Redis {
     static R: OnceLock<Redis> = OnceLock::new();
     R.get_or_init(|| {
-        let port = free_port();
+        let (port, tls_port) = (free_port(), free_port());
+        let ca = test_ca();
         keep_until_exit(spawn(
             "redis-server",
-            Command::new("redis-server").args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]),
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--tls-port",
+                    &tls_port.to_string(),
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(ca.cert())
+                .arg("--tls-key-file")
+                .arg(ca.key())
+                .arg("--tls-ca-cert-file")
+                .arg(ca.ca()),
             port,
             "install Debian's redis-server (scripts/test does)",
         ));
-        Redis { port }
+        Redis { port, tls_port }
     })
 }
 
 impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The TLS listener's URL.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port)
     }
 }
 
@@ -148,6 +260,20 @@ pub fn postgres() -> &'static Postgres {
             c
         };
         let pgdata = data.path().join("pgdata");
+        // TLS beside plain connections: the server's key must be private to its owner.
+        let ca = test_ca();
+        let tls = data.path().join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        std::fs::copy(ca.cert(), tls.join("server.pem")).unwrap();
+        std::fs::copy(ca.key(), tls.join("server.key")).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(
+                tls.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
         if as_root {
             std::fs::create_dir(&pgdata).unwrap();
             let ok = Command::new("chown")
@@ -184,7 +310,21 @@ pub fn postgres() -> &'static Postgres {
                 .arg(&pgdata)
                 .args(["-p", &port.to_string(), "-k"])
                 .arg(data.path())
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+                .args([
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "ssl=on",
+                ])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    tls.join("server.pem").display()
+                ))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", tls.join("server.key").display())),
             port,
             "install Debian's postgresql (scripts/test does)",
         ));
