@@ -65,6 +65,33 @@ impl ServerLimits {
         Self::new(soft.saturating_sub(256).clamp(64, 100_000))
     }
 
+    /// Raise this process's soft descriptor limit to its hard limit (as nginx's
+    /// `worker_rlimit_nofile` and Go's runtime do): distributions default the soft limit to
+    /// 1024, which a few hundred hostile idle sockets would exhaust. Returns the soft limit
+    /// in force afterwards.
+    pub fn raise_descriptor_limit() -> usize {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct we own.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return 1024;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+        }
+        limit.rlim_cur as usize
+    }
+
     /// Connections that may still be opened.
     pub fn available(&self) -> usize {
         self.connections.available_permits()
@@ -224,7 +251,9 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
 
 /// Serve `app` on `addr` with `threads` single-threaded runtimes sharing the port through
 /// `SO_REUSEPORT`. `ready` receives the bound address (useful with port 0) once every thread
-/// listens. Returns after `shutdown` flips to `true` and every thread has drained.
+/// listens. Returns after `shutdown` flips to `true` and every thread has drained. Raises the
+/// process's soft descriptor limit to its hard limit first
+/// ([`ServerLimits::raise_descriptor_limit`]).
 pub fn serve_threads(
     app: Arc<App>,
     addr: SocketAddr,
@@ -233,6 +262,7 @@ pub fn serve_threads(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let threads = threads.max(1);
+    ServerLimits::raise_descriptor_limit();
     let limits = ServerLimits::default();
     let mut bound = addr;
     let mut handles = Vec::with_capacity(threads);
