@@ -111,8 +111,14 @@ pub(super) fn queue_events(
                 ]),
             );
         }
-        // SQS requires the visibility timeout to cover the function's timeout.
-        let visibility = q.visibility_timeout.as_secs().max(timeout_secs + 1);
+        // SQS requires the visibility timeout to cover the function's timeout; as locally, an
+        // unset one is that timeout plus the margin to settle the batch.
+        let margin = wasmfn_host::wasmfn_host_triggers::queue::VISIBILITY_MARGIN.as_secs();
+        let visibility = if q.visibility_timeout_set {
+            q.visibility_timeout.as_secs().max(timeout_secs + 1)
+        } else {
+            q.visibility_timeout.as_secs().max(timeout_secs + margin)
+        };
         insert(
             &mut t.resources,
             queue_id.clone(),
