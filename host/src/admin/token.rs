@@ -95,8 +95,7 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> Result<()> {
             path.display()
         );
     }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = wasmfn_host_core::private_dir::current_uid();
     if meta.uid() != me {
         bail!(
             "`{}` belongs to user {}, not to the user running wasmfn ({me}); remove it (a new token is made on start)",
