@@ -190,8 +190,6 @@ fn whole_blob_reads_past_the_functions_memory_are_refused_before_reading() {
 }
 
 #[test]
-#[ignore = "the commit-after-failure check did not pass in its first run (the guest answered the \
-            failed statement instead of continuing); not yet diagnosed"]
 fn postgres_commit_after_a_failed_statement_is_not_reported_as_committed() {
     let url = postgres().database();
     let (_f, server) = fixture(Some(&url));
