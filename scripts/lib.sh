@@ -76,10 +76,15 @@ ensure_build_tools() {
     apt_install libclang-dev
 }
 
-build_host() {
+# The `wasmfn` binary alone (what serving and the load scripts need).
+build_wasmfn() {
     ensure_build_tools
     say "building wasmfn (release; first build takes several minutes, later ones seconds)"
     (cd "$ROOT" && cargo build --release --locked --bin wasmfn)
+}
+
+build_host() {
+    build_wasmfn
     say "building the Lambda bootstrap (adapters/lambda)"
     (cd "$ROOT" && cargo build --profile release-lambda --locked -p wasmfn-lambda)
     build_lambda_arm64
@@ -137,6 +142,8 @@ ensure_test_servers() {
     command -v nats-server >/dev/null 2>&1 || apt_install nats-server
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
     [ -x "$(pg_bindir)/initdb" ] || apt_install postgresql
+    # Scrapes the admin listener's /metrics in tests/observability.rs.
+    command -v prometheus >/dev/null 2>&1 || apt_install prometheus
     command -v cargo-lambda >/dev/null 2>&1 || {
         # Its Runtime API emulator runs the Lambda adapter's tests (prebuilt wheel: seconds).
         say "installing cargo-lambda (Lambda Runtime API emulator) from PyPI"

@@ -23,7 +23,7 @@ if ! "$WASMTIME" --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8'; then
     CARGO_TARGET_DIR="$CACHE/tools-target" cargo install wasmtime-cli --version 48.0.8 --locked --root "$TOOLS"
 fi
 ensure_guest_toolchain
-build_host
+build_wasmfn
 build_guests
 (cd "$ROOT" && cargo build --release --locked --example native_hello)
 

@@ -19,7 +19,7 @@ PORT=3121
 
 apt_install wrk
 ensure_guest_toolchain
-build_host
+build_wasmfn
 build_guests
 
 WORK="$(mktemp -d)"
