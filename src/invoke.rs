@@ -88,6 +88,9 @@ pub async fn run(host: Host, args: InvokeArgs) -> Result<ExitCode> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
+    if let Some(report) = usage_report(&function).await {
+        eprintln!("{report}");
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -169,6 +172,43 @@ async fn invoke_http(
         }
     }
     Ok((out, status < 500))
+}
+
+/// What the invocation used, as one line on stderr (like Lambda's `REPORT` line), or `None`
+/// when it was refused before it ran.
+async fn usage_report(function: &Function) -> Option<String> {
+    // An HTTP invocation is counted once its response body has been read and its guest has
+    // returned, which can be a moment after the body ends.
+    let mut totals = function.usage_totals();
+    for _ in 0..100 {
+        if totals.invocations > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        totals = function.usage_totals();
+    }
+    if totals.invocations == 0 {
+        return None;
+    }
+    let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    Some(format!(
+        "REPORT function={} duration={} billed={} ms on-thread={} start={} peak-memory={} \
+         (limit {}) in={} B out={} B",
+        function.name(),
+        ms(totals.wall_us),
+        totals.billed_ms,
+        ms(totals.cpu_us),
+        if totals.cold_starts > 0 {
+            "cold"
+        } else {
+            "warm"
+        },
+        mib(totals.peak_memory),
+        mib(function.limits().memory_bytes),
+        totals.bytes_in,
+        totals.bytes_out,
+    ))
 }
 
 fn error_json(e: &wasmfn_host::InvokeError) -> serde_json::Value {

@@ -2,11 +2,13 @@
 
 mod build;
 mod check;
+mod cost;
 mod invoke;
 mod new;
 mod package;
 mod queue_cmd;
 mod sections;
+mod status_cmd;
 mod watch;
 mod wit_tree;
 mod workflow_cmd;
@@ -111,6 +113,12 @@ enum Command {
         #[command(flatten)]
         server: queue_cmd::ServerArg,
     },
+    /// What the invocations a running `wasmfn serve` measured (or a saved usage file) would
+    /// cost on AWS Lambda and Cloudflare Workers, and which of their limits they would break.
+    Cost(cost::CostArgs),
+    /// Whether a running `wasmfn serve` is live and ready (its /healthz and /readyz), and
+    /// what keeps it from being ready; exits non-zero unless ready.
+    Status(queue_cmd::ServerArg),
     /// Move every message of a dead-letter queue back to its source queue.
     Redrive {
         /// The dead-letter queue.
@@ -180,6 +188,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::PutEvent(args) => workflow_cmd::put_event(args, state).await,
         Command::Publish(args) => workflow_cmd::publish(args, state).await,
         Command::Queues(server) => queue_cmd::list(server, state).await,
+        Command::Status(server) => status_cmd::run(server, state).await,
+        Command::Cost(args) => cost::run(args, state).await,
         Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server, state).await,
         Command::DeadLetters { queue, server } => {
             queue_cmd::dead_letters(queue, server, state).await
@@ -236,6 +246,9 @@ struct ServeArgs {
     /// otherwise must be a loopback name or the bound address); repeatable.
     #[arg(long = "admin-host", value_name = "NAME")]
     admin_hosts: Vec<String>,
+    /// Do not record metrics (the admin listener's /metrics then answers 404).
+    #[arg(long)]
+    no_metrics: bool,
     /// Development mode: failed invocations answer with the error's text (the trap) and 404s
     /// list the routes. Without it clients get the error's kind and the invocation id of the
     /// log line, and a bare 404.
@@ -251,8 +264,13 @@ async fn serve(host: Host, args: ServeArgs) -> Result<ExitCode> {
         watch,
         admin_listen,
         admin_hosts,
+        no_metrics,
         dev: _,
     } = args;
+    // Before loading: each function registers its metrics as it loads.
+    if !no_metrics {
+        wasmfn_host::telemetry::prometheus::install()?;
+    }
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if !dir.is_dir() {

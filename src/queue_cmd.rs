@@ -76,9 +76,16 @@ impl ServerArg {
 impl Admin {
     /// A request to host API `path` (under `/_wasmfn/`).
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
-            .client
-            .request(method, format!("{}/_wasmfn/{path}", self.base));
+        self.request_at(method, &format!("/_wasmfn/{path}"))
+    }
+
+    /// A request to `path` of the admin listener (`/readyz`, `/metrics`).
+    pub(crate) fn request_at(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(t) => request.bearer_auth(t),
             None => request,
@@ -93,6 +100,26 @@ impl Admin {
     /// `POST` to host API `path`.
     pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::POST, path)
+    }
+
+    /// Send `request`, turning connection failures into a hint; any status is returned.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, String)> {
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the wasmfn admin API at {}; is `wasmfn serve` running? (set --admin, or --dir/--state-dir to the folder it serves)",
+                self.shown
+            )
+        })?;
+        let status = response.status();
+        Ok((status, response.text().await?))
+    }
+
+    /// Where it connects, for messages.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
     }
 
     /// Send `request`, turning connection failures into a hint and non-2xx into an error.

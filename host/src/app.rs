@@ -55,6 +55,8 @@ pub struct App {
     pub(crate) state_dir: Option<std::path::PathBuf>,
     /// Development mode: clients see errors' text and the route table (see [`App::set_dev`]).
     pub(crate) dev: bool,
+    /// Snapshots of its functions' usage, for usage windows.
+    pub(crate) usage_history: crate::telemetry::history::UsageHistory,
 }
 
 impl App {
@@ -307,16 +309,70 @@ impl App {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let get = request.method() == http::Method::GET;
+        match request.uri().path() {
+            "/healthz" if get => return text_response(http::StatusCode::OK, "ok"),
+            "/readyz" if get => {
+                let readiness = crate::telemetry::health::readiness(self).await;
+                let status = if readiness.ready {
+                    http::StatusCode::OK
+                } else {
+                    http::StatusCode::SERVICE_UNAVAILABLE
+                };
+                return json_text(status, serde_json::to_value(&readiness).unwrap_or_default());
+            }
+            "/metrics" if get => return self.metrics().await,
+            "/_wasmfn/usage" if get => {
+                let since = request.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("since="))
+                        .map(|s| s.parse::<f64>())
+                });
+                let since = match since {
+                    None => None,
+                    Some(Ok(s)) if s.is_finite() && s >= 0.0 => {
+                        Some(std::time::Duration::from_secs_f64(s.min(1e9)))
+                    }
+                    Some(_) => {
+                        return text_response(
+                            http::StatusCode::BAD_REQUEST,
+                            "`since` is a number of seconds, e.g. ?since=3600",
+                        )
+                    }
+                };
+                return json_text(http::StatusCode::OK, crate::telemetry::usage(self, since));
+            }
+            _ => {}
+        }
         if !request.uri().path().starts_with(crate::control_api::PREFIX) {
             return text_response(
                 http::StatusCode::NOT_FOUND,
                 format!(
-                    "the admin listener serves the host API under `{}` only; functions are on the public listener",
+                    "the admin listener serves /metrics, /healthz, /readyz and the host API under `{}`; functions are on the public listener",
                     crate::control_api::PREFIX
                 ),
             );
         }
         crate::control_api::handle(self, request).await
+    }
+
+    /// `GET /metrics`: backend gauges sampled now, then every metric as Prometheus text.
+    async fn metrics(&self) -> HttpResponse {
+        crate::telemetry::sample_gauges(self).await;
+        #[cfg(feature = "prometheus")]
+        if let Some(text) = crate::telemetry::prometheus::render() {
+            let mut response = text_response(http::StatusCode::OK, text);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
+        }
+        text_response(
+            http::StatusCode::NOT_FOUND,
+            "metrics are off in this host: install a recorder before loading functions \
+             (wasmfn_host::telemetry::prometheus::install, in builds with the `prometheus` feature)",
+        )
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
@@ -352,4 +408,14 @@ impl Invoker for App {
             .find(|e| e.function == name)
             .map(|e| e.message.clone())
     }
+}
+
+/// A JSON response.
+fn json_text(status: http::StatusCode, value: serde_json::Value) -> HttpResponse {
+    let mut response = text_response(status, value.to_string());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

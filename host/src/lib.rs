@@ -41,6 +41,7 @@ pub mod manifest;
 mod registry;
 mod router;
 pub mod server;
+pub mod telemetry;
 #[cfg(any(
     feature = "queues",
     feature = "schedules",
@@ -76,8 +77,8 @@ pub use wasmfn_host_core::{
     error_response, event_json, full_body, opaque_error_response, parse_duration, parse_size,
     schedule, secrets, stream, task, text_response, Allocator, CacheOutcome, CompileCache,
     EngineOptions, Extensions, Function, FunctionSettings, HttpFailure, HttpResponse, InstanceMode,
-    InstanceState, InvokeError, Invoker, Limits, LoadError, RequestBody, ReusePolicy, World,
-    WorldError,
+    InstanceState, InvokeError, Invoker, Limits, LoadError, RequestBody, ReusePolicy, Usage,
+    UsageTotals, World, WorldError,
 };
 
 /// The layers below, for embedders that need more than the re-exports.

@@ -34,19 +34,40 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// request head the same way.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Counts a connection in `wasmfn_open_connections` until it closes.
+struct OpenConnection(metrics::Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// What one server accepts at most.
 #[derive(Clone)]
 pub struct ServerLimits {
     /// Open connections; further clients wait in the kernel's backlog until one closes.
     connections: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    /// The `listener` label of its connection metrics.
+    listener: &'static str,
 }
 
 impl ServerLimits {
     /// At most `max` open connections.
     pub fn new(max: usize) -> Self {
+        let max = max.max(1);
         Self {
-            connections: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            connections: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            listener: "public",
         }
+    }
+
+    /// The same limits, counted under `listener` in the metrics instead of `public`.
+    pub fn for_listener(mut self, listener: &'static str) -> Self {
+        self.listener = listener;
+        self
     }
 
     /// Connections from the process's descriptor limit: all but 256 kept for files, stores and
@@ -188,6 +209,9 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
         .max_concurrent_streams(256)
         .max_header_list_size(64 << 10);
     let graceful = GracefulShutdown::new();
+    let listener = limits.listener;
+    metrics::gauge!("wasmfn_connection_limit", "listener" => listener).set(limits.max as f64);
+    let open = metrics::gauge!("wasmfn_open_connections", "listener" => listener);
     tokio::pin!(shutdown);
     loop {
         // A free connection slot first: at the cap, new clients wait in the kernel's backlog.
@@ -220,8 +244,11 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let open = open.clone();
+        open.increment(1.0);
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection(open);
             tokio::pin!(connection);
             // Until the protocol is known nothing times a silent client out: do it here.
             let result = tokio::select! {

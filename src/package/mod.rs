@@ -17,7 +17,7 @@ use wasmfn_host::manifest::{FunctionEntry, Manifest};
 use wasmfn_host::{EngineOptions, FunctionSettings, Host, World};
 
 mod aws_schedule;
-mod sam;
+pub(crate) mod sam;
 mod workers;
 
 #[derive(Args)]

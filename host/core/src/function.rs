@@ -20,6 +20,7 @@ use crate::extensions::Extensions;
 use crate::instances::{Handler, Lease};
 use crate::limits::{InstanceMode, Limits};
 use crate::state::InstanceState;
+use crate::usage::{names, FunctionMetrics, UsageTotals};
 use crate::world::World;
 
 /// Everything configurable about one function besides its component.
@@ -79,6 +80,8 @@ pub(crate) struct FunctionInner {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) warm: Mutex<Vec<Lease>>,
     pub(crate) cache_outcome: CacheOutcome,
+    /// Its metric handles and running totals.
+    pub(crate) metrics: FunctionMetrics,
     /// What it was loaded with (to load a rebuilt component the same way).
     settings: FunctionSettings,
 }
@@ -134,6 +137,12 @@ impl Function {
             }
         }
         let handler = pre_instantiate(world, &component, loader.linker).map_err(fail)?;
+        let cache_result = if cache_outcome == CacheOutcome::Hit {
+            "hit"
+        } else {
+            "miss"
+        };
+        metrics::counter!(names::COMPILE_CACHE, "result" => cache_result).increment(1);
         Ok(Function {
             inner: Arc::new(FunctionInner {
                 name: name.into(),
@@ -146,6 +155,7 @@ impl Function {
                 contexts: Arc::new(contexts),
                 warm: Mutex::new(Vec::new()),
                 cache_outcome,
+                metrics: FunctionMetrics::register(name, world, settings.limits.memory_bytes),
                 settings,
             }),
         })
@@ -184,6 +194,11 @@ impl Function {
     /// Whether loading compiled the component or found it in the compile cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.inner.cache_outcome
+    }
+
+    /// What its invocations have used since it was loaded, in total.
+    pub fn usage_totals(&self) -> UsageTotals {
+        self.inner.metrics.totals.snapshot()
     }
 
     /// Number of warm instances currently idle (always 0 in fresh mode).

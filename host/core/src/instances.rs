@@ -3,8 +3,9 @@
 //! errors into [`InvokeError`]s.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, UpdateDeadline};
@@ -15,6 +16,7 @@ use crate::error::InvokeError;
 use crate::function::FunctionInner;
 use crate::limits::InstanceMode;
 use crate::state::InstanceState;
+use crate::usage::{pool_instances, OnThread, Outcome, Usage};
 
 /// The pre-instantiated component, typed by world.
 pub(crate) enum Handler {
@@ -40,6 +42,42 @@ pub(crate) struct Lease {
     pub(crate) bindings: Bindings,
     pub(crate) uses: u32,
     pub(crate) idle_since: Instant,
+    /// How long creating it took, until its first invocation (`None` once it is warm).
+    pub(crate) instantiated_in: Option<Duration>,
+    _slot: PoolSlot,
+}
+
+/// Counts a live instance in the `wasmfn_pool_instances` gauge while it exists.
+struct PoolSlot;
+
+impl PoolSlot {
+    fn new() -> Self {
+        pool_instances().increment(1.0);
+        PoolSlot
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        pool_instances().decrement(1.0);
+    }
+}
+
+/// Counts an invocation in `wasmfn_invocations_in_flight` while it runs (`D`: a reference to
+/// the function, borrowed or shared).
+pub(crate) struct InFlight<D: Deref<Target = FunctionInner>>(D);
+
+impl<D: Deref<Target = FunctionInner>> InFlight<D> {
+    pub(crate) fn new(function: D) -> Self {
+        function.metrics.started();
+        InFlight(function)
+    }
+}
+
+impl<D: Deref<Target = FunctionInner>> Drop for InFlight<D> {
+    fn drop(&mut self) {
+        self.0.metrics.stopped();
+    }
 }
 
 /// A concurrency slot of one function, held before its invocation starts.
@@ -108,9 +146,11 @@ impl FunctionInner {
         let mut created = 0;
         while self.warm.lock().unwrap().len() < policy.prewarm as usize {
             // No invocation runs during pre-warming; the deadline only bounds start-up code.
-            let lease = self
+            let mut lease = self
                 .instantiate(Instant::now() + self.limits.timeout)
                 .await?;
+            // Its creation happened before any invocation: the first one is a warm start.
+            lease.instantiated_in = None;
             self.warm.lock().unwrap().push(lease);
             created += 1;
         }
@@ -153,6 +193,7 @@ impl FunctionInner {
     }
 
     async fn instantiate(&self, deadline: Instant) -> Result<Lease, InvokeError> {
+        let started = Instant::now();
         let engine = self.handler.engine();
         let state = InstanceState::new(
             self.name.clone(),
@@ -191,6 +232,8 @@ impl FunctionInner {
                 bindings,
                 uses: 0,
                 idle_since: Instant::now(),
+                instantiated_in: Some(started.elapsed()),
+                _slot: PoolSlot::new(),
             }),
             Err(e) => Err(self.classify(&store, e)),
         }
@@ -207,6 +250,7 @@ impl FunctionInner {
             return;
         }
         lease.idle_since = Instant::now();
+        lease.instantiated_in = None;
         self.warm.lock().unwrap().push(lease);
     }
 
@@ -258,31 +302,70 @@ impl FunctionInner {
 
     /// Run `call` on an instance with the function's limits applied, then check the instance
     /// back in. `call` hands the lease back with its result so that it can be reused. Without
-    /// an `admission` the invocation takes a concurrency slot or fails fast.
+    /// an `admission` the invocation takes a concurrency slot or fails fast. Returns what the
+    /// invocation used with its result (`bytes_in`: the size of the event given to it).
     pub(crate) async fn run<R, F, Fut>(
         &self,
         admission: Option<Admission>,
         invocation: u64,
+        bytes_in: u64,
         call: F,
-    ) -> Result<R, InvokeError>
+    ) -> (Result<R, InvokeError>, Usage)
     where
         F: FnOnce(Lease) -> Fut,
         Fut: Future<Output = (Lease, wasmtime::Result<R>)>,
     {
+        let started = Instant::now();
+        let mut usage = Usage {
+            bytes_in,
+            ..Usage::default()
+        };
         let _permit = match admission {
             Some(held) => held.0,
-            None => self.admit()?,
+            None => match self.admit() {
+                Ok(permit) => permit,
+                Err(e) => return (Err(e), usage),
+            },
         };
-        let deadline = Instant::now() + self.limits.timeout;
-        let lease = self.checkout(deadline, invocation).await?;
-        match tokio::time::timeout_at(deadline.into(), call(lease)).await {
-            Ok((lease, Ok(value))) => {
-                self.checkin(lease, true);
-                Ok(value)
+        let _in_flight = InFlight::new(self);
+        let deadline = started + self.limits.timeout;
+        let checkout = OnThread::new(self.checkout(deadline, invocation), &mut usage.cpu).await;
+        let lease = match checkout {
+            Ok(lease) => lease,
+            Err(e) => {
+                usage.wall = started.elapsed();
+                return (Err(e), usage);
             }
-            Ok((lease, Err(e))) => Err(self.classify(&lease.store, e)),
+        };
+        usage.instantiation = lease.instantiated_in;
+        let ran =
+            tokio::time::timeout_at(deadline.into(), OnThread::new(call(lease), &mut usage.cpu))
+                .await;
+        let result = match ran {
+            Ok((lease, outcome)) => {
+                usage.peak_memory = lease.store.data().limiter.total();
+                match outcome {
+                    Ok(value) => {
+                        self.checkin(lease, true);
+                        Ok(value)
+                    }
+                    Err(e) => Err(self.classify(&lease.store, e)),
+                }
+            }
             Err(_elapsed) => Err(self.timeout()),
-        }
+        };
+        usage.wall = started.elapsed();
+        (result, usage)
+    }
+
+    /// Count an ended invocation in the function's metrics and totals.
+    pub(crate) fn record<T, E>(&self, result: &Result<Result<T, E>, InvokeError>, usage: &Usage) {
+        let outcome = match result {
+            Ok(Ok(_)) => Outcome::Ok,
+            Ok(Err(_)) => Outcome::HandlerError,
+            Err(e) => Outcome::of_error(e),
+        };
+        self.metrics.record(outcome, usage);
     }
 
     /// The error for an invocation that ran out of time while awaiting I/O.

@@ -35,6 +35,7 @@ pub mod private_dir;
 pub mod secrets;
 pub mod services;
 mod state;
+pub mod usage;
 mod world;
 
 pub use capability::{AppCapability, AppContext, Capability, Context, FunctionInfo};
@@ -52,6 +53,7 @@ pub use invoke::http::{
 pub use invoker::{Invoker, Service};
 pub use limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
 pub use state::InstanceState;
+pub use usage::{Usage, UsageTotals};
 pub use world::{World, WorldError};
 
 /// Build a linker with WASI 0.2 (no preopens, no sockets), `wasi:http` (outbound requests go

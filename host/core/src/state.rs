@@ -134,6 +134,11 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
+    /// Bytes of every memory of the instance now (its peak: wasm memories never shrink).
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
     fn new(limit: u64) -> Self {
         Self {
             limit,

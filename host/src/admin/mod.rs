@@ -119,11 +119,15 @@ impl AdminServer {
     /// Serve `app`'s host API until `shutdown` resolves.
     pub async fn serve(self, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let guard = Arc::new(self.guard);
+        let _history = AbortOnDrop(crate::telemetry::keep_history(&app));
         let handle = move |request: http::Request<hyper::body::Incoming>| {
             let (app, guard) = (app.clone(), guard.clone());
             async move {
                 let (head, body) = request.into_parts();
-                if let Err(refused) = guard.check(&head) {
+                // Liveness tells nothing to hide, and probes (load balancers, kubelets) may
+                // not carry the token.
+                let liveness = head.method == http::Method::GET && head.uri.path() == "/healthz";
+                if let (false, Err(refused)) = (liveness, guard.check(&head)) {
                     return refused.into_response();
                 }
                 app.handle_admin(http::Request::from_parts(head, body))
@@ -131,7 +135,7 @@ impl AdminServer {
             }
         };
         // Operators and their scripts, not the internet: a few connections are plenty.
-        let limits = crate::server::ServerLimits::new(64);
+        let limits = crate::server::ServerLimits::new(64).for_listener("admin");
         match self.listener {
             Listener::Tcp(listener) => {
                 // Owned by `accept`: the socket closes when serving stops, not after the drain.
@@ -203,6 +207,15 @@ async fn accept_own_uid(
                 tracing::warn!(error = %e, "admin socket: cannot tell the peer's user; refused")
             }
         }
+    }
+}
+
+/// Stops a background task when the admin server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -24,6 +24,12 @@ pub const SECRET_PREFIX: &str = "WASMFN_SECRET_";
 /// Memory Lambda gives the runtime itself (engine, tokio, pools) above the guest's limit.
 const RUNTIME_MEMORY_MB: u64 = 64;
 
+/// The `MemorySize` the template gives a function with this memory limit: the guest's limit
+/// plus the runtime's share, at least Lambda's minimum of 128 MB.
+pub fn lambda_memory_mb(memory_limit_bytes: u64) -> u64 {
+    ((memory_limit_bytes >> 20) + RUNTIME_MEMORY_MB).max(128)
+}
+
 /// What the template is generated from.
 pub struct TemplateInput<'a> {
     /// The manifest with `--env` applied (triggers and store declarations).

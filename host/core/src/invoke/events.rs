@@ -1,10 +1,9 @@
 //! Invoking `queue`, `stream`, `schedule` and `task` functions, and the WIT types they take.
 
-use std::time::Instant;
-
 use crate::error::InvokeError;
 use crate::function::Function;
 use crate::instances::{next_invocation_id, Admission, Bindings, Lease};
+use crate::usage::Usage;
 use crate::world::World;
 
 /// Types of the `queue` world (`wasmfn:platform/queue-handler`).
@@ -34,12 +33,13 @@ pub mod task {
     };
 }
 
-/// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits.
+/// Call the `handle` export of a `$variant` instance with `$arg`, under the function's limits;
+/// evaluates to the result and the invocation's [`Usage`].
 macro_rules! call_handle {
-    ($function:expr, $admission:expr, $invocation:expr, $variant:ident, $export:ident, $arg:expr) => {
+    ($function:expr, $admission:expr, $invocation:expr, $bytes_in:expr, $variant:ident, $export:ident, $arg:expr) => {
         $function
             .inner
-            .run($admission, $invocation, |mut lease| async move {
+            .run($admission, $invocation, $bytes_in, |mut lease| async move {
                 let result = {
                     let Lease {
                         store, bindings, ..
@@ -79,16 +79,18 @@ impl Function {
         admission: Option<Admission>,
         batch: &queue::Batch,
     ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
-        let (started, invocation) = self.begin(World::Queue)?;
-        let result = call_handle!(
+        let invocation = self.begin(World::Queue)?;
+        let bytes_in = batch.messages.iter().map(|m| m.body.len() as u64).sum();
+        let (result, usage) = call_handle!(
             self,
             admission,
             invocation,
+            bytes_in,
             Queue,
             wasmfn_platform_queue_handler,
             batch
         );
-        self.log_event(started, invocation, &result, |r| match r {
+        self.finish(invocation, &result, &usage, |r| match r {
             Ok(failures) => format!(
                 "{} of {} messages failed",
                 failures.len(),
@@ -104,16 +106,17 @@ impl Function {
         &self,
         events: &[stream::StreamEvent],
     ) -> Result<Result<(), stream::BatchFailure>, InvokeError> {
-        let (started, invocation) = self.begin(World::Stream)?;
-        let result = call_handle!(
+        let invocation = self.begin(World::Stream)?;
+        let (result, usage) = call_handle!(
             self,
             None,
             invocation,
+            0,
             Stream,
             wasmfn_platform_stream_handler,
             events
         );
-        self.log_event(started, invocation, &result, |r| match r {
+        self.finish(invocation, &result, &usage, |r| match r {
             Ok(()) => format!("{} events processed", events.len()),
             Err(f) => format!("batch failed: {}", f.reason),
         });
@@ -125,16 +128,17 @@ impl Function {
         &self,
         event: &schedule::ScheduledEvent,
     ) -> Result<Result<(), String>, InvokeError> {
-        let (started, invocation) = self.begin(World::Schedule)?;
-        let result = call_handle!(
+        let invocation = self.begin(World::Schedule)?;
+        let (result, usage) = call_handle!(
             self,
             None,
             invocation,
+            0,
             Schedule,
             wasmfn_platform_schedule_handler,
             event
         );
-        self.log_event(started, invocation, &result, |r| match r {
+        self.finish(invocation, &result, &usage, |r| match r {
             Ok(()) => "run succeeded".to_string(),
             Err(reason) => format!("run failed: {reason}"),
         });
@@ -148,35 +152,40 @@ impl Function {
         context: &task::TaskContext,
         input: &str,
     ) -> Result<Result<String, task::TaskError>, InvokeError> {
-        let (started, invocation) = self.begin(World::Task)?;
-        let result = self
+        let invocation = self.begin(World::Task)?;
+        let (result, usage) = self
             .inner
-            .run(None, invocation, |mut lease| async move {
-                let result = {
-                    let Lease {
-                        store, bindings, ..
-                    } = &mut lease;
-                    let Bindings::Task(b) = bindings else {
-                        unreachable!("a function's bindings match its world")
+            .run(
+                None,
+                invocation,
+                input.len() as u64,
+                |mut lease| async move {
+                    let result = {
+                        let Lease {
+                            store, bindings, ..
+                        } = &mut lease;
+                        let Bindings::Task(b) = bindings else {
+                            unreachable!("a function's bindings match its world")
+                        };
+                        b.wasmfn_platform_task_handler()
+                            .call_handle(store, context, input)
+                            .await
                     };
-                    b.wasmfn_platform_task_handler()
-                        .call_handle(store, context, input)
-                        .await
-                };
-                (lease, result)
-            })
+                    (lease, result)
+                },
+            )
             .await;
-        self.log_event(started, invocation, &result, |r| match r {
+        self.finish(invocation, &result, &usage, |r| match r {
             Ok(_) => format!("task `{}` succeeded", context.state),
             Err(e) => format!("task `{}` failed: {}: {}", context.state, e.error, e.cause),
         });
         result
     }
 
-    /// Check the event fits the function's world; returns the invocation's start time and id.
-    fn begin(&self, world: World) -> Result<(Instant, u64), InvokeError> {
+    /// Check the event fits the function's world; returns the invocation's id.
+    fn begin(&self, world: World) -> Result<u64, InvokeError> {
         self.expect_world(world)?;
-        Ok((Instant::now(), next_invocation_id()))
+        Ok(next_invocation_id())
     }
 
     fn expect_world(&self, world: World) -> Result<(), InvokeError> {
@@ -192,27 +201,35 @@ impl Function {
         })
     }
 
-    fn log_event<T, E>(
+    /// Count the ended invocation and write its log line.
+    fn finish<T, E>(
         &self,
-        started: Instant,
         invocation: u64,
         result: &Result<Result<T, E>, InvokeError>,
+        usage: &Usage,
         summary: impl FnOnce(&Result<T, E>) -> String,
     ) {
-        let duration_us = started.elapsed().as_micros() as u64;
+        self.inner.record(result, usage);
         let (function, world) = (&*self.inner.name, self.inner.world.name());
+        let duration_us = usage.wall.as_micros() as u64;
+        let cpu_us = usage.cpu.as_micros() as u64;
+        let instantiate_us = usage.instantiation.map(|t| t.as_micros() as u64);
+        let (peak_memory, bytes_in) = (usage.peak_memory, usage.bytes_in);
         match result {
             Ok(r @ Ok(_)) => {
                 tracing::info!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "ok", duration_us, "{}", summary(r))
+                outcome = "ok", duration_us, cpu_us, instantiate_us, peak_memory, bytes_in,
+                "{}", summary(r))
             }
             Ok(r @ Err(_)) => {
                 tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "handler-error", duration_us, "{}", summary(r))
+                outcome = "handler-error", duration_us, cpu_us, instantiate_us, peak_memory,
+                bytes_in, "{}", summary(r))
             }
             Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
-                outcome = "failed", error_kind = e.kind(), duration_us,
-                backtrace = e.backtrace().unwrap_or_default(), "invocation failed: {e}"),
+                outcome = "failed", error_kind = e.kind(), duration_us, cpu_us, instantiate_us,
+                peak_memory, bytes_in, backtrace = e.backtrace().unwrap_or_default(),
+                "invocation failed: {e}"),
         }
     }
 }

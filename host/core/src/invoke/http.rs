@@ -4,9 +4,9 @@
 //! still runs; the guest's task ends (and its instance is freed or returned to the warm pool)
 //! when it has finished writing.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -15,18 +15,20 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView as _;
 
 use crate::error::InvokeError;
-use crate::function::Function;
-use crate::instances::{next_invocation_id, Bindings, Lease};
+use crate::function::{Function, FunctionInner};
+use crate::instances::{next_invocation_id, Bindings, InFlight, Lease};
+use crate::usage::{OnThread, Outcome, Usage};
 use crate::world::World;
 
 pin_project_lite::pin_project! {
     /// A request body cut off after the function's `max-request-body` bytes: the guest's read
     /// then fails with `HTTP-request-body-size` (a body without `Content-Length` is only known
-    /// to be too large as it streams).
+    /// to be too large as it streams). Counts what the guest read in `read`.
     struct BodyLimit<B> {
         #[pin]
         inner: B,
         left: u64,
+        read: Arc<AtomicU64>,
     }
 }
 
@@ -55,6 +57,7 @@ where
                 )));
             }
             *this.left -= n;
+            this.read.fetch_add(n, Ordering::Relaxed);
         }
         std::task::Poll::Ready(Some(Ok(frame)))
     }
@@ -154,6 +157,11 @@ impl Function {
         let inner = self.inner.clone();
         let started = Instant::now();
         let failed = |error: InvokeError| {
+            let usage = Usage {
+                wall: started.elapsed(),
+                ..Usage::default()
+            };
+            inner.metrics.record(Outcome::of_error(&error), &usage);
             log_failure(&inner.name, invocation, started, &error);
             error
         };
@@ -177,13 +185,25 @@ impl Function {
                 limit,
             }));
         }
+        let bytes_in = Arc::new(AtomicU64::new(0));
         let request = request.map(|body| BodyLimit {
             inner: body,
             left: limit,
+            read: bytes_in.clone(),
         });
         let permit = inner.admit().map_err(failed)?;
+        let in_flight = InFlight::new(inner.clone());
         let deadline = started + inner.limits.timeout;
-        let mut lease = inner.checkout(deadline, invocation).await.map_err(failed)?;
+        let mut cpu = Duration::ZERO;
+        let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu).await;
+        let mut lease = checkout.map_err(failed)?;
+        let instantiation = lease.instantiated_in;
+        let record = Arc::new(HttpRecord {
+            inner: inner.clone(),
+            invocation,
+            ended: Mutex::new(None),
+            bytes_out: AtomicU64::new(0),
+        });
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let status = Arc::new(AtomicU16::new(0));
@@ -209,8 +229,9 @@ impl Function {
         };
 
         let task_inner = inner.clone();
+        let task_record = record.clone();
         let task = tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _in_flight, record) = (permit, in_flight, task_record);
             let result = {
                 let Lease {
                     store, bindings, ..
@@ -221,7 +242,15 @@ impl Function {
                 let call = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(store, req, out);
+                let call = OnThread::new(call, &mut cpu);
                 tokio::time::timeout_at(deadline.into(), call).await
+            };
+            let mut usage = Usage {
+                cpu,
+                instantiation,
+                peak_memory: lease.store.data().limiter.total(),
+                bytes_in: bytes_in.load(Ordering::Relaxed),
+                ..Usage::default()
             };
             let outcome = match result {
                 Ok(Ok(())) => {
@@ -231,20 +260,30 @@ impl Function {
                 Ok(Err(e)) => Err(task_inner.classify(&lease.store, e)),
                 Err(_elapsed) => Err(task_inner.timeout()),
             };
-            let code = status.load(Ordering::Relaxed);
+            usage.wall = started.elapsed();
             match &outcome {
-                Ok(()) => tracing::info!(
-                    target: "wasmfn::invocation",
-                    function = %task_inner.name, world = "http", invocation, status = code,
-                    duration_us = started.elapsed().as_micros() as u64, "invocation finished"
-                ),
-                Err(e) => log_failure(&task_inner.name, invocation, started, e),
+                // Written when the response body is done too (with the bytes it sent).
+                Ok(()) => {
+                    let code = status.load(Ordering::Relaxed);
+                    *record.ended.lock().unwrap() = Some((usage, code));
+                }
+                Err(e) => {
+                    usage.bytes_out = record.bytes_out.load(Ordering::Relaxed);
+                    task_inner.metrics.record(Outcome::of_error(e), &usage);
+                    log_failure(&task_inner.name, invocation, started, e);
+                }
             }
             outcome
         });
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                CountedBody {
+                    inner: body,
+                    record: Some(record),
+                }
+                .boxed_unsync()
+            })),
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: inner.name.to_string(),
                 message: format!("the guest answered with a wasi:http error instead of a response: {code:?}"),
@@ -265,6 +304,77 @@ impl Function {
                 }),
             },
         }
+    }
+}
+
+/// One HTTP invocation that succeeded, counted and logged when both the guest's task and the
+/// response body are done with it (so that the line carries the bytes sent).
+struct HttpRecord {
+    inner: Arc<FunctionInner>,
+    invocation: u64,
+    /// Set by the guest's task when it ends well: what it used, and the response status.
+    ended: Mutex<Option<(Usage, u16)>>,
+    bytes_out: AtomicU64,
+}
+
+impl Drop for HttpRecord {
+    fn drop(&mut self) {
+        let Some((mut usage, status)) = self.ended.get_mut().unwrap().take() else {
+            return;
+        };
+        usage.bytes_out = *self.bytes_out.get_mut();
+        self.inner.metrics.record(Outcome::Ok, &usage);
+        tracing::info!(
+            target: "wasmfn::invocation",
+            function = %self.inner.name, world = "http", invocation = self.invocation, status,
+            duration_us = usage.wall.as_micros() as u64, cpu_us = usage.cpu.as_micros() as u64,
+            instantiate_us = usage.instantiation.map(|t| t.as_micros() as u64),
+            peak_memory = usage.peak_memory, bytes_in = usage.bytes_in,
+            bytes_out = usage.bytes_out, "invocation finished"
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts the bytes it passes into its invocation's record, and lets
+    /// go of the record when it ends.
+    struct CountedBody {
+        #[pin]
+        inner: HyperOutgoingBody,
+        record: Option<Arc<HttpRecord>>,
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_ref()) {
+                    record
+                        .bytes_out
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            std::task::Poll::Ready(_) => *this.record = None,
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

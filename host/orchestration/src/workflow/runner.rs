@@ -72,6 +72,7 @@ impl Runner {
     ) -> anyhow::Result<Option<Execution>> {
         let store = &self.workflows.store;
         let id = execution.id.clone();
+        let workflow = execution.workflow.clone();
         let mut steps = execution.steps;
         let Some(mut position) = execution.position.clone() else {
             return Ok(Some(execution));
@@ -256,6 +257,17 @@ impl Runner {
             };
             store.record(&id, Some(step), next.clone()).await?;
             steps += 1;
+            let step_seconds = now_ms().saturating_sub(started_at) as f64 / 1000.0;
+            metrics::histogram!("wasmfn_workflow_step_duration_seconds",
+                "workflow" => workflow.clone(), "state" => position.state.clone())
+            .record(step_seconds);
+            if let Transition::Continue(p) = &next {
+                if p.state == position.state && p.attempt > position.attempt {
+                    metrics::counter!("wasmfn_workflow_retries_total",
+                        "workflow" => workflow.clone(), "state" => position.state.clone())
+                    .increment(1);
+                }
+            }
             match next {
                 Transition::Continue(p) => position = p,
                 Transition::Finish { .. } => return self.ended(&id).await,
@@ -326,6 +338,9 @@ impl Runner {
         let e = self.workflows.store.get(id).await?;
         if let Some(e) = &e {
             if e.parent.is_none() {
+                metrics::counter!("wasmfn_workflow_executions_total",
+                    "workflow" => e.workflow.clone(), "status" => e.status.as_str())
+                .increment(1);
                 tracing::info!(execution = %id, workflow = %e.workflow, status = e.status.as_str(),
                     error = e.error.as_deref().unwrap_or(""), "execution ended");
             }

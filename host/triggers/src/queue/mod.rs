@@ -65,6 +65,8 @@ pub struct QueueStats {
     pub waiting: u64,
     /// Messages delivered and not yet acknowledged.
     pub in_flight: u64,
+    /// How long ago the oldest message still in the queue (waiting or in flight) was accepted.
+    pub oldest_age: Option<Duration>,
 }
 
 /// A message in a dead-letter queue.

@@ -384,10 +384,30 @@ impl QueueBackend for NatsQueues {
         Box::pin(async move {
             let mut consumer = this.consumer(&queue).await?;
             let info = consumer.info().await.map_err(|e| anyhow!("{e}"))?;
+            let (waiting, in_flight) = (info.num_pending, info.num_ack_pending as u64);
+            // Work-queue retention drops acknowledged messages: the first message left on
+            // the queue's subject is its oldest.
+            let mut oldest_age = None;
+            if waiting + in_flight > 0 {
+                let subject = format!("{SUBJECT_PREFIX}{queue}");
+                let first = match this.js.get_stream_no_info(&this.stream).await {
+                    Ok(s) => s.get_first_raw_message_by_subject(&subject, 1).await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(first) = first {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos() as i128;
+                    let age_ns = now.saturating_sub(first.time.unix_timestamp_nanos());
+                    oldest_age = Some(Duration::from_nanos(age_ns.max(0) as u64));
+                }
+            }
             Ok(QueueStats {
                 name: queue,
-                waiting: info.num_pending,
-                in_flight: info.num_ack_pending as u64,
+                waiting,
+                in_flight,
+                oldest_age,
             })
         })
     }

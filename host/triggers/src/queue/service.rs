@@ -296,6 +296,7 @@ async fn deliver(
     batch: Vec<Received>,
 ) {
     let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let ids_len = ids.len();
     let wit_batch = Batch {
         queue: config.name.clone(),
         messages: batch
@@ -325,6 +326,10 @@ async fn deliver(
         }
     };
     let backend = &service.backend;
+    let counter = |name: &'static str| metrics::counter!(name, "queue" => config.name.clone());
+    counter("wasmfn_queue_deliveries_total").increment(ids_len as u64);
+    counter("wasmfn_queue_acknowledged_total").increment(settlement.done.len() as u64);
+    counter("wasmfn_queue_released_total").increment(settlement.released.len() as u64);
     if !settlement.done.is_empty() {
         if let Err(e) = backend.ack(&config.name, settlement.done).await {
             // Not acknowledged means delivered again after the visibility timeout: at least once.
@@ -357,10 +362,12 @@ async fn deliver(
             .await
         {
             Ok(FailOutcome::DeadLettered) => {
+                counter("wasmfn_queue_dead_lettered_total").increment(1);
                 tracing::warn!(queue = %config.name, message_id = %id, attempt,
                 dead_letter_queue = %config.dead_letter_queue, "message moved to the dead-letter queue: {reason}")
             }
             Ok(FailOutcome::Retried) => {
+                counter("wasmfn_queue_retries_total").increment(1);
                 tracing::info!(queue = %config.name, message_id = %id, attempt,
                 "message failed; will retry: {reason}")
             }

@@ -343,16 +343,24 @@ fn fail(
 
 fn stats(tx: &rusqlite::Transaction<'_>, queue: &str) -> Result<QueueStats> {
     let now = now_ms() as i64;
-    let (waiting, in_flight) = tx.query_row(
-        "SELECT COALESCE(SUM(NOT (in_flight AND visible_at > ?2)), 0), COALESCE(SUM(in_flight AND visible_at > ?2), 0)
+    let (waiting, in_flight, oldest) = tx.query_row(
+        "SELECT COALESCE(SUM(NOT (in_flight AND visible_at > ?2)), 0), COALESCE(SUM(in_flight AND visible_at > ?2), 0),
+                MIN(enqueued_at)
          FROM messages WHERE queue = ?1",
         params![queue, now],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        },
     )?;
     Ok(QueueStats {
         name: queue.to_string(),
         waiting: waiting as u64,
         in_flight: in_flight as u64,
+        oldest_age: oldest.map(|t| Duration::from_millis(now.saturating_sub(t).max(0) as u64)),
     })
 }
 
@@ -494,9 +502,15 @@ mod tests {
             QueueStats {
                 name: "orders".into(),
                 waiting: 0,
-                in_flight: 0
+                in_flight: 0,
+                oldest_age: None,
             }
         );
+        let dead_stats = run(q.stats("orders-dlq"));
+        assert_eq!(dead_stats.waiting, 1);
+        assert!(dead_stats
+            .oldest_age
+            .is_some_and(|a| a < Duration::from_secs(60)));
         let dead = run(q.peek("orders-dlq", 10));
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom 2"));

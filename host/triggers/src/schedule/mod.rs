@@ -211,6 +211,8 @@ impl Scheduler {
             }
             self.save_state(&c.name, at);
             if !c.overlap && running.swap(true, Ordering::AcqRel) {
+                metrics::counter!("wasmfn_schedule_skipped_total", "schedule" => c.name.clone())
+                    .increment(1);
                 tracing::warn!(schedule = %c.name, scheduled_time = %at, "skipped: the previous run is still running (set `overlap = true` to allow)");
             } else {
                 let (functions, c2, running) = (functions.clone(), c.clone(), running.clone());
@@ -280,7 +282,21 @@ async fn fire(
         scheduled_time: scheduled.timestamp_millis().max(0) as u64,
         fire_time: fired.timestamp_millis().max(0) as u64,
     };
-    function.invoke_schedule(&event).await
+    let result = function.invoke_schedule(&event).await;
+    let outcome = match &result {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "handler_error",
+        Err(_) => "failed",
+    };
+    metrics::counter!("wasmfn_schedule_firings_total", "schedule" => c.name.clone(),
+        "outcome" => outcome)
+    .increment(1);
+    if outcome == "ok" {
+        metrics::gauge!("wasmfn_schedule_last_success_timestamp_seconds",
+            "schedule" => c.name.clone())
+        .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+    result
 }
 
 #[cfg(test)]

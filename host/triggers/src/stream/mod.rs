@@ -80,6 +80,25 @@ pub struct Parked {
     pub reason: String,
 }
 
+/// How far a stream's consumer is behind ([`StreamFeed::backlog`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// Records appended and not yet delivered.
+    pub records: u64,
+    /// How long ago the oldest of them was appended (`None`: none, or appended before
+    /// records carried their time).
+    pub oldest_age: Option<std::time::Duration>,
+    /// Records set aside after repeated failures.
+    pub parked: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The durable feed of every stream of an app.
 pub struct StreamFeed {
     conn: Mutex<Connection>,
@@ -114,6 +133,16 @@ impl StreamFeed {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Feeds written before records carried their append time gain the column (NULL for
+        // the records already there).
+        let dated = conn
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('stream_records') WHERE name = 'appended_at'",
+            )?
+            .exists([])?;
+        if !dated {
+            conn.execute_batch("ALTER TABLE stream_records ADD COLUMN appended_at INTEGER")?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             appended: Notify::new(),
@@ -154,8 +183,9 @@ impl StreamFeed {
         let mut seqs = Vec::with_capacity(events.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO stream_records (stream, key, event) VALUES (?1, ?2, ?3)",
+                "INSERT INTO stream_records (stream, key, event, appended_at) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let now_ms = now_ms();
             for e in events {
                 let key = match &e {
                     StreamEvent::Change(c) => c.key.clone(),
@@ -164,7 +194,8 @@ impl StreamFeed {
                 insert.execute(params![
                     stream,
                     key,
-                    wasmfn_host_core::event_json::stream_event_to_json(&e).to_string()
+                    wasmfn_host_core::event_json::stream_event_to_json(&e).to_string(),
+                    now_ms
                 ])?;
                 seqs.push(sequence_text(tx.last_insert_rowid()));
             }
@@ -202,6 +233,34 @@ impl StreamFeed {
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+
+    /// How far `stream`'s consumer is behind, and what it set aside.
+    pub fn backlog(&self, stream: &str) -> Result<Backlog> {
+        let conn = self.conn.lock().unwrap();
+        let checkpoint = checkpoint(&conn, stream)?;
+        let (records, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), MIN(appended_at) FROM stream_records WHERE stream = ?1 AND seq > ?2",
+            params![stream, checkpoint],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let parked: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM stream_parked WHERE stream = ?1",
+            params![stream],
+            |r| r.get(0),
+        )?;
+        Ok(Backlog {
+            records: records as u64,
+            oldest_age: oldest.map(|t| {
+                std::time::Duration::from_millis(now_ms().saturating_sub(t).max(0) as u64)
+            }),
+            parked: parked as u64,
+        })
+    }
+
+    /// The declared (valid) streams' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.configs.iter().map(|c| c.name.as_str())
     }
 
     fn read(&self, stream: &str, limit: usize) -> Result<Vec<(i64, StreamEvent)>> {
