@@ -150,6 +150,7 @@ async fn transitions() {
             parent: None,
             input: input.clone(),
             start_at: "S0".into(),
+            trace: None,
         })
         .await
         .unwrap();

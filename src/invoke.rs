@@ -17,7 +17,7 @@ pub struct InvokeArgs {
     function: String,
     /// The functions folder to find the function in.
     #[arg(long, default_value = "guests")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The event as JSON, from a file or `-` for stdin. HTTP: {"method", "path", "headers",
     /// "body" | "bodyBase64"}; queue: {"queue", "messages": [...]}; stream: {"events": [...]};
     /// schedule: {"schedule", "expression"}; task: the task's JSON input. Default: an empty event (GET /NAME for HTTP).

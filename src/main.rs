@@ -157,7 +157,8 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
     let cli = Cli::parse();
-    let _log_guard = init_logging(cli.log_format);
+    let traces = trace_export_settings(&cli);
+    let _log_guard = init_logging(cli.log_format, traces.as_ref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -400,21 +401,67 @@ fn compile(host: &Host, paths: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
+/// Where traces go for the commands that run functions (`serve`, `invoke`): the standard
+/// OTEL_* variables, else the functions folder's `[telemetry]`; `None`: not traced.
+fn trace_export_settings(cli: &Cli) -> Option<wasmfn_host::telemetry::otlp::ExportSettings> {
+    use wasmfn_host::telemetry::otlp::{ExportSettings, TelemetryConfig};
+    let dir = match &cli.command {
+        Command::Serve(args) => args.dir.as_path(),
+        Command::Invoke(args) => args.dir.as_path(),
+        _ => return None,
+    };
+    // A manifest that does not parse is reported when the command loads it; here it only
+    // means "no [telemetry]".
+    let manifest =
+        wasmfn_host::manifest::Manifest::load_from_dir_env(dir, cli.environment.as_deref())
+            .ok()
+            .flatten();
+    ExportSettings::resolve(manifest.as_ref().and_then(|m| m.get::<TelemetryConfig>()))
+}
+
+/// What must live until exit: the log writer's thread and the trace exporter (both flush
+/// when dropped).
+struct LogGuards {
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+    _traces: Option<wasmfn_host::telemetry::otlp::TraceExport>,
+}
+
+fn init_logging(
+    format: LogFormat,
+    traces: Option<&wasmfn_host::telemetry::otlp::ExportSettings>,
+) -> LogGuards {
+    use tracing_subscriber::filter::{filter_fn, FilterExt as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
     let filter = EnvFilter::try_from_env("WASMFN_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
     // Log lines are written by a background thread so request paths never block on stderr.
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+    };
+    // Trace spans are for the exporter; log lines carry trace ids as fields instead.
+    let lines = lines.with_filter(filter.and(filter_fn(|m| {
+        !(m.is_span() && m.target() == "wasmfn::trace")
+    })));
+    let (otel, export) = match traces.map(wasmfn_host::telemetry::otlp::layer) {
+        Some(Ok((layer, export))) => (Some(layer), Some(export)),
+        Some(Err(e)) => {
+            eprintln!("warning: traces are not exported: {e:#}");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(lines).with(otel).init();
+    LogGuards {
+        _writer: guard,
+        _traces: export,
     }
-    guard
 }

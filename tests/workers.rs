@@ -296,6 +296,16 @@ fn platform_services_become_bindings_of_every_environment() {
     let own = format!("{}/caps/config/greeting", worker.url);
     let allowed = get(&worker, &format!("/caps/fetch?url={own}"));
     assert_eq!(allowed, (200, "status 200".into()));
+    // The caller's `traceparent` is passed through to the guest's outbound requests.
+    let (recorder, seen) = common::header_recorder("traceparent");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = client()
+        .get(format!("{}/caps/fetch?url={recorder}", worker.url))
+        .header("traceparent", traceparent)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    assert_eq!(*seen.lock().unwrap(), vec![traceparent.to_string()]);
     let denied = get(&worker, "/caps/fetch?url=http://example.com/");
     assert_eq!(denied.0, 403, "{denied:?}");
     assert!(denied.1.contains("HttpRequestDenied"), "{denied:?}");
@@ -404,5 +414,26 @@ fn published_messages_reach_the_queue_with_their_id_and_attributes() {
     assert_eq!(
         published,
         serde_json::json!([{"id": id, "body": "order #1", "attributes": [["via", "guest"]]}])
+    );
+    // The caller's trace context passes through to what the guest publishes.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = client()
+        .post(format!("{}/publisher/orders", worker.url))
+        .header("traceparent", traceparent)
+        .body("order #2")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    common::wait_until(
+        "the traced message delivered",
+        std::time::Duration::from_secs(10),
+        || {
+            published = worker.published("orders");
+            published.as_array().is_some_and(|a| a.len() == 2)
+        },
+    );
+    assert_eq!(
+        published[1]["attributes"],
+        serde_json::json!([["via", "guest"], ["traceparent", traceparent]])
     );
 }

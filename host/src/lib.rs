@@ -75,7 +75,7 @@ pub use router::Route;
 pub use wasmfn_host_core::queue;
 pub use wasmfn_host_core::{
     error_response, event_json, full_body, opaque_error_response, parse_duration, parse_size,
-    schedule, secrets, stream, task, text_response, Allocator, CacheOutcome, CompileCache,
+    schedule, secrets, stream, task, text_response, trace, Allocator, CacheOutcome, CompileCache,
     EngineOptions, Extensions, Function, FunctionSettings, HttpFailure, HttpResponse, InstanceMode,
     InstanceState, InvokeError, Invoker, Limits, LoadError, RequestBody, ReusePolicy, Usage,
     UsageTotals, World, WorldError,

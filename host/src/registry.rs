@@ -55,6 +55,8 @@ pub(crate) fn trigger_sections() -> Vec<Arc<dyn ManifestSection>> {
         Arc::new(wasmfn_host_orchestration::workflow::WorkflowSection),
         #[cfg(feature = "events")]
         Arc::new(wasmfn_host_orchestration::eventbus::EventSection),
+        #[cfg(feature = "otlp")]
+        Arc::new(crate::telemetry::otlp::TelemetrySection),
     ]
 }
 
@@ -107,6 +109,8 @@ pub(crate) fn absent_tables() -> &'static [(&'static str, &'static str)] {
         ("topics", "events"),
         #[cfg(not(feature = "events"))]
         ("rules", "events"),
+        #[cfg(not(feature = "otlp"))]
+        ("telemetry", "otlp"),
     ]
 }
 

@@ -6,6 +6,7 @@
 pub mod lambda;
 pub mod languages;
 pub mod orders;
+pub mod otlp;
 pub mod servers;
 pub mod workers;
 
@@ -350,6 +351,45 @@ pub fn collector(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
         }
     });
     (url, lines)
+}
+
+/// An HTTP server on loopback that records, for every request it answers, the value of its
+/// `header` (empty when absent).
+pub fn header_recorder(header: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/record", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let prefix = format!("{header}:");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut length, mut value) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if let Some(v) = lower.strip_prefix(prefix.as_str()) {
+                    value = v.trim().to_string();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            sink.lock().unwrap().push(value);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
 }
 
 /// Poll `done` every 20 ms until it holds; fail the test after `timeout`.

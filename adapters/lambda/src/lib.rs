@@ -17,5 +17,6 @@
 pub mod dispatch;
 pub mod http_events;
 pub mod record_events;
+pub mod xray;
 
 pub use dispatch::{detect, handle, InvocationError, Source};

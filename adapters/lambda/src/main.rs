@@ -61,15 +61,68 @@ fn engine_options() -> Result<wasmfn_host::EngineOptions, String> {
     })
 }
 
-fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMFN_LOG")
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
+/// Log lines to stdout (CloudWatch), and traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set (e.g. the ADOT collector extension's `http://localhost:4318`).
+fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
+    use tracing_subscriber::filter::{filter_fn, FilterExt as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMFN_LOG")
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    let lines = tracing_subscriber::fmt::layer()
         .without_time() // CloudWatch stamps every line
         .with_ansi(false)
-        .init();
+        .with_filter(filter.and(filter_fn(|m| {
+            !(m.is_span() && m.target() == "wasmfn::trace")
+        })));
+    let settings = wasmfn_host::telemetry::otlp::ExportSettings::resolve(None);
+    let (otel, export) = match settings.as_ref().map(wasmfn_host::telemetry::otlp::layer) {
+        Some(Ok((layer, export))) => (Some(layer), Some(export)),
+        Some(Err(e)) => {
+            eprintln!("warning: traces are not exported: {e:#}");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(lines).with(otel).init();
+    export
+}
+
+/// The span of one Lambda invocation: it continues the X-Ray trace Lambda gives the
+/// invocation (`_X_AMZN_TRACE_ID`), and the function's invocation span is its child.
+fn invocation_span(context: &lambda_runtime::Context) -> tracing::Span {
+    use wasmfn_host::trace;
+    if !trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: "wasmfn::trace",
+        "lambda invocation",
+        otel.name = "lambda invoke",
+        otel.kind = "server",
+        faas.invocation_id = %context.request_id,
+        cloud.provider = "aws",
+        cloud.resource_id = %context.invoked_function_arn,
+    );
+    let header = context
+        .xray_trace_id
+        .clone()
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
+    if let Some(parent) = header.as_deref().and_then(wasmfn_lambda::xray::traceparent) {
+        trace::set_remote_parent(
+            &span,
+            &trace::Stored {
+                parent: &parent,
+                state: None,
+            },
+        );
+    }
+    span
+}
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    let traces = init_logging();
     let root = std::env::var_os("LAMBDA_TASK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
@@ -108,12 +161,21 @@ fn main() -> Result<(), lambda_runtime::Error> {
         };
         tracing::info!(function = function.name(), world = %function.world(), "wasmfn function ready");
         let function = &function;
+        let traces = &traces;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+            use tracing::Instrument as _;
             let deadline = remaining(event.context.deadline);
             tracing::debug!(remaining_ms = deadline.as_millis() as u64, "invocation");
-            handle(function, event.payload, deadline)
+            let span = invocation_span(&event.context);
+            let result = handle(function, event.payload, deadline)
+                .instrument(span)
                 .await
-                .map_err(LambdaError)
+                .map_err(LambdaError);
+            // The environment may be frozen once the response is sent: export now.
+            if let Some(traces) = traces {
+                traces.flush();
+            }
+            result
         }))
         .await
     })

@@ -7,6 +7,7 @@
 // producers reach the consumer as they are, under Workers' own ids.
 
 import { binding, message } from './platform.js';
+import { withTraceAttributes } from './trace.js';
 
 /** Workers Queues' limit on one message. */
 const MAX_MESSAGE = 128 * 1024;
@@ -15,7 +16,8 @@ function envelope(m) {
   const size = m.body.length + m.attributes.reduce((n, [k, v]) => n + k.length + v.length, 0);
   if (size > MAX_MESSAGE - 256) throw { tag: 'too-large', val: BigInt(MAX_MESSAGE - 256) };
   const id = crypto.randomUUID();
-  const sent = { body: { wasmfn: 1, id, attributes: m.attributes, body: m.body }, contentType: 'v8' };
+  const attributes = withTraceAttributes(m.attributes);
+  const sent = { body: { wasmfn: 1, id, attributes, body: m.body }, contentType: 'v8' };
   if (m.delayMs !== undefined) sent.delaySeconds = Math.min(43200, Math.ceil(Number(m.delayMs) / 1000));
   return [id, sent];
 }

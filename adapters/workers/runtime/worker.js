@@ -1,11 +1,13 @@
 // wasmfn's runtime inside a Worker: Workers events into calls of the jco-transpiled component.
 // Copied into every bundle as `wasmfn/worker.js` by `wasmfn package workers`, beside the
-// capability modules (kv.js, sql.js, blob.js, config.js, queues.js, outbound.js); the generated
+// capability modules (kv.js, sql.js, blob.js, config.js, queues.js, outbound.js) and trace.js
+// (trace context passed through); the generated
 // `worker.js` at the bundle's root calls `worker()`.
 
 import { handleIncomingRequest } from '../shim/http.js';
 import { configure } from './platform.js';
 import { unwrap } from './queues.js';
+import { fromAttributes, fromHeaders, withTrace } from './trace.js';
 
 /** `wasi:logging/logging` on the console (Workers logs). */
 export const logging = {
@@ -108,7 +110,10 @@ export function worker({ world, load, schedules = {}, platform = {}, limits = {}
       async fetch(request, env) {
         ready(env);
         try {
-          return await instances.run((inst) => handleIncomingRequest(request, inst.incomingHandler.handle));
+          // The caller's trace context rides on the guest's outbound requests and messages.
+          return await withTrace(fromHeaders(request.headers), () =>
+            instances.run((inst) => handleIncomingRequest(request, inst.incomingHandler.handle)),
+          );
         } catch (error) {
           console.error(`wasmfn: request failed: ${describe(error)}`);
           return new Response(`function trapped: ${describe(error)}\n`, {
@@ -133,7 +138,11 @@ export function worker({ world, load, schedules = {}, platform = {}, limits = {}
         }));
         let failures;
         try {
-          failures = await instances.run((inst) => inst.queueHandler.handle({ queue: batch.queue, messages }));
+          // The first producer's trace context carries on (as on the host).
+          const context = messages.map((m) => fromAttributes(m.attributes)).find(Boolean);
+          failures = await withTrace(context, () =>
+            instances.run((inst) => inst.queueHandler.handle({ queue: batch.queue, messages })),
+          );
         } catch (error) {
           console.error(`wasmfn: batch of ${batch.queue} failed: ${describe(error)}`);
           batch.retryAll();

@@ -152,7 +152,14 @@ impl events::Host for InstanceState {
                 detail,
             });
         }
-        bus.publish_events(parsed).await.map_err(publish_error)
+        crate::traced::call(
+            "events publish",
+            "events",
+            "event-bus",
+            bus.publish_events(parsed),
+        )
+        .await
+        .map_err(publish_error)
     }
 
     async fn publish(
@@ -166,7 +173,8 @@ impl events::Host for InstanceState {
                 "{topic} (no topics are declared in wasmfn.toml)"
             )));
         };
-        bus.publish(&topic, message.body, message.attributes)
+        let published = bus.publish(&topic, message.body, message.attributes);
+        crate::traced::call("topic publish", "topic", &topic, published)
             .await
             .map_err(publish_error)
     }

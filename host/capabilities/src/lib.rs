@@ -37,4 +37,5 @@ pub mod sql;
 pub mod sqlite_pool;
 #[cfg(any(feature = "kv", feature = "sql", feature = "blob"))]
 pub mod stores;
+mod traced;
 pub mod workflows;

@@ -39,21 +39,23 @@ impl logging::Host for InstanceState {
     fn log(&mut self, level: Level, context: String, message: String) {
         let invocation = self.invocation();
         let function = self.function_name();
+        // With tracing on, the line names the span it was written in.
+        let (trace_id, span_id) = wasmfn_host_core::trace::current_ids().unzip();
         match level {
             Level::Trace => {
-                tracing::trace!(target: "guest", function, invocation, context, "{message}")
+                tracing::trace!(target: "guest", function, invocation, context, trace_id, span_id, "{message}")
             }
             Level::Debug => {
-                tracing::debug!(target: "guest", function, invocation, context, "{message}")
+                tracing::debug!(target: "guest", function, invocation, context, trace_id, span_id, "{message}")
             }
             Level::Info => {
-                tracing::info!(target: "guest", function, invocation, context, "{message}")
+                tracing::info!(target: "guest", function, invocation, context, trace_id, span_id, "{message}")
             }
             Level::Warn => {
-                tracing::warn!(target: "guest", function, invocation, context, "{message}")
+                tracing::warn!(target: "guest", function, invocation, context, trace_id, span_id, "{message}")
             }
             Level::Error | Level::Critical => {
-                tracing::error!(target: "guest", function, invocation, context, critical = matches!(level, Level::Critical), "{message}")
+                tracing::error!(target: "guest", function, invocation, context, trace_id, span_id, critical = matches!(level, Level::Critical), "{message}")
             }
         }
     }

@@ -190,7 +190,9 @@ impl queue_publisher::Host for InstanceState {
                 delay: Duration::from_millis(m.delay_ms.unwrap_or(0)),
             })
             .collect();
-        queues.send(&queue, messages).await.map_err(|e| match e {
+        let sent =
+            crate::traced::call("queue send", "queue", &queue, queues.send(&queue, messages));
+        sent.await.map_err(|e| match e {
             SendError::UnknownQueue(q, _) => PublishError::NoSuchQueue(q),
             SendError::TooLarge { limit, .. } => PublishError::TooLarge(limit as u64),
             e @ SendError::Invalid(_) => PublishError::Other(e.to_string()),

@@ -102,7 +102,8 @@ impl workflows::Host for InstanceState {
                 "{workflow} (no workflows are declared in wasmfn.toml)"
             )));
         };
-        match w.start_execution(&workflow, &input, name.as_deref()).await {
+        let started = w.start_execution(&workflow, &input, name.as_deref());
+        match crate::traced::call("workflow start", "workflow", &workflow, started).await {
             Ok((id, _)) => Ok(id),
             Err(StartError::UnknownWorkflow(w, _)) => Err(workflows::Error::NoSuchWorkflow(w)),
             Err(StartError::Invalid(why)) => Err(workflows::Error::InvalidInput(why)),

@@ -64,10 +64,11 @@ impl LineWriter {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         let invocation = self.out.invocation.load(Ordering::Relaxed);
+        let (trace_id, span_id) = crate::trace::current_ids().unzip();
         if self.out.stream == "stderr" {
-            tracing::warn!(target: "guest", function = %self.out.function, invocation, stream = "stderr", "{text}");
+            tracing::warn!(target: "guest", function = %self.out.function, invocation, trace_id, span_id, stream = "stderr", "{text}");
         } else {
-            tracing::info!(target: "guest", function = %self.out.function, invocation, stream = "stdout", "{text}");
+            tracing::info!(target: "guest", function = %self.out.function, invocation, trace_id, span_id, stream = "stdout", "{text}");
         }
     }
 

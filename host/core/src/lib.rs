@@ -35,6 +35,7 @@ pub mod private_dir;
 pub mod secrets;
 pub mod services;
 mod state;
+pub mod trace;
 pub mod usage;
 mod world;
 

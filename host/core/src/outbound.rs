@@ -36,12 +36,40 @@ pub(crate) struct OutboundHooks {
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
         match &self.gate {
+            Some(gate) if crate::trace::enabled() => {
+                let host = request.uri().host().unwrap_or_default().to_string();
+                let span = crate::host_call_span!(
+                    format!("{} {host}", request.method()),
+                    "http",
+                    host.as_str()
+                );
+                // The callee continues this trace, unless the guest propagates its own.
+                if !request.headers().contains_key(crate::trace::TRACEPARENT) {
+                    crate::trace::inject(
+                        &span,
+                        &mut crate::trace::HeadersMut(request.headers_mut()),
+                    );
+                }
+                let sent = Box::into_pin(gate.send(&self.function, request, options));
+                Box::new(async move {
+                    use tracing::Instrument as _;
+                    let result = sent.instrument(span.clone()).await;
+                    match &result {
+                        Ok((response, _)) if response.status().is_server_error() => {
+                            crate::trace::record_error(&span, &response.status())
+                        }
+                        Ok(_) => {}
+                        Err(e) => crate::trace::record_error(&span, e),
+                    }
+                    result
+                })
+            }
             Some(gate) => gate.send(&self.function, request, options),
             None => {
                 tracing::warn!(target: "guest", function = %self.function,

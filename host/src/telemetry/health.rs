@@ -5,6 +5,7 @@
 //! set up at load, and every backend the app uses answering now (each asked with a timeout,
 //! so a hung backend makes the host unready instead of hanging the probe).
 
+#[cfg(any(feature = "queues", feature = "workflows"))]
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use crate::app::App;
 
 /// How long a backend may take to answer a readiness probe.
+#[cfg(any(feature = "queues", feature = "workflows"))]
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One readiness check.
@@ -45,6 +47,7 @@ fn check(name: &'static str, problems: Vec<String>) -> Check {
 
 /// Ask whether `app` is ready: what loading found, then each backend in turn.
 pub async fn readiness(app: &App) -> Readiness {
+    #[allow(unused_mut)] // Without backends there is nothing to add.
     let mut checks = vec![
         check(
             "functions",

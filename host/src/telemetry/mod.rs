@@ -1,6 +1,7 @@
 //! What the admin listener tells an operator about a running host: Prometheus metrics at
 //! `/metrics` ([`prometheus`]), liveness at `/healthz` and readiness at `/readyz` ([`health`]),
-//! and each function's running usage totals at `/_wasmfn/usage`.
+//! and each function's running usage totals at `/_wasmfn/usage`; OpenTelemetry traces leave
+//! through [`otlp`] when configured.
 //!
 //! Every layer records metrics through the `metrics` facade; nothing here is needed for that.
 //! Gauges that describe backends (queue depth, stream lag) are read from them when scraped,
@@ -8,6 +9,8 @@
 
 pub mod health;
 pub mod history;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 

@@ -57,6 +57,10 @@ pub const PROVIDED: &[(&str, &str, &str)] = &[
 /// wasmfn's runtime modules, written into the bundle's `wasmfn/` folder.
 pub const RUNTIME: &[(&str, &str)] = &[
     (
+        "trace.js",
+        include_str!("../../../adapters/workers/runtime/trace.js"),
+    ),
+    (
         "worker.js",
         include_str!("../../../adapters/workers/runtime/worker.js"),
     ),

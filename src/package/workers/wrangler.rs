@@ -331,6 +331,8 @@ pub fn wrangler_toml(name: &str, environments: &[Environment]) -> String {
          name = {}\n\
          main = \"worker.js\"\n\
          compatibility_date = \"{COMPATIBILITY_DATE}\"\n\
+         # AsyncLocalStorage (node:async_hooks): each event's trace context (wasmfn/trace.js).\n\
+         compatibility_flags = [\"nodejs_als\"]\n\
          # Upload the bundle as is: every .js is an ES module; the core .wasm modules are\n\
          # imported as compiled wasm modules (wrangler's default rule for .wasm).\n\
          no_bundle = true\n\n\

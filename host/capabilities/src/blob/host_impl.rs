@@ -98,6 +98,15 @@ macro_rules! checked_key {
     };
 }
 
+/// `call` on container `store`, in a span when tracing.
+async fn traced<T>(
+    operation: &'static str,
+    store: &super::BlobStore,
+    call: impl std::future::Future<Output = Result<T, BlobError>>,
+) -> Result<T, BlobError> {
+    crate::traced::call(operation, "blob", store.name(), call).await
+}
+
 impl blob::Host for InstanceState {}
 
 impl blob::HostContainer for InstanceState {
@@ -118,13 +127,21 @@ impl blob::HostContainer for InstanceState {
         checked_key!(key);
         let store = container(self, &c)?;
         let opts = to_options(options);
-        Ok(match store.backend().put(&key, data.into(), &opts).await {
-            Ok(info) => {
-                store.record(ObjectEventKind::Created, &key, Some(&info));
-                Ok(to_info(info))
-            }
-            Err(e) => Err(to_error(e)),
-        })
+        Ok(
+            match traced(
+                "blob put",
+                &store,
+                store.backend().put(&key, data.into(), &opts),
+            )
+            .await
+            {
+                Ok(info) => {
+                    store.record(ObjectEventKind::Created, &key, Some(&info));
+                    Ok(to_info(info))
+                }
+                Err(e) => Err(to_error(e)),
+            },
+        )
     }
 
     async fn get(
@@ -136,12 +153,14 @@ impl blob::HostContainer for InstanceState {
         checked_key!(key);
         let max_bytes = self.memory_limit();
         let store = container(self, &c)?;
-        Ok(store
-            .backend()
-            .get(&key, to_range(range), max_bytes)
-            .await
-            .map(|(info, data)| (to_info(info), data.to_vec()))
-            .map_err(to_error))
+        Ok(traced(
+            "blob get",
+            &store,
+            store.backend().get(&key, to_range(range), max_bytes),
+        )
+        .await
+        .map(|(info, data)| (to_info(info), data.to_vec()))
+        .map_err(to_error))
     }
 
     async fn read(
@@ -152,7 +171,13 @@ impl blob::HostContainer for InstanceState {
     ) -> BlobResult<(blob::ObjectInfo, Resource<DynInputStream>)> {
         checked_key!(key);
         let store = container(self, &c)?;
-        match store.backend().read(&key, to_range(range)).await {
+        match traced(
+            "blob read",
+            &store,
+            store.backend().read(&key, to_range(range)),
+        )
+        .await
+        {
             Ok((info, reader)) => {
                 let stream: DynInputStream = Box::new(AsyncReadStream::new(reader));
                 Ok(Ok((to_info(info), self.table().push(stream)?)))
@@ -191,9 +216,7 @@ impl blob::HostContainer for InstanceState {
     ) -> BlobResult<Option<blob::ObjectInfo>> {
         checked_key!(key);
         let store = container(self, &c)?;
-        Ok(store
-            .backend()
-            .head(&key)
+        Ok(traced("blob head", &store, store.backend().head(&key))
             .await
             .map(|i| i.map(to_info))
             .map_err(to_error))
@@ -202,13 +225,15 @@ impl blob::HostContainer for InstanceState {
     async fn delete(&mut self, c: Resource<Container>, key: String) -> BlobResult<()> {
         checked_key!(key);
         let store = container(self, &c)?;
-        Ok(match store.backend().delete(&key).await {
-            Ok(()) => {
-                store.record(ObjectEventKind::Deleted, &key, None);
-                Ok(())
-            }
-            Err(e) => Err(to_error(e)),
-        })
+        Ok(
+            match traced("blob delete", &store, store.backend().delete(&key)).await {
+                Ok(()) => {
+                    store.record(ObjectEventKind::Deleted, &key, None);
+                    Ok(())
+                }
+                Err(e) => Err(to_error(e)),
+            },
+        )
     }
 
     async fn list_objects(
@@ -219,9 +244,11 @@ impl blob::HostContainer for InstanceState {
         limit: u32,
     ) -> BlobResult<blob::ListPage> {
         let store = container(self, &c)?;
-        Ok(store
-            .backend()
-            .list(prefix.as_deref().unwrap_or(""), cursor.as_deref(), limit)
+        let listed =
+            store
+                .backend()
+                .list(prefix.as_deref().unwrap_or(""), cursor.as_deref(), limit);
+        Ok(traced("blob list", &store, listed)
             .await
             .map(|p| blob::ListPage {
                 objects: p.objects.into_iter().map(to_info).collect(),
@@ -266,10 +293,13 @@ impl blob::HostObjectWriter for InstanceState {
             .upload
             .take()
             .expect("upload task present until finish");
-        let outcome = match upload.await {
-            Ok(r) => r,
-            Err(e) => Err(BlobError::Other(format!("upload task failed: {e}"))),
+        let uploaded = async {
+            match upload.await {
+                Ok(r) => r,
+                Err(e) => Err(BlobError::Other(format!("upload task failed: {e}"))),
+            }
         };
+        let outcome = traced("blob write", &writer.store, uploaded).await;
         Ok(match outcome {
             Ok(info) => {
                 writer

@@ -62,6 +62,15 @@ fn ttl(ms: u64) -> Result<Duration, Error> {
     Ok(Duration::from_millis(ms))
 }
 
+/// `call` on store `s`, in a span when tracing.
+async fn traced<T, E: std::fmt::Display>(
+    operation: &'static str,
+    s: &KvStore,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    crate::traced::call(operation, "kv", s.name(), call).await
+}
+
 fn bucket(
     state: &mut InstanceState,
     b: &Resource<Bucket>,
@@ -82,22 +91,28 @@ impl store::Host for InstanceState {
 impl store::HostBucket for InstanceState {
     async fn get(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let s = bucket(self, &b)?;
-        Ok(s.backend().get(&key).await.map_err(other))
+        Ok(traced("kv get", &s, s.backend().get(&key))
+            .await
+            .map_err(other))
     }
 
     async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let s = bucket(self, &b)?;
-        Ok(s.set(&key, &value, None).await.map_err(other))
+        Ok(traced("kv set", &s, s.set(&key, &value, None))
+            .await
+            .map_err(other))
     }
 
     async fn delete(&mut self, b: Resource<Bucket>, key: String) -> KvResult<()> {
         let s = bucket(self, &b)?;
-        Ok(s.delete(&key).await.map_err(other))
+        Ok(traced("kv delete", &s, s.delete(&key)).await.map_err(other))
     }
 
     async fn exists(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
         let s = bucket(self, &b)?;
-        Ok(s.backend().exists(&key).await.map_err(other))
+        Ok(traced("kv exists", &s, s.backend().exists(&key))
+            .await
+            .map_err(other))
     }
 
     async fn list_keys(
@@ -113,10 +128,11 @@ impl store::HostBucket for InstanceState {
         let mut seen = 0u64;
         let mut after: Option<String> = None;
         loop {
-            let page = match s.backend().list("", after.as_deref(), PAGE).await {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(other(e))),
-            };
+            let page =
+                match traced("kv list", &s, s.backend().list("", after.as_deref(), PAGE)).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(other(e))),
+                };
             let n = page.keys.len() as u64;
             if seen + n > skip || page.cursor.is_none() {
                 let start = (skip.saturating_sub(seen)) as usize;
@@ -143,12 +159,14 @@ impl atomics::Host for InstanceState {
                 "delta is larger than a 64-bit signed integer".into(),
             )));
         };
-        Ok(match s.increment(&key, delta).await {
-            Ok(n) => {
-                u64::try_from(n).map_err(|_| Error::Other(format!("`{key}` is negative: {n}")))
-            }
-            Err(e) => Err(other(e)),
-        })
+        Ok(
+            match traced("kv increment", &s, s.increment(&key, delta)).await {
+                Ok(n) => {
+                    u64::try_from(n).map_err(|_| Error::Other(format!("`{key}` is negative: {n}")))
+                }
+                Err(e) => Err(other(e)),
+            },
+        )
     }
 }
 
@@ -161,7 +179,7 @@ impl batch::Host for InstanceState {
         let s = bucket(self, &b)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            match s.backend().get(&key).await {
+            match traced("kv get", &s, s.backend().get(&key)).await {
                 Ok(v) => out.push(v.map(|v| (key, v))),
                 Err(e) => return Ok(Err(other(e))),
             }
@@ -172,7 +190,7 @@ impl batch::Host for InstanceState {
     async fn set_many(&mut self, b: Resource<Bucket>, kvs: Vec<(String, Vec<u8>)>) -> KvResult<()> {
         let s = bucket(self, &b)?;
         for (key, value) in kvs {
-            if let Err(e) = s.set(&key, &value, None).await {
+            if let Err(e) = traced("kv set", &s, s.set(&key, &value, None)).await {
                 return Ok(Err(other(e)));
             }
         }
@@ -182,7 +200,7 @@ impl batch::Host for InstanceState {
     async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
         let s = bucket(self, &b)?;
         for key in keys {
-            if let Err(e) = s.delete(&key).await {
+            if let Err(e) = traced("kv delete", &s, s.delete(&key)).await {
                 return Ok(Err(other(e)));
             }
         }
@@ -203,13 +221,14 @@ impl kv_extensions::Host for InstanceState {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(s.set(&key, &value, Some(ttl)).await.map_err(other))
+        Ok(traced("kv set", &s, s.set(&key, &value, Some(ttl)))
+            .await
+            .map_err(other))
     }
 
     async fn ttl(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<u64>> {
         let s = bucket(self, &b)?;
-        Ok(s.backend()
-            .ttl(&key)
+        Ok(traced("kv ttl", &s, s.backend().ttl(&key))
             .await
             .map(|t| t.map(|t| t.as_millis() as u64))
             .map_err(other))
@@ -217,7 +236,9 @@ impl kv_extensions::Host for InstanceState {
 
     async fn persist(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
         let s = bucket(self, &b)?;
-        Ok(s.backend().persist(&key).await.map_err(other))
+        Ok(traced("kv persist", &s, s.backend().persist(&key))
+            .await
+            .map_err(other))
     }
 
     async fn list_prefix(
@@ -228,14 +249,17 @@ impl kv_extensions::Host for InstanceState {
         limit: u32,
     ) -> KvResult<KeyPage> {
         let s = bucket(self, &b)?;
-        Ok(s.backend()
-            .list(&prefix, cursor.as_deref(), limit)
-            .await
-            .map(|p| KeyPage {
-                keys: p.keys,
-                cursor: p.cursor,
-            })
-            .map_err(other))
+        Ok(traced(
+            "kv list",
+            &s,
+            s.backend().list(&prefix, cursor.as_deref(), limit),
+        )
+        .await
+        .map(|p| KeyPage {
+            keys: p.keys,
+            cursor: p.cursor,
+        })
+        .map_err(other))
     }
 
     async fn compare_and_swap(
@@ -251,8 +275,12 @@ impl kv_extensions::Host for InstanceState {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(s.compare_and_swap(&key, expected.as_deref(), &new, ttl)
-            .await
-            .map_err(other))
+        Ok(traced(
+            "kv compare-and-swap",
+            &s,
+            s.compare_and_swap(&key, expected.as_deref(), &new, ttl),
+        )
+        .await
+        .map_err(other))
     }
 }

@@ -79,6 +79,15 @@ fn bounds(state: &InstanceState) -> Bounds {
     }
 }
 
+/// `call` on database `store`, in a span when tracing.
+async fn traced<T>(
+    operation: &'static str,
+    store: &super::SqlStore,
+    call: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    crate::traced::call(operation, "sql", store.name(), call).await
+}
+
 fn outcome(r: Result<RowSet, SqlError>) -> Result<sql::RowSet, Error> {
     r.map(to_row_set).map_err(to_error)
 }
@@ -103,7 +112,12 @@ impl sql::HostConnection for InstanceState {
         let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
         let bounds = bounds(self);
         Ok(outcome(
-            store.backend().query(&statement, &params, bounds).await,
+            traced(
+                "sql query",
+                &store,
+                store.backend().query(&statement, &params, bounds),
+            )
+            .await,
         ))
     }
 
@@ -113,17 +127,24 @@ impl sql::HostConnection for InstanceState {
         statements: String,
     ) -> SqlResult<()> {
         let store = self.table().get(&c)?.store.clone();
-        Ok(store
-            .backend()
-            .execute_batch(&statements, bounds(self))
-            .await
-            .map_err(to_error))
+        let bounds = bounds(self);
+        Ok(traced(
+            "sql execute-batch",
+            &store,
+            store.backend().execute_batch(&statements, bounds),
+        )
+        .await
+        .map_err(to_error))
     }
 
     async fn begin(&mut self, c: Resource<Connection>) -> SqlResult<Resource<Transaction>> {
         let store = self.table().get(&c)?.store.clone();
-        match store.backend().begin(bounds(self)).await {
-            Ok(tx) => Ok(Ok(self.table().push(Transaction { tx: Some(tx) })?)),
+        let bounds = bounds(self);
+        match traced("sql begin", &store, store.backend().begin(bounds)).await {
+            Ok(tx) => Ok(Ok(self.table().push(Transaction {
+                tx: Some(tx),
+                store,
+            })?)),
             Err(e) => Ok(Err(to_error(e))),
         }
     }
@@ -143,30 +164,40 @@ impl sql::HostTransaction for InstanceState {
     ) -> SqlResult<sql::RowSet> {
         let params: Vec<SqlValue> = params.into_iter().map(to_value).collect();
         let bounds = bounds(self);
-        let Some(tx) = self.table().get_mut(&t)?.tx.as_mut() else {
+        let transaction = self.table().get_mut(&t)?;
+        let store = transaction.store.clone();
+        let Some(tx) = transaction.tx.as_mut() else {
             return Ok(Err(Error::Other(
                 "the transaction is already finished".into(),
             )));
         };
-        Ok(outcome(tx.query(&statement, &params, bounds).await))
+        Ok(outcome(
+            traced("sql query", &store, tx.query(&statement, &params, bounds)).await,
+        ))
     }
 
     async fn commit(&mut self, t: Resource<Transaction>) -> SqlResult<()> {
-        let Some(tx) = self.table().delete(t)?.tx.take() else {
+        let mut transaction = self.table().delete(t)?;
+        let Some(tx) = transaction.tx.take() else {
             return Ok(Err(Error::Other(
                 "the transaction is already finished".into(),
             )));
         };
-        Ok(tx.commit().await.map_err(to_error))
+        Ok(traced("sql commit", &transaction.store, tx.commit())
+            .await
+            .map_err(to_error))
     }
 
     async fn rollback(&mut self, t: Resource<Transaction>) -> SqlResult<()> {
-        let Some(tx) = self.table().delete(t)?.tx.take() else {
+        let mut transaction = self.table().delete(t)?;
+        let Some(tx) = transaction.tx.take() else {
             return Ok(Err(Error::Other(
                 "the transaction is already finished".into(),
             )));
         };
-        Ok(tx.rollback().await.map_err(to_error))
+        Ok(traced("sql rollback", &transaction.store, tx.rollback())
+            .await
+            .map_err(to_error))
     }
 
     async fn drop(&mut self, t: Resource<Transaction>) -> wasmtime::Result<()> {

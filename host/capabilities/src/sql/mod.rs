@@ -242,6 +242,8 @@ pub struct Connection {
 /// Resource behind a guest's `sql.transaction`; `None` once committed or rolled back.
 pub struct Transaction {
     tx: Option<Box<dyn SqlTransaction>>,
+    /// The database's binding name (spans name it).
+    store: Arc<SqlStore>,
 }
 
 /// A row change as images in JSON: `{column: value}` objects.

@@ -1,9 +1,12 @@
 //! Invoking `queue`, `stream`, `schedule` and `task` functions, and the WIT types they take.
 
+use tracing::Instrument as _;
+
 use crate::error::InvokeError;
 use crate::function::Function;
 use crate::instances::{next_invocation_id, Admission, Bindings, Lease};
-use crate::usage::Usage;
+use crate::trace;
+use crate::usage::{Outcome, Usage};
 use crate::world::World;
 
 /// Types of the `queue` world (`wasmfn:platform/queue-handler`).
@@ -39,18 +42,24 @@ macro_rules! call_handle {
     ($function:expr, $admission:expr, $invocation:expr, $bytes_in:expr, $variant:ident, $export:ident, $arg:expr) => {
         $function
             .inner
-            .run($admission, $invocation, $bytes_in, |mut lease| async move {
-                let result = {
-                    let Lease {
-                        store, bindings, ..
-                    } = &mut lease;
-                    let Bindings::$variant(b) = bindings else {
-                        unreachable!("a function's bindings match its world")
+            .run(
+                $admission,
+                $invocation.0,
+                $bytes_in,
+                |mut lease| async move {
+                    let result = {
+                        let Lease {
+                            store, bindings, ..
+                        } = &mut lease;
+                        let Bindings::$variant(b) = bindings else {
+                            unreachable!("a function's bindings match its world")
+                        };
+                        b.$export().call_handle(store, $arg).await
                     };
-                    b.$export().call_handle(store, $arg).await
-                };
-                (lease, result)
-            })
+                    (lease, result)
+                },
+            )
+            .instrument($invocation.1.clone())
             .await
     };
 }
@@ -80,6 +89,11 @@ impl Function {
         batch: &queue::Batch,
     ) -> Result<Result<Vec<queue::MessageFailure>, String>, InvokeError> {
         let invocation = self.begin(World::Queue)?;
+        // The batch continues the first producer's trace and links to every producer.
+        trace::set_batch_parents(
+            &invocation.1,
+            batch.messages.iter().map(|m| m.attributes.as_slice()),
+        );
         let bytes_in = batch.messages.iter().map(|m| m.body.len() as u64).sum();
         let (result, usage) = call_handle!(
             self,
@@ -157,7 +171,7 @@ impl Function {
             .inner
             .run(
                 None,
-                invocation,
+                invocation.0,
                 input.len() as u64,
                 |mut lease| async move {
                     let result = {
@@ -174,6 +188,7 @@ impl Function {
                     (lease, result)
                 },
             )
+            .instrument(invocation.1.clone())
             .await;
         self.finish(invocation, &result, &usage, |r| match r {
             Ok(_) => format!("task `{}` succeeded", context.state),
@@ -182,10 +197,12 @@ impl Function {
         result
     }
 
-    /// Check the event fits the function's world; returns the invocation's id.
-    fn begin(&self, world: World) -> Result<u64, InvokeError> {
+    /// Check the event fits the function's world; returns the invocation's id and span (a
+    /// child of the current span: the trigger's, or a workflow step's).
+    fn begin(&self, world: World) -> Result<(u64, tracing::Span), InvokeError> {
         self.expect_world(world)?;
-        Ok(next_invocation_id())
+        let id = next_invocation_id();
+        Ok((id, trace::invocation_span(&self.inner.name, world, id)))
     }
 
     fn expect_world(&self, world: World) -> Result<(), InvokeError> {
@@ -204,12 +221,20 @@ impl Function {
     /// Count the ended invocation and write its log line.
     fn finish<T, E>(
         &self,
-        invocation: u64,
+        (invocation, span): (u64, tracing::Span),
         result: &Result<Result<T, E>, InvokeError>,
         usage: &Usage,
         summary: impl FnOnce(&Result<T, E>) -> String,
     ) {
         self.inner.record(result, usage);
+        let trace_id = trace::ids(&span).map(|(trace, _)| trace);
+        match result {
+            Ok(Ok(_)) => trace::record_outcome(&span, Outcome::Ok.label(), None),
+            Ok(Err(_)) => trace::record_outcome(&span, Outcome::HandlerError.label(), None),
+            Err(e) => {
+                trace::record_outcome(&span, Outcome::of_error(e).label(), Some(&e.to_string()))
+            }
+        }
         let (function, world) = (&*self.inner.name, self.inner.world.name());
         let duration_us = usage.wall.as_micros() as u64;
         let cpu_us = usage.cpu.as_micros() as u64;
@@ -219,16 +244,16 @@ impl Function {
             Ok(r @ Ok(_)) => {
                 tracing::info!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "ok", duration_us, cpu_us, instantiate_us, peak_memory, bytes_in,
-                "{}", summary(r))
+                trace_id, "{}", summary(r))
             }
             Ok(r @ Err(_)) => {
                 tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "handler-error", duration_us, cpu_us, instantiate_us, peak_memory,
-                bytes_in, "{}", summary(r))
+                bytes_in, trace_id, "{}", summary(r))
             }
             Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "failed", error_kind = e.kind(), duration_us, cpu_us, instantiate_us,
-                peak_memory, bytes_in, backtrace = e.backtrace().unwrap_or_default(),
+                peak_memory, bytes_in, trace_id, backtrace = e.backtrace().unwrap_or_default(),
                 "invocation failed: {e}"),
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use tracing::Instrument as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView as _;
@@ -17,6 +18,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use crate::error::InvokeError;
 use crate::function::{Function, FunctionInner};
 use crate::instances::{next_invocation_id, Bindings, InFlight, Lease};
+use crate::trace;
 use crate::usage::{OnThread, Outcome, Usage};
 use crate::world::World;
 
@@ -156,13 +158,25 @@ impl Function {
     {
         let inner = self.inner.clone();
         let started = Instant::now();
+        // The caller's trace continues from the request's `traceparent`, if it has one.
+        let span = trace::invocation_span(&inner.name, World::Http, invocation);
+        if !span.is_disabled() {
+            // Inside an adapter's span (Lambda's, which holds the platform's trace) that one
+            // is the parent; otherwise the caller's `traceparent`.
+            if tracing::Span::current().is_none() {
+                trace::set_remote_parent(&span, &trace::Headers(request.headers()));
+            }
+            span.record("http.request.method", request.method().as_str());
+            span.record("url.path", request.uri().path());
+        }
         let failed = |error: InvokeError| {
             let usage = Usage {
                 wall: started.elapsed(),
                 ..Usage::default()
             };
             inner.metrics.record(Outcome::of_error(&error), &usage);
-            log_failure(&inner.name, invocation, started, &error);
+            record_failure(&span, &error);
+            log_failure(&inner.name, invocation, started, &error, &span);
             error
         };
         if inner.world != World::Http {
@@ -195,7 +209,9 @@ impl Function {
         let in_flight = InFlight::new(inner.clone());
         let deadline = started + inner.limits.timeout;
         let mut cpu = Duration::ZERO;
-        let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu).await;
+        let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu)
+            .instrument(span.clone())
+            .await;
         let mut lease = checkout.map_err(failed)?;
         let instantiation = lease.instantiated_in;
         let record = Arc::new(HttpRecord {
@@ -203,6 +219,7 @@ impl Function {
             invocation,
             ended: Mutex::new(None),
             bytes_out: AtomicU64::new(0),
+            span: span.clone(),
         });
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -230,51 +247,56 @@ impl Function {
 
         let task_inner = inner.clone();
         let task_record = record.clone();
-        let task = tokio::spawn(async move {
-            let (_permit, _in_flight, record) = (permit, in_flight, task_record);
-            let result = {
-                let Lease {
-                    store, bindings, ..
-                } = &mut lease;
-                let Bindings::Http(proxy) = bindings else {
-                    unreachable!("http functions hold http bindings")
+        let task_span = span.clone();
+        let task = tokio::spawn(
+            async move {
+                let (_permit, _in_flight, record) = (permit, in_flight, task_record);
+                let result = {
+                    let Lease {
+                        store, bindings, ..
+                    } = &mut lease;
+                    let Bindings::Http(proxy) = bindings else {
+                        unreachable!("http functions hold http bindings")
+                    };
+                    let call = proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(store, req, out);
+                    let call = OnThread::new(call, &mut cpu);
+                    tokio::time::timeout_at(deadline.into(), call).await
                 };
-                let call = proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(store, req, out);
-                let call = OnThread::new(call, &mut cpu);
-                tokio::time::timeout_at(deadline.into(), call).await
-            };
-            let mut usage = Usage {
-                cpu,
-                instantiation,
-                peak_memory: lease.store.data().limiter.total(),
-                bytes_in: bytes_in.load(Ordering::Relaxed),
-                ..Usage::default()
-            };
-            let outcome = match result {
-                Ok(Ok(())) => {
-                    task_inner.checkin(lease, true);
-                    Ok(())
+                let mut usage = Usage {
+                    cpu,
+                    instantiation,
+                    peak_memory: lease.store.data().limiter.total(),
+                    bytes_in: bytes_in.load(Ordering::Relaxed),
+                    ..Usage::default()
+                };
+                let outcome = match result {
+                    Ok(Ok(())) => {
+                        task_inner.checkin(lease, true);
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(task_inner.classify(&lease.store, e)),
+                    Err(_elapsed) => Err(task_inner.timeout()),
+                };
+                usage.wall = started.elapsed();
+                match &outcome {
+                    // Written when the response body is done too (with the bytes it sent).
+                    Ok(()) => {
+                        let code = status.load(Ordering::Relaxed);
+                        *record.ended.lock().unwrap() = Some((usage, code));
+                    }
+                    Err(e) => {
+                        usage.bytes_out = record.bytes_out.load(Ordering::Relaxed);
+                        task_inner.metrics.record(Outcome::of_error(e), &usage);
+                        record_failure(&record.span, e);
+                        log_failure(&task_inner.name, invocation, started, e, &record.span);
+                    }
                 }
-                Ok(Err(e)) => Err(task_inner.classify(&lease.store, e)),
-                Err(_elapsed) => Err(task_inner.timeout()),
-            };
-            usage.wall = started.elapsed();
-            match &outcome {
-                // Written when the response body is done too (with the bytes it sent).
-                Ok(()) => {
-                    let code = status.load(Ordering::Relaxed);
-                    *record.ended.lock().unwrap() = Some((usage, code));
-                }
-                Err(e) => {
-                    usage.bytes_out = record.bytes_out.load(Ordering::Relaxed);
-                    task_inner.metrics.record(Outcome::of_error(e), &usage);
-                    log_failure(&task_inner.name, invocation, started, e);
-                }
+                outcome
             }
-            outcome
-        });
+            .instrument(task_span),
+        );
 
         match receiver.await {
             Ok(Ok(response)) => Ok(response.map(|body| {
@@ -315,6 +337,8 @@ struct HttpRecord {
     /// Set by the guest's task when it ends well: what it used, and the response status.
     ended: Mutex<Option<(Usage, u16)>>,
     bytes_out: AtomicU64,
+    /// The invocation's span: it ends when the last of the task and the body lets go.
+    span: tracing::Span,
 }
 
 impl Drop for HttpRecord {
@@ -324,13 +348,18 @@ impl Drop for HttpRecord {
         };
         usage.bytes_out = *self.bytes_out.get_mut();
         self.inner.metrics.record(Outcome::Ok, &usage);
+        let trace_id = trace::ids(&self.span).map(|(trace, _)| trace);
+        if !self.span.is_disabled() {
+            self.span.record("http.response.status_code", status);
+            trace::record_outcome(&self.span, Outcome::Ok.label(), None);
+        }
         tracing::info!(
             target: "wasmfn::invocation",
             function = %self.inner.name, world = "http", invocation = self.invocation, status,
             duration_us = usage.wall.as_micros() as u64, cpu_us = usage.cpu.as_micros() as u64,
             instantiate_us = usage.instantiation.map(|t| t.as_micros() as u64),
             peak_memory = usage.peak_memory, bytes_in = usage.bytes_in,
-            bytes_out = usage.bytes_out, "invocation finished"
+            bytes_out = usage.bytes_out, trace_id, "invocation finished"
         );
     }
 }
@@ -378,12 +407,30 @@ impl http_body::Body for CountedBody {
     }
 }
 
-fn log_failure(function: &str, invocation: u64, started: Instant, error: &InvokeError) {
+fn record_failure(span: &tracing::Span, error: &InvokeError) {
+    if !span.is_disabled() {
+        span.record("http.response.status_code", error.http_status().as_u16());
+        trace::record_outcome(
+            span,
+            Outcome::of_error(error).label(),
+            Some(&error.to_string()),
+        );
+    }
+}
+
+fn log_failure(
+    function: &str,
+    invocation: u64,
+    started: Instant,
+    error: &InvokeError,
+    span: &tracing::Span,
+) {
+    let trace_id = trace::ids(span).map(|(trace, _)| trace);
     tracing::warn!(
         target: "wasmfn::invocation",
         function, world = "http", invocation,
         status = error.http_status().as_u16(), error_kind = error.kind(),
-        duration_us = started.elapsed().as_micros() as u64,
+        duration_us = started.elapsed().as_micros() as u64, trace_id,
         backtrace = error.backtrace().unwrap_or_default(),
         "invocation failed: {error}"
     );

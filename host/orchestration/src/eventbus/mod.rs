@@ -21,9 +21,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
+use tracing::Instrument as _;
 use wasmfn_host_capabilities::events::EventPublisher;
 use wasmfn_host_capabilities::queues::{NewMessage, QueueSender};
 use wasmfn_host_capabilities::workflows::WorkflowStarter;
+use wasmfn_host_core::trace;
 
 pub use manifest::{EventManifest, EventSection};
 pub use pattern::Pattern;
@@ -162,7 +164,9 @@ impl EventBus {
     pub async fn publish_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, PublishError> {
         let mut ids = Vec::with_capacity(events.len());
         let mut per_queue: BTreeMap<String, Vec<NewMessage>> = BTreeMap::new();
-        let mut starts: Vec<(String, String, String)> = Vec::new();
+        let mut starts: Vec<(String, String, String, tracing::Span)> = Vec::new();
+        // One span per matched rule: its targets continue the trace from it.
+        let mut rule_spans = Vec::new();
         for e in events {
             if e.source.trim().is_empty() || e.r#type.trim().is_empty() {
                 return Err(PublishError::Invalid(
@@ -192,12 +196,14 @@ impl EventBus {
                         .unwrap_or(&Value::Null)
                         .to_string(),
                 };
-                let attributes = vec![
+                let mut attributes = vec![
                     ("event-id".to_string(), id.clone()),
                     ("source".to_string(), e.source.clone()),
                     ("type".to_string(), e.r#type.clone()),
                     ("rule".to_string(), rule.name.clone()),
                 ];
+                let rule_span = rule_span(&rule.name, &e);
+                trace::inject(&rule_span, &mut trace::AttributesMut(&mut attributes));
                 for target in &rule.targets {
                     let message = || NewMessage {
                         body: body.clone().into_bytes(),
@@ -217,23 +223,31 @@ impl EventBus {
                         }
                         Target::Workflow(w) => {
                             // Named by rule and event: a redelivered event starts nothing new.
-                            starts.push((w.clone(), body.clone(), format!("{}-{id}", rule.name)))
+                            starts.push((
+                                w.clone(),
+                                body.clone(),
+                                format!("{}-{id}", rule.name),
+                                rule_span.clone(),
+                            ))
                         }
                     }
                 }
+                rule_spans.push(rule_span);
             }
             ids.push(id);
         }
         self.deliver(per_queue).await?;
-        for (workflow, input, name) in starts {
+        for (workflow, input, name, span) in starts {
             let workflows = self.workflows.as_ref().ok_or_else(|| {
                 PublishError::Invalid(format!("workflow `{workflow}` is not declared"))
             })?;
             workflows
                 .start_execution(&workflow, &input, Some(&name))
+                .instrument(span)
                 .await
                 .map_err(PublishError::Workflow)?;
         }
+        drop(rule_spans);
         Ok(ids)
     }
 
@@ -323,4 +337,20 @@ impl EventPublisher for EventBus {
     ) -> BoxFuture<'a, Result<String, PublishError>> {
         Box::pin(EventBus::publish(self, topic, body, attributes))
     }
+}
+
+/// The span of `rule` routing event `e` (nothing when tracing is off).
+fn rule_span(rule: &str, e: &NewEvent) -> tracing::Span {
+    if !trace::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: "wasmfn::trace",
+        "rule",
+        otel.name = format!("rule {rule}"),
+        otel.kind = "producer",
+        wasmfn.rule = rule,
+        wasmfn.event_source = %e.source,
+        wasmfn.event_type = %e.r#type,
+    )
 }

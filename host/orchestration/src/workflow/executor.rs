@@ -136,6 +136,7 @@ impl Workflows {
                 parent: None,
                 input: input.to_string(),
                 start_at: config.definition.start_at.clone(),
+                trace: super::spans::current(),
             })
             .await
             .map_err(StartError::Store)?;

@@ -21,6 +21,8 @@ mod postgres;
 #[cfg(feature = "workflows")]
 mod runner;
 #[cfg(feature = "workflows")]
+mod spans;
+#[cfg(feature = "workflows")]
 mod sqlite;
 #[cfg(feature = "workflows")]
 pub mod store;

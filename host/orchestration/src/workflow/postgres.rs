@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS wasmfn_executions (
     owner TEXT,
     lease_until BIGINT NOT NULL DEFAULT 0
 );
+-- Stores made before executions carried their starter's trace context.
+ALTER TABLE wasmfn_executions ADD COLUMN IF NOT EXISTS trace TEXT;
 CREATE INDEX IF NOT EXISTS wasmfn_executions_running ON wasmfn_executions (status)
     WHERE status = 'RUNNING';
 CREATE INDEX IF NOT EXISTS wasmfn_executions_by_workflow
@@ -55,7 +57,7 @@ CREATE TABLE IF NOT EXISTS wasmfn_history (
 ";
 
 const COLUMNS: &str = "id, workflow, parent, status, input, output, error, cause, state, \
-                       state_input, attempt, wake_at, started_at, ended_at, steps";
+                       state_input, attempt, wake_at, started_at, ended_at, steps, trace";
 
 /// Executions in PostgreSQL, leased to this host while it runs them.
 pub struct PostgresExecutions {
@@ -131,6 +133,7 @@ fn execution(row: &Row) -> Execution {
         started_at: row.get::<_, i64>(12) as u64,
         ended_at: row.get::<_, Option<i64>>(13).map(|t| t as u64),
         steps: row.get::<_, i64>(14) as u64,
+        trace: row.get(15),
     }
 }
 
@@ -141,8 +144,8 @@ impl ExecutionStore for PostgresExecutions {
             let n = c
                 .execute(
                     "INSERT INTO wasmfn_executions (id, workflow, parent, status, input, state, \
-                     state_input, started_at, owner, lease_until) \
-                     VALUES ($1, $2, $3, 'RUNNING', $4, $5, $4, $6, $7, $8) \
+                     state_input, started_at, owner, lease_until, trace) \
+                     VALUES ($1, $2, $3, 'RUNNING', $4, $5, $4, $6, $7, $8, $9) \
                      ON CONFLICT (id) DO NOTHING",
                     &[
                         &e.id,
@@ -153,6 +156,7 @@ impl ExecutionStore for PostgresExecutions {
                         &now,
                         &owner,
                         &(now + lease),
+                        &e.trace,
                     ],
                 )
                 .await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::definition::{Catcher, Definition, ResultPath, Retry, State};
 use super::executor::Workflows;
@@ -128,6 +129,16 @@ impl Runner {
             };
             let started_at = now_ms();
             let input: Value = serde_json::from_str(&position.input).unwrap_or(Value::Null);
+            // A Wait that only stores its deadline is no step yet.
+            let step_span = match state {
+                State::Wait { .. } if position.wake_at.is_none() => tracing::Span::none(),
+                _ => super::spans::step(
+                    &execution,
+                    &position.state,
+                    kind_of(state),
+                    position.attempt,
+                ),
+            };
             let outcome: Result<Value, Failure> = match state {
                 State::Task {
                     resource,
@@ -143,6 +154,7 @@ impl Runner {
                         *timeout_seconds,
                         &effective,
                     )
+                    .instrument(step_span.clone())
                     .await
                 }
                 State::Pass {
@@ -214,6 +226,7 @@ impl Runner {
                 State::Parallel { branches, flow, .. } => {
                     let effective = select(&input, &flow.input_path);
                     self.parallel(&execution, steps, branches, &effective)
+                        .instrument(step_span.clone())
                         .await?
                 }
                 State::Succeed {} => Ok(input.clone()),
@@ -251,6 +264,7 @@ impl Runner {
                     (step(&position, kind, started_at, Ok(text)), next)
                 }
                 Err(f) => {
+                    wasmfn_host_core::trace::record_error(&step_span, &f.error);
                     let next = self.on_error(state, &position, &input, &f);
                     (step(&position, kind, started_at, Err(&f)), next)
                 }
@@ -422,6 +436,8 @@ impl Runner {
                     parent: Some(execution.id.clone()),
                     input: input.to_string(),
                     start_at: branch.start_at.clone(),
+                    // Branch steps continue under the Parallel step's span.
+                    trace: super::spans::current().or_else(|| execution.trace.clone()),
                 })
                 .await?;
             let e = store

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS history (
 ";
 
 const COLUMNS: &str = "id, workflow, parent, status, input, output, error, cause, state, \
-                       state_input, attempt, wake_at, started_at, ended_at, steps";
+                       state_input, attempt, wake_at, started_at, ended_at, steps, trace";
 
 /// Executions in a SQLite file.
 pub struct SqliteExecutions {
@@ -61,7 +61,17 @@ impl SqliteExecutions {
     /// Open (creating) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = wasmfn_host_capabilities::sqlite_pool::SqlitePool::connect_to(path, |c| {
-            c.execute_batch(SCHEMA)
+            c.execute_batch(SCHEMA)?;
+            // Stores made before executions carried their starter's trace context.
+            let has_trace: bool = c.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('executions') WHERE name = 'trace'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_trace {
+                c.execute_batch("ALTER TABLE executions ADD COLUMN trace TEXT")?;
+            }
+            Ok(())
         })
         .with_context(|| format!("opening the workflow store {}", path.display()))?;
         Ok(Self {
@@ -102,6 +112,7 @@ fn execution(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         started_at: row.get::<_, i64>(12)? as u64,
         ended_at: row.get::<_, Option<i64>>(13)?.map(|t| t as u64),
         steps: row.get::<_, i64>(14)? as u64,
+        trace: row.get(15)?,
     })
 }
 
@@ -110,14 +121,15 @@ impl ExecutionStore for SqliteExecutions {
         self.with(move |c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO executions (id, workflow, parent, status, input, state, \
-                 state_input, started_at) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?4, ?6)",
+                 state_input, started_at, trace) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?4, ?6, ?7)",
                 params![
                     e.id,
                     e.workflow,
                     e.parent,
                     e.input,
                     e.start_at,
-                    now_ms() as i64
+                    now_ms() as i64,
+                    e.trace
                 ],
             )?;
             Ok(n == 1)

@@ -88,6 +88,10 @@ pub struct Execution {
     pub ended_at: Option<u64>,
     /// Steps in its history so far.
     pub steps: u64,
+    /// The trace context of whatever started it (`traceparent`, then a newline and the
+    /// `tracestate` if there is one): each step's span continues that trace.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 /// One step of the history: a state run (or one failed attempt of it).
@@ -147,6 +151,8 @@ pub struct NewExecution {
     pub input: String,
     /// The first state.
     pub start_at: String,
+    /// The starter's trace context (see [`Execution::trace`]).
+    pub trace: Option<String>,
 }
 
 /// Where executions live. Every write is durable when its future resolves.

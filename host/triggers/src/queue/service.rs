@@ -95,7 +95,7 @@ impl QueueService {
     pub async fn send(
         &self,
         queue: &str,
-        messages: Vec<NewMessage>,
+        mut messages: Vec<NewMessage>,
     ) -> Result<Vec<String>, SendError> {
         let Some(config) = self.configs.get(queue) else {
             return Err(SendError::UnknownQueue(
@@ -116,6 +116,12 @@ impl QueueService {
                 size: m.body.len(),
                 limit: config.max_message_bytes,
             });
+        }
+        // Reserved attributes: the consumer's invocation continues the producer's trace.
+        if wasmfn_host_core::trace::enabled() {
+            for m in &mut messages {
+                wasmfn_host_core::trace::inject_into_attributes(&mut m.attributes);
+            }
         }
         self.backend
             .enqueue(queue, messages)
@@ -380,7 +386,8 @@ async fn deliver(
 }
 
 /// Deliver a batch to an `http` function: each message is a `POST /` with the body, its
-/// attributes as `x-wasmfn-attr-NAME` headers and its id as `x-wasmfn-message-id`. A 2xx
+/// attributes as `x-wasmfn-attr-NAME` headers (the trace context also as `traceparent` and
+/// `tracestate`) and its id as `x-wasmfn-message-id`. A 2xx
 /// response settles the message; anything else fails it with the status and body. Returns
 /// the failures and the messages the function had no capacity for.
 async fn post_each(function: &Function, batch: &Batch) -> (Vec<MessageFailure>, Vec<String>) {
@@ -397,6 +404,11 @@ async fn post_each(function: &Function, batch: &Batch) -> (Vec<MessageFailure>, 
         }
         for (k, v) in &m.attributes {
             request = request.header(format!("x-wasmfn-attr-{k}"), v);
+            // The producer's trace context, as the W3C headers the invocation continues.
+            if k == wasmfn_host_core::trace::TRACEPARENT || k == wasmfn_host_core::trace::TRACESTATE
+            {
+                request = request.header(k, v);
+            }
         }
         let reason = match request.body(wasmfn_host_core::full_body(m.body.clone())) {
             Err(e) => Some(format!("message cannot be sent as an HTTP request: {e}")),

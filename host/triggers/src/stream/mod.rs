@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use wasmfn_host_capabilities::changes::ChangeRecorder;
 use wasmfn_host_core::stream::{BatchFailure, StreamEvent};
 use wasmfn_host_core::{Function, Invoker, Service, World};
@@ -143,6 +144,13 @@ impl StreamFeed {
         if !dated {
             conn.execute_batch("ALTER TABLE stream_records ADD COLUMN appended_at INTEGER")?;
         }
+        // And before they carried their writer's trace context.
+        let traced = conn
+            .prepare("SELECT 1 FROM pragma_table_info('stream_records') WHERE name = 'trace'")?
+            .exists([])?;
+        if !traced {
+            conn.execute_batch("ALTER TABLE stream_records ADD COLUMN trace TEXT")?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             appended: Notify::new(),
@@ -183,9 +191,12 @@ impl StreamFeed {
         let mut seqs = Vec::with_capacity(events.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO stream_records (stream, key, event, appended_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO stream_records (stream, key, event, appended_at, trace) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let now_ms = now_ms();
+            // The writer's span (a store call's): the consumer's invocation links to it.
+            let trace = wasmfn_host_core::trace::current_context_fields().map(|(p, _)| p);
             for e in events {
                 let key = match &e {
                     StreamEvent::Change(c) => c.key.clone(),
@@ -195,7 +206,8 @@ impl StreamFeed {
                     stream,
                     key,
                     wasmfn_host_core::event_json::stream_event_to_json(&e).to_string(),
-                    now_ms
+                    now_ms,
+                    trace
                 ])?;
                 seqs.push(sequence_text(tx.last_insert_rowid()));
             }
@@ -263,25 +275,30 @@ impl StreamFeed {
         self.configs.iter().map(|c| c.name.as_str())
     }
 
-    fn read(&self, stream: &str, limit: usize) -> Result<Vec<(i64, StreamEvent)>> {
+    fn read(&self, stream: &str, limit: usize) -> Result<Vec<Record>> {
         let conn = self.conn.lock().unwrap();
         let after = checkpoint(&conn, stream)?;
         let mut q = conn.prepare_cached(
-            "SELECT seq, event FROM stream_records WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, event, trace FROM stream_records WHERE stream = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
         )?;
         let rows = q
             .query_map(params![stream, after, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(seq, json)| {
+            .map(|(seq, json, trace)| {
                 let mut event = wasmfn_host_core::event_json::stream_event_from_json(&json)?;
                 match &mut event {
                     StreamEvent::Change(c) => c.sequence = sequence_text(seq),
                     StreamEvent::Object(o) => o.sequence = sequence_text(seq),
                 }
-                Ok((seq, event))
+                Ok((seq, event, trace))
             })
             .collect()
     }
@@ -296,10 +313,10 @@ impl StreamFeed {
         Ok(())
     }
 
-    fn park(&self, stream: &str, records: &[(i64, StreamEvent)], reason: &str) -> Result<()> {
+    fn park(&self, stream: &str, records: &[Record], reason: &str) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
-        for (seq, e) in records {
+        for (seq, e, _) in records {
             let key = match e {
                 StreamEvent::Change(c) => &c.key,
                 StreamEvent::Object(o) => &o.key,
@@ -346,15 +363,16 @@ impl StreamFeed {
         &self,
         function: &Function,
         c: &StreamConfig,
-        batch: Vec<(i64, StreamEvent)>,
+        batch: Vec<Record>,
     ) -> Result<()> {
         // Work list of slices still to deliver, in order; bisecting replaces one with two halves.
-        let mut pending: Vec<Vec<(i64, StreamEvent)>> = vec![batch];
+        let mut pending: Vec<Vec<Record>> = vec![batch];
         while let Some(mut slice) = pending.pop() {
             let mut attempt = 0;
             loop {
-                let events: Vec<StreamEvent> = slice.iter().map(|(_, e)| e.clone()).collect();
-                let failure = match function.invoke_stream(&events).await {
+                let events: Vec<StreamEvent> = slice.iter().map(|(_, e, _)| e.clone()).collect();
+                let deliver = delivery_span(&c.name, &slice);
+                let failure = match function.invoke_stream(&events).instrument(deliver).await {
                     Ok(Ok(())) => None,
                     Ok(Err(BatchFailure {
                         reason,
@@ -370,8 +388,8 @@ impl StreamFeed {
                 if let Some(first) = first_failed.and_then(|s| s.parse::<i64>().ok()) {
                     let done: Vec<_> = slice
                         .iter()
-                        .take_while(|(seq, _)| *seq < first)
-                        .map(|(s, _)| *s)
+                        .take_while(|(seq, _, _)| *seq < first)
+                        .map(|(s, _, _)| *s)
                         .collect();
                     if let Some(last_done) = done.last() {
                         self.advance(&c.name, *last_done)?;
@@ -425,6 +443,32 @@ impl ChangeRecorder for StreamFeed {
     fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
         StreamFeed::append(self, stream, events)
     }
+}
+
+/// A record as read for delivery: its sequence, the event, its writer's `traceparent`.
+type Record = (i64, StreamEvent, Option<String>);
+
+/// The span of delivering `records` of `stream`: it continues the first writer's trace and
+/// links to every writer (nothing when tracing is off).
+fn delivery_span(stream: &str, records: &[Record]) -> tracing::Span {
+    use wasmfn_host_core::trace;
+    if !trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: "wasmfn::trace",
+        "stream delivery",
+        otel.name = format!("{stream} deliver"),
+        otel.kind = "consumer",
+        wasmfn.stream = stream,
+        wasmfn.records = records.len(),
+    );
+    let carriers: Vec<Vec<(String, String)>> = records
+        .iter()
+        .filter_map(|(_, _, t)| Some(vec![(trace::TRACEPARENT.to_string(), t.clone()?)]))
+        .collect();
+    trace::set_batch_parents(&span, carriers.iter().map(Vec::as_slice));
+    span
 }
 
 fn checkpoint(conn: &Connection, stream: &str) -> Result<i64> {
