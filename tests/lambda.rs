@@ -618,3 +618,45 @@ fn arm64_package_runs_under_qemu() {
         "{log}"
     );
 }
+
+#[test]
+fn an_invocation_continues_the_x_ray_trace_lambda_gives_it() {
+    let receiver = common::otlp::Receiver::start();
+    let (_f, emu, boot) = run_env(
+        "echo",
+        "echo",
+        "",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str())],
+    );
+    let r = emu
+        .invoke(&apigw_v2("/echo/traced", "", json!([])))
+        .unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    // Exported before the answer (the environment may be frozen after it): no waiting.
+    common::wait_until("the spans", Duration::from_secs(5), || {
+        receiver.spans().len() >= 2
+    });
+    let spans = receiver.spans();
+    let lambda = spans
+        .iter()
+        .find(|s| s.name == "lambda invoke")
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    let invocation = spans.iter().find(|s| s.name == "echo").unwrap();
+    // The emulator's trace header (Root=1-TIME-RANDOM;Parent=ID, X-Ray's form, a fresh one per
+    // invocation): the trace id is TIME and RANDOM together, the parent its Parent.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let time = u64::from_str_radix(&lambda.trace_id[..8], 16).unwrap();
+    assert!(now.abs_diff(time) < 300, "{lambda:#?}");
+    assert_eq!(lambda.parent_span_id.len(), 16, "{lambda:#?}");
+    assert_eq!(lambda.kind, 2, "server");
+    assert!(lambda
+        .attr("faas.invocation_id")
+        .is_some_and(|id| !id.is_empty()));
+    assert_eq!(invocation.trace_id, lambda.trace_id);
+    assert_eq!(invocation.parent_span_id, lambda.span_id);
+    assert_eq!(invocation.attr("wasmfn.outcome"), Some("ok"));
+    assert!(boot.log().contains(&lambda.trace_id), "{}", boot.log());
+}

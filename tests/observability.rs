@@ -561,6 +561,11 @@ definition = "two-steps.json"
         r#"wasmfn_workflow_step_duration_seconds_count{workflow="two-steps",state="First"}"#,
         2.0,
     );
+    // Both ended: none is running any more.
+    prometheus.expect(
+        r#"wasmfn_workflow_executions_running{workflow="two-steps"}"#,
+        0.0,
+    );
     prometheus.expect(
         r#"wasmfn_schedule_firings_total{schedule="tick",outcome="ok"} > bool 1"#,
         1.0,

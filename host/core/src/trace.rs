@@ -57,26 +57,44 @@ pub fn invocation_span(function: &str, world: World, invocation: u64) -> Span {
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
         faas.trigger = trigger,
-        faas.invoked_name = function,
         wasmfn.world = world.name(),
         wasmfn.invocation = invocation,
         wasmfn.outcome = tracing::field::Empty,
-        http.request.method = tracing::field::Empty,
-        url.path = tracing::field::Empty,
+    )
+}
+
+/// [`invocation_span`] for an HTTP request: with its method and path (set when the span is
+/// made, which costs less than recording them after).
+pub fn http_invocation_span(function: &str, invocation: u64, method: &str, path: &str) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: "wasmfn::trace",
+        "invocation",
+        otel.name = function,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        faas.trigger = "http",
+        wasmfn.world = "http",
+        wasmfn.invocation = invocation,
+        wasmfn.outcome = tracing::field::Empty,
+        http.request.method = method,
+        url.path = path,
         http.response.status_code = tracing::field::Empty,
     )
 }
 
 /// Write an invocation's outcome (an [`crate::usage::Outcome`] label) on its span; anything
-/// but `ok` marks the span as an error with `description`.
+/// but `ok` marks the span as an error with `description` (`ok` leaves the status unset).
 pub fn record_outcome(span: &Span, outcome: &str, description: Option<&str>) {
     if span.is_disabled() {
         return;
     }
     span.record("wasmfn.outcome", outcome);
-    if outcome == "ok" {
-        span.record("otel.status_code", "ok");
-    } else {
+    // Success leaves the status unset, as OpenTelemetry asks of instrumentation.
+    if outcome != "ok" {
         span.record("otel.status_code", "error");
         if let Some(description) = description {
             span.record("otel.status_description", description);

@@ -159,15 +159,16 @@ impl Function {
         let inner = self.inner.clone();
         let started = Instant::now();
         // The caller's trace continues from the request's `traceparent`, if it has one.
-        let span = trace::invocation_span(&inner.name, World::Http, invocation);
-        if !span.is_disabled() {
-            // Inside an adapter's span (Lambda's, which holds the platform's trace) that one
-            // is the parent; otherwise the caller's `traceparent`.
-            if tracing::Span::current().is_none() {
-                trace::set_remote_parent(&span, &trace::Headers(request.headers()));
-            }
-            span.record("http.request.method", request.method().as_str());
-            span.record("url.path", request.uri().path());
+        let span = trace::http_invocation_span(
+            &inner.name,
+            invocation,
+            request.method().as_str(),
+            request.uri().path(),
+        );
+        // Inside an adapter's span (Lambda's, which holds the platform's trace) that one is
+        // the parent; otherwise the caller's `traceparent`.
+        if !span.is_disabled() && tracing::Span::current().is_none() {
+            trace::set_remote_parent(&span, &trace::Headers(request.headers()));
         }
         let failed = |error: InvokeError| {
             let usage = Usage {
@@ -348,7 +349,10 @@ impl Drop for HttpRecord {
         };
         usage.bytes_out = *self.bytes_out.get_mut();
         self.inner.metrics.record(Outcome::Ok, &usage);
-        let trace_id = trace::ids(&self.span).map(|(trace, _)| trace);
+        // Only when the line is written: the id is formatted for it.
+        let trace_id = tracing::enabled!(target: "wasmfn::invocation", tracing::Level::INFO)
+            .then(|| trace::ids(&self.span).map(|(trace, _)| trace))
+            .flatten();
         if !self.span.is_disabled() {
             self.span.record("http.response.status_code", status);
             trace::record_outcome(&self.span, Outcome::Ok.label(), None);

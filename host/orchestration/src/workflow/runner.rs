@@ -60,6 +60,16 @@ impl Runner {
             return;
         };
         let definition = config.definition.clone();
+        // Executions this host runs now (waiting or retrying included), by workflow.
+        struct Running(metrics::Gauge);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.decrement(1.0);
+            }
+        }
+        let running = Running(metrics::gauge!("wasmfn_workflow_executions_running",
+            "workflow" => execution.workflow.clone()));
+        running.0.increment(1.0);
         if let Err(e) = self.run(execution, &definition).await {
             tracing::error!(execution = %id, error = %format!("{e:#}"), "the workflow store failed; the execution resumes at the next start");
         }
