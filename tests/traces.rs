@@ -334,3 +334,70 @@ fn a_bad_telemetry_table_is_refused_by_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_stream_delivery_continues_the_trace_of_the_write_it_records() {
+    let receiver = Receiver::start();
+    let (collector, seen) = common::header_recorder("traceparent");
+    let f = Fixture::with_guests(&["stream-recorder"]);
+    f.copy_guest("capabilities", "caps");
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "[kv.cache]\nstream = \"changes\"\n\n\
+             [sql.main]\n[blob.files]\n\n\
+             [functions.caps]\nroutes = [\"/caps/*\"]\nkv = [\"cache\"]\nsql = [\"main\"]\nblob = [\"files\"]\n\n\
+             [functions.stream-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
+             [functions.stream-recorder.config]\ncollector = \"{collector}\"\n\n\
+             [streams.changes]\nfunction = \"stream-recorder\"\n"
+        ),
+    );
+    let env = export_env(&receiver);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = f.serve_with(&[], &env);
+    let r = client()
+        .put(server.url("/caps/kv/cache/k1"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
+        .body("v1")
+        .send()
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}\n{}",
+        r.text().unwrap(),
+        server.logs()
+    );
+    wait_until(
+        "the stream consumer's spans",
+        Duration::from_secs(15),
+        || {
+            let spans = receiver.spans();
+            spans.iter().any(|s| s.name == "stream-recorder")
+                && spans.iter().any(|s| s.name.starts_with("POST "))
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let spans = receiver.spans();
+    eprintln!("{}", tree(&spans));
+    let writer = one(&spans, "the writing invocation", |s| {
+        s.name == "caps" && s.parent_span_id == CALLER
+    });
+    let set = named(&spans, "kv set");
+    assert_eq!(set.parent_span_id, writer.span_id);
+    assert_eq!(set.attr("wasmfn.target"), Some("cache"));
+    let delivery = named(&spans, "changes deliver");
+    assert_eq!(delivery.trace_id, TRACE);
+    assert_eq!(delivery.parent_span_id, set.span_id, "{delivery:#?}");
+    assert!(delivery
+        .links
+        .contains(&(TRACE.to_string(), set.span_id.clone())));
+    let consumer = named(&spans, "stream-recorder");
+    assert_eq!(consumer.parent_span_id, delivery.span_id);
+    assert_eq!(consumer.attr("faas.trigger"), Some("pubsub"));
+    let outbound = one(&spans, "the outbound call", |s| s.name.starts_with("POST "));
+    assert_eq!(outbound.parent_span_id, consumer.span_id);
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        format!("00-{TRACE}-{}-01", outbound.span_id)
+    );
+}

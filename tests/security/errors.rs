@@ -20,11 +20,18 @@ fn clients_get_the_kind_and_the_invocation_id_not_the_trap() {
         body.trim_end(),
         format!("Trap: invocation {id} failed; its details are in the host's log")
     );
-    // The operator finds the whole story under that id.
-    let logs = server.wait_for_log(&format!("invocation={id}"));
-    assert!(
-        logs.contains("this function always fails") || logs.contains("trapped"),
-        "{logs}"
+    // The operator finds the whole story under that id: the invocation's own line (the
+    // guest's stderr lines carry the id too, and may come first).
+    let needle = format!("invocation={id}");
+    crate::common::wait_until(
+        "the invocation's failure line",
+        std::time::Duration::from_secs(10),
+        || {
+            server.logs().lines().any(|l| {
+                l.contains(&needle)
+                    && (l.contains("this function always fails") || l.contains("trapped"))
+            })
+        },
     );
 
     let (status, body) = server.get("/nowhere");
