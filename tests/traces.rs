@@ -301,6 +301,35 @@ fn nothing_is_exported_or_propagated_unless_configured() {
 }
 
 #[test]
+fn the_manifest_alone_can_turn_export_on() {
+    let receiver = Receiver::start();
+    let f = Fixture::with_guests(&["hello"]);
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "[telemetry]\notlp-endpoint = \"{}\"\nservice-name = \"from-manifest\"\n",
+            receiver.endpoint
+        ),
+    );
+    let server = f.serve_with(&[], &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    assert_eq!(server.get("/hello").0, 200);
+    wait_until("the hello span", Duration::from_secs(10), || {
+        receiver.spans().iter().any(|s| s.name == "hello")
+    });
+    let spans = receiver.spans();
+    let hello = named(&spans, "hello");
+    assert_eq!(hello.service, "from-manifest");
+    // A root span: the request had no traceparent.
+    assert_eq!(hello.parent_span_id, "");
+    assert!(receiver
+        .paths
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| p == "/v1/traces"));
+}
+
+#[test]
 fn a_bad_telemetry_table_is_refused_by_line() {
     let f = Fixture::with_guests(&["hello"]);
     f.write(
