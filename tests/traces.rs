@@ -330,6 +330,27 @@ fn the_manifest_alone_can_turn_export_on() {
 }
 
 #[test]
+fn an_unreachable_collector_is_reported_and_serving_goes_on() {
+    let port = common::servers::free_port();
+    let f = Fixture::with_guests(&["hello"]);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = f.serve_with(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    assert_eq!(server.get("/hello").0, 200);
+    let line = server.wait_for_log("exporting traces to");
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}/v1/traces")),
+        "{line}"
+    );
+    assert_eq!(server.get("/hello").0, 200);
+}
+
+#[test]
 fn a_bad_telemetry_table_is_refused_by_line() {
     let f = Fixture::with_guests(&["hello"]);
     f.write(

@@ -199,24 +199,28 @@ where
 /// on that thread the first time, since reqwest's blocking client may not be created inside
 /// an async context.
 #[derive(Debug, Default)]
-struct BlockingClient(OnceLock<reqwest::blocking::Client>);
+struct BlockingClient {
+    client: OnceLock<reqwest::blocking::Client>,
+    /// When the last failure was logged: a collector that is down is reported once a minute,
+    /// not once a batch.
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+}
 
-/// How long one export may take (OTLP's default timeout).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an unreachable or refusing collector is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for BlockingClient {
-    async fn send_bytes(
+impl BlockingClient {
+    fn post(
         &self,
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let client = match self.0.get() {
+        let client = match self.client.get() {
             Some(c) => c,
             None => {
                 let built = reqwest::blocking::Client::builder()
                     .timeout(EXPORT_TIMEOUT)
                     .build()?;
-                self.0.get_or_init(|| built)
+                self.client.get_or_init(|| built)
             }
         };
         let (parts, body) = request.into_parts();
@@ -228,5 +232,35 @@ impl opentelemetry_http::HttpClient for BlockingClient {
         let status = response.status();
         let body = response.bytes()?;
         Ok(http::Response::builder().status(status).body(body)?)
+    }
+
+    fn warn(&self, uri: &http::Uri, problem: &dyn std::fmt::Display) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(target: "wasmfn::telemetry",
+            "exporting traces to {uri} failed, spans are being dropped: {problem} (check OTEL_EXPORTER_OTLP_ENDPOINT or [telemetry] otlp-endpoint; repeated at most once a minute)");
+    }
+}
+
+/// How long one export may take (OTLP's default timeout).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for BlockingClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let uri = request.uri().clone();
+        let result = self.post(request);
+        match &result {
+            Ok(r) if !r.status().is_success() => self.warn(&uri, &r.status()),
+            Ok(_) => {}
+            Err(e) => self.warn(&uri, e),
+        }
+        result
     }
 }
