@@ -260,3 +260,62 @@ fn redrive_moves_only_a_dead_letter_queue_into_a_declared_queue() {
         (Some(1), Some("jobs"))
     );
 }
+
+/// `schema/admin-api.openapi.json` documents every route of the host API that the code's own
+/// route tables (`host/src/control_api/*.rs`) list, and nothing they do not.
+#[test]
+fn the_openapi_document_lists_every_host_api_route() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("schema/admin-api.openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    // The code's tables: "//! | `METHOD /_wasmfn/queues/NAME/messages?...` | ...".
+    let mut in_code = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("host/src/control_api")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let Some(route) = line.strip_prefix("//! | `") else {
+                continue;
+            };
+            let route = route.split(['`', '?']).next().unwrap();
+            let (method, path) = route.split_once(' ').unwrap();
+            let path: Vec<String> = path
+                .split('/')
+                .map(|s| match s {
+                    "NAME" => "{name}".to_string(),
+                    "ID" => "{id}".to_string(),
+                    s => s.to_string(),
+                })
+                .collect();
+            in_code.insert(format!("{method} {}", path.join("/")));
+        }
+    }
+    assert!(in_code.len() >= 18, "{in_code:?}");
+    let missing: Vec<_> = in_code.difference(&documented).collect();
+    assert!(missing.is_empty(), "not in the OpenAPI file: {missing:?}");
+    // Beyond the code's tables: the health, metrics and usage routes of the admin listener.
+    let extra: Vec<_> = documented
+        .difference(&in_code)
+        .filter(|r| {
+            ![
+                "GET /healthz",
+                "GET /readyz",
+                "GET /metrics",
+                "GET /_wasmfn/usage",
+            ]
+            .contains(&r.as_str())
+        })
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "documented but not in the code's tables: {extra:?}"
+    );
+}
