@@ -434,9 +434,12 @@ fn init_logging(
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{EnvFilter, Layer as _};
-    let filter = EnvFilter::try_from_env("WASMFN_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let directives = std::env::var("WASMFN_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".to_string());
+    let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let tail = wasmfn_host::telemetry::log_tail::layer().with_filter(filter());
+    let filter = filter();
     // Log lines are written by a background thread so request paths never block on stderr.
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     use std::io::IsTerminal as _;
@@ -459,7 +462,11 @@ fn init_logging(
         }
         None => (None, None),
     };
-    tracing_subscriber::registry().with(lines).with(otel).init();
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(tail)
+        .with(otel)
+        .init();
     LogGuards {
         _writer: guard,
         _traces: export,

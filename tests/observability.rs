@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::servers::free_port;
@@ -583,5 +584,98 @@ definition = "two-steps.json"
     prometheus.expect(
         r#"wasmfn_invocations_total{function="stream-audit",world="stream",outcome="ok"} > bool 0"#,
         1.0,
+    );
+}
+
+/// Read a server-sent event stream on a thread: each `data:` line with the `id:` before it.
+fn tail(server: &Server, query: &str, last_id: Option<u64>) -> Arc<Mutex<Vec<(u64, String)>>> {
+    use std::io::BufRead as _;
+    let mut request = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+        .get(server.admin_url(&format!("logs{query}")))
+        .bearer_auth(&server.admin_token);
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let seen: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut id = 0;
+        for line in std::io::BufReader::new(response).lines() {
+            let Ok(line) = line else { return };
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().unwrap();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                sink.lock().unwrap().push((id, data.to_string()));
+            }
+        }
+    });
+    seen
+}
+
+#[test]
+fn the_log_tail_streams_lines_resumes_after_a_reconnect_and_ends_at_shutdown() {
+    let f = Fixture::with_guests(&["hello", "trap"]);
+    let server = f.serve();
+    let unauthorized = client().get(server.admin_url("logs")).send().unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let hello = tail(&server, "?function=hello", None);
+    let warnings = tail(&server, "?level=warn", None);
+    let started = std::time::Instant::now();
+    assert_eq!(server.get("/hello").0, 200);
+    wait_until("hello's line in the tail", Duration::from_secs(1), || {
+        hello
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, l)| l.contains("invocation finished"))
+    });
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(server.get("/trap").0, 500);
+    wait_until("the trap's warning", Duration::from_secs(2), || {
+        warnings
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, l)| l.contains("\"function\":\"trap\""))
+    });
+    // Filters: hello's tail has only hello's lines; the warnings tail no INFO line.
+    for (_, line) in hello.lock().unwrap().iter() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["function"], "hello", "{line}");
+    }
+    for (_, line) in warnings.lock().unwrap().iter() {
+        assert!(!line.contains("\"level\":\"INFO\""), "{line}");
+    }
+
+    // A client that reconnects with Last-Event-ID gets what it missed, and nothing twice.
+    let last = hello.lock().unwrap().last().unwrap().0;
+    assert_eq!(server.get("/hello").0, 200);
+    assert_eq!(server.get("/hello").0, 200);
+    let resumed = tail(&server, "?function=hello", Some(last));
+    wait_until("the missed lines", Duration::from_secs(2), || {
+        resumed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains("invocation finished"))
+            .count()
+            == 2
+    });
+    assert!(resumed.lock().unwrap().iter().all(|(id, _)| *id > last));
+
+    // Open tails do not hold up a graceful shutdown.
+    let stopping = std::time::Instant::now();
+    assert!(server.interrupt().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
     );
 }

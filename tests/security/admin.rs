@@ -310,6 +310,7 @@ fn the_openapi_document_lists_every_host_api_route() {
                 "GET /readyz",
                 "GET /metrics",
                 "GET /_wasmfn/usage",
+                "GET /_wasmfn/logs",
             ]
             .contains(&r.as_str())
         })

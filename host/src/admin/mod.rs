@@ -120,8 +120,14 @@ impl AdminServer {
     pub async fn serve(self, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let guard = Arc::new(self.guard);
         let _history = AbortOnDrop(crate::telemetry::keep_history(&app));
+        // Log tails are endless responses: they end when serving stops, so the drain ends.
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
         let handle = move |request: http::Request<hyper::body::Incoming>| {
-            let (app, guard) = (app.clone(), guard.clone());
+            let (app, guard, stop) = (app.clone(), guard.clone(), stop.clone());
             async move {
                 let (head, body) = request.into_parts();
                 // Liveness tells nothing to hide, and probes (load balancers, kubelets) may
@@ -129,6 +135,9 @@ impl AdminServer {
                 let liveness = head.method == http::Method::GET && head.uri.path() == "/healthz";
                 if let (false, Err(refused)) = (liveness, guard.check(&head)) {
                     return refused.into_response();
+                }
+                if head.method == http::Method::GET && head.uri.path() == "/_wasmfn/logs" {
+                    return log_tail_response(&head, stop);
                 }
                 app.handle_admin(http::Request::from_parts(head, body))
                     .await
@@ -160,6 +169,46 @@ impl AdminServer {
         }
         Ok(())
     }
+}
+
+/// `GET /_wasmfn/logs[?function=NAME&level=warn&since=SEQ]`: the live log tail as
+/// server-sent events, resuming after `Last-Event-ID` (or `since`).
+fn log_tail_response(
+    head: &http::request::Parts,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> wasmfn_host_core::HttpResponse {
+    use crate::telemetry::log_tail::{stream, TailFilter};
+    use futures::StreamExt as _;
+    use http_body_util::BodyExt as _;
+    let mut filter = TailFilter::default();
+    let query = head.uri.query().unwrap_or_default().as_bytes();
+    for (key, value) in form_urlencoded::parse(query) {
+        match &*key {
+            "function" => filter.function = Some(value.into_owned()),
+            "level" => match value.parse::<tracing::Level>() {
+                Ok(level) if level <= tracing::Level::INFO => filter.level = Some(level),
+                _ => {
+                    return wasmfn_host_core::text_response(
+                        http::StatusCode::BAD_REQUEST,
+                        format!("level `{value}`: use error, warn or info"),
+                    )
+                }
+            },
+            "since" => filter.after = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    if let Some(id) = head.headers.get("last-event-id") {
+        filter.after = id.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    }
+    let frames =
+        stream(filter, stop).map(|b| Ok::<_, wasmtime_wasi_http::Error>(http_body::Frame::data(b)));
+    let body = http_body_util::StreamBody::new(frames).boxed_unsync();
+    http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/event-stream")
+        .header(http::header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .expect("static response parts are valid")
 }
 
 /// Bind a Unix socket at `path` readable and writable by our user only, replacing a stale

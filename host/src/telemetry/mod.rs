@@ -1,7 +1,7 @@
 //! What the admin listener tells an operator about a running host: Prometheus metrics at
 //! `/metrics` ([`prometheus`]), liveness at `/healthz` and readiness at `/readyz` ([`health`]),
-//! and each function's running usage totals at `/_wasmfn/usage`; OpenTelemetry traces leave
-//! through [`otlp`] when configured.
+//! each function's running usage totals at `/_wasmfn/usage`, and a live tail of the log at
+//! `/_wasmfn/logs` ([`log_tail`]); OpenTelemetry traces leave through [`otlp`] when configured.
 //!
 //! Every layer records metrics through the `metrics` facade; nothing here is needed for that.
 //! Gauges that describe backends (queue depth, stream lag) are read from them when scraped,
@@ -9,6 +9,7 @@
 
 pub mod health;
 pub mod history;
+pub mod log_tail;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "prometheus")]
