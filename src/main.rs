@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod cost;
 mod invoke;
+mod logs_cmd;
 mod new;
 mod package;
 mod queue_cmd;
@@ -116,6 +117,9 @@ enum Command {
     /// What the invocations a running `wasmfn serve` measured (or a saved usage file) would
     /// cost on AWS Lambda and Cloudflare Workers, and which of their limits they would break.
     Cost(cost::CostArgs),
+    /// Follow the log of a running `wasmfn serve` (its admin listener's live tail), by
+    /// function and level; reconnects after a restart without losing lines.
+    Logs(logs_cmd::LogsArgs),
     /// Whether a running `wasmfn serve` is live and ready (its /healthz and /readyz), and
     /// what keeps it from being ready; exits non-zero unless ready.
     Status(queue_cmd::ServerArg),
@@ -190,6 +194,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => workflow_cmd::publish(args, state).await,
         Command::Queues(server) => queue_cmd::list(server, state).await,
         Command::Status(server) => status_cmd::run(server, state).await,
+        Command::Logs(args) => logs_cmd::run(args, state).await,
         Command::Cost(args) => cost::run(args, state).await,
         Command::Trigger { schedule, server } => queue_cmd::trigger(schedule, server, state).await,
         Command::DeadLetters { queue, server } => {

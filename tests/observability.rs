@@ -679,3 +679,54 @@ fn the_log_tail_streams_lines_resumes_after_a_reconnect_and_ends_at_shutdown() {
         stopping.elapsed()
     );
 }
+
+#[test]
+fn wasmfn_logs_follows_a_running_host_from_another_terminal() {
+    use std::io::BufRead as _;
+    let f = Fixture::with_guests(&["hello"]);
+    let server = f.serve();
+    let mut logs = common::wasmfn()
+        .args(["logs", "--function", "hello", "--dir"])
+        .arg(f.dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let stdout = logs.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    // The tail is open once the command has connected: invoke until its line shows.
+    wait_until(
+        "hello's line from `wasmfn logs`",
+        Duration::from_secs(10),
+        || {
+            assert_eq!(server.get("/hello").0, 200);
+            std::thread::sleep(Duration::from_millis(100));
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("invocation finished"))
+        },
+    );
+    let line = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("invocation finished"))
+        .unwrap()
+        .clone();
+    assert!(
+        line.contains("INFO  hello: invocation finished") && line.contains("world=http"),
+        "{line}"
+    );
+    let _ = logs.kill();
+    let _ = logs.wait();
+}
