@@ -214,10 +214,9 @@ fn the_order_saga_is_one_trace_from_the_callers_request_to_every_step() {
     );
 }
 
-#[test]
-fn a_queued_message_carries_its_producers_trace_and_outbound_http_carries_the_consumers() {
-    let receiver = Receiver::start();
-    let (collector, seen) = common::header_recorder("traceparent");
+/// `publisher` (http) sends to queue `jobs`, whose consumer `queue-recorder` posts each batch
+/// to `collector`.
+fn publisher_app(collector: &str) -> Fixture {
     let f = Fixture::with_guests(&["queue-recorder", "publisher"]);
     f.write(
         "wasmfn.toml",
@@ -228,6 +227,14 @@ fn a_queued_message_carries_its_producers_trace_and_outbound_http_carries_the_co
              [functions.publisher]\nqueues = [\"jobs\"]\n"
         ),
     );
+    f
+}
+
+#[test]
+fn a_queued_message_carries_its_producers_trace_and_outbound_http_carries_the_consumers() {
+    let receiver = Receiver::start();
+    let (collector, seen) = common::header_recorder("traceparent");
+    let f = publisher_app(&collector);
     let env = export_env(&receiver);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = f.serve_with(&[], &env);
@@ -269,16 +276,7 @@ fn a_queued_message_carries_its_producers_trace_and_outbound_http_carries_the_co
 #[test]
 fn nothing_is_exported_or_propagated_unless_configured() {
     let (collector, seen) = common::header_recorder("traceparent");
-    let f = Fixture::with_guests(&["queue-recorder", "publisher"]);
-    f.write(
-        "wasmfn.toml",
-        format!(
-            "[functions.queue-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
-             [functions.queue-recorder.config]\ncollector = \"{collector}\"\n\n\
-             [queues.jobs]\nfunction = \"queue-recorder\"\n\n\
-             [functions.publisher]\nqueues = [\"jobs\"]\n"
-        ),
-    );
+    let f = publisher_app(&collector);
     let server = f.serve();
     let r = client()
         .post(server.url("/publisher/jobs"))

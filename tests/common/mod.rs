@@ -10,7 +10,7 @@ pub mod otlp;
 pub mod servers;
 pub mod workers;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -323,23 +323,10 @@ pub fn collector(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
             let sink = sink.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
+                let Some(request) = read_request(&mut reader) else {
                     return;
-                }
+                };
+                let body = request.body;
                 std::thread::sleep(delay);
                 sink.lock()
                     .unwrap()
@@ -353,6 +340,60 @@ pub fn collector(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
     (url, lines)
 }
 
+/// One HTTP/1.1 request as the test servers read it.
+pub struct Request {
+    pub path: String,
+    /// Names lowercased, values trimmed.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The next request on a connection (`Content-Length` bodies); `None` when it closes first.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).ok()? == 0 {
+        return None;
+    }
+    let path = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        path,
+        headers,
+        body,
+    })
+}
+
 /// An HTTP server on loopback that records, for every request it answers, the value of its
 /// `header` (empty when absent).
 pub fn header_recorder(header: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -360,30 +401,13 @@ pub fn header_recorder(header: &'static str) -> (String, Arc<Mutex<Vec<String>>>
     let url = format!("http://{}/record", listener.local_addr().unwrap());
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = seen.clone();
-    let prefix = format!("{header}:");
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut length, mut value) = (0usize, String::new());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if let Some(v) = lower.strip_prefix(prefix.as_str()) {
-                    value = v.trim().to_string();
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
+            let value = read_request(&mut reader)
+                .and_then(|r| r.header(header).map(str::to_string))
+                .unwrap_or_default();
             sink.lock().unwrap().push(value);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

@@ -2,7 +2,7 @@
 //! each batch with the `opentelemetry-proto` messages and keeps the spans for assertions.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -128,36 +128,10 @@ fn serve_connection(
     seen: &Mutex<Vec<String>>,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        seen.lock().unwrap().push(path.clone());
-        if path == "/v1/traces" {
-            sink.lock().unwrap().extend(decode(&body));
+    while let Some(request) = super::read_request(&mut reader) {
+        seen.lock().unwrap().push(request.path.clone());
+        if request.path == "/v1/traces" {
+            sink.lock().unwrap().extend(decode(&request.body));
         }
         // An empty ExportTraceServiceResponse: full success.
         let _ = stream.write_all(
