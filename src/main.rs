@@ -459,14 +459,7 @@ fn init_logging(
     let lines = lines.with_filter(filter.and(filter_fn(|m| {
         !(m.is_span() && m.target() == "wasmfn::trace")
     })));
-    let (otel, export) = match traces.map(wasmfn_host::telemetry::otlp::layer) {
-        Some(Ok((layer, export))) => (Some(layer), Some(export)),
-        Some(Err(e)) => {
-            eprintln!("warning: traces are not exported: {e:#}");
-            (None, None)
-        }
-        None => (None, None),
-    };
+    let (otel, export) = wasmfn_host::telemetry::otlp::optional_layer(traces);
     tracing_subscriber::registry()
         .with(lines)
         .with(tail)

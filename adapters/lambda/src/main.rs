@@ -77,14 +77,7 @@ fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
             !(m.is_span() && m.target() == "wasmfn::trace")
         })));
     let settings = wasmfn_host::telemetry::otlp::ExportSettings::resolve(None);
-    let (otel, export) = match settings.as_ref().map(wasmfn_host::telemetry::otlp::layer) {
-        Some(Ok((layer, export))) => (Some(layer), Some(export)),
-        Some(Err(e)) => {
-            eprintln!("warning: traces are not exported: {e:#}");
-            (None, None)
-        }
-        None => (None, None),
-    };
+    let (otel, export) = wasmfn_host::telemetry::otlp::optional_layer(settings.as_ref());
     tracing_subscriber::registry().with(lines).with(otel).init();
     export
 }

@@ -146,20 +146,35 @@ impl Drop for TraceExport {
     }
 }
 
+/// The layer [`layer`] makes.
+pub type OtlpLayer<S> = Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+    tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>,
+    S,
+>;
+
+/// [`layer`] when `settings` say to export; a layer that cannot be built is reported on
+/// stderr and leaves tracing off (the host serves anyway).
+pub fn optional_layer<S>(
+    settings: Option<&ExportSettings>,
+) -> (Option<OtlpLayer<S>>, Option<TraceExport>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    match settings.map(layer) {
+        Some(Ok((layer, export))) => (Some(layer), Some(export)),
+        Some(Err(e)) => {
+            eprintln!("warning: traces are not exported: {e:#}");
+            (None, None)
+        }
+        None => (None, None),
+    }
+}
+
 /// A `tracing` layer that turns wasmfn's spans (target `wasmfn::trace`) into OpenTelemetry
 /// spans exported over OTLP, and the guard that flushes them. Also turns span creation on
 /// ([`wasmfn_host_core::trace::enable`]).
-#[allow(clippy::type_complexity)]
-pub fn layer<S>(
-    settings: &ExportSettings,
-) -> anyhow::Result<(
-    Filtered<
-        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
-        tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>,
-        S,
-    >,
-    TraceExport,
-)>
+pub fn layer<S>(settings: &ExportSettings) -> anyhow::Result<(OtlpLayer<S>, TraceExport)>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
