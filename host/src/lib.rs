@@ -36,6 +36,7 @@ pub mod admin;
 mod app;
 mod control_api;
 mod host;
+mod invoke_event;
 mod load;
 pub mod manifest;
 mod registry;
@@ -70,6 +71,7 @@ mod wiring {
 
 pub use app::App;
 pub use host::{Host, HostBuilder};
+pub use invoke_event::{invoke_json, sample_event};
 pub use router::Route;
 #[cfg(not(feature = "queues"))]
 pub use wasmfn_host_core::queue;

@@ -201,6 +201,11 @@ impl Function {
         self.inner.metrics.totals.snapshot()
     }
 
+    /// Its last invocations (at most [`crate::recent::KEEP`]), newest first.
+    pub fn recent_invocations(&self) -> Vec<crate::recent::RecentInvocation> {
+        self.inner.metrics.recent.list()
+    }
+
     /// Number of warm instances currently idle (always 0 in fresh mode).
     pub fn idle_instances(&self) -> usize {
         self.inner.warm.lock().unwrap().len()

@@ -359,13 +359,18 @@ impl FunctionInner {
     }
 
     /// Count an ended invocation in the function's metrics and totals.
-    pub(crate) fn record<T, E>(&self, result: &Result<Result<T, E>, InvokeError>, usage: &Usage) {
+    pub(crate) fn record<T, E>(
+        &self,
+        result: &Result<Result<T, E>, InvokeError>,
+        usage: &Usage,
+        ended: crate::recent::Ended<'_>,
+    ) {
         let outcome = match result {
             Ok(Ok(_)) => Outcome::Ok,
             Ok(Err(_)) => Outcome::HandlerError,
             Err(e) => Outcome::of_error(e),
         };
-        self.metrics.record(outcome, usage);
+        self.metrics.record(outcome, usage, ended);
     }
 
     /// The error for an invocation that ran out of time while awaiting I/O.

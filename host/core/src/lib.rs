@@ -32,6 +32,7 @@ mod limits;
 pub mod manifest;
 pub mod outbound;
 pub mod private_dir;
+pub mod recent;
 pub mod secrets;
 pub mod services;
 mod state;

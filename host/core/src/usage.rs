@@ -227,6 +227,7 @@ pub(crate) struct FunctionMetrics {
     in_flight: Gauge,
     rejected: Counter,
     pub(crate) totals: Totals,
+    pub(crate) recent: crate::recent::Recent,
 }
 
 /// Names of the metrics every function has (the README's metrics table lists them).
@@ -287,6 +288,7 @@ impl FunctionMetrics {
             in_flight: metrics::gauge!(names::IN_FLIGHT, &labels),
             rejected: metrics::counter!(names::REJECTED, &only_function),
             totals: Totals::default(),
+            recent: Default::default(),
         }
     }
 
@@ -301,8 +303,9 @@ impl FunctionMetrics {
     }
 
     /// Count one ended invocation.
-    pub(crate) fn record(&self, outcome: Outcome, usage: &Usage) {
+    pub(crate) fn record(&self, outcome: Outcome, usage: &Usage, ended: crate::recent::Ended<'_>) {
         self.outcomes[outcome.index()].increment(1);
+        self.recent.push(outcome, usage, ended);
         if outcome == Outcome::Failed("overloaded") {
             self.rejected.increment(1);
             return;

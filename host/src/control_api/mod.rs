@@ -11,15 +11,18 @@
 //! | `GET /_wasmfn/schedules` | every schedule with its next firing |
 //! | `POST /_wasmfn/streams/NAME/records` | append `{"events": [...]}` (the `wasmfn invoke` stream form) to a stream's feed |
 //! | `GET /_wasmfn/streams/NAME` | records not yet delivered |
-//! | `GET /_wasmfn/streams/NAME/parked` | records set aside after repeated failures |
+//! | `GET /_wasmfn/streams` | every stream with its lag, parked records and checkpoint |
+//! | `GET /_wasmfn/streams/NAME/parked` | records set aside after repeated failures, with their events |
+//! | `POST /_wasmfn/streams/NAME/parked/SEQ/redeliver` | append a parked record's event again and unpark it |
 //! | `POST /_wasmfn/schedules/NAME/trigger` | run a schedule once now and answer with its result |
 //!
-//! A `202` means the messages are durably stored. The event bus and topic routes are in
-//! [`events`], the workflow routes in [`workflows`]. Each group exists when its feature is
+//! A `202` means the messages are durably stored. The function routes are in [`functions`],
+//! the event bus and topic routes in [`events`], the workflow routes in [`workflows`]. Each group exists when its feature is
 //! part of the build.
 
 #[cfg(feature = "events")]
 mod events;
+mod functions;
 #[cfg(feature = "queues")]
 mod queues;
 #[cfg(feature = "schedules")]
@@ -76,6 +79,13 @@ where
     let parts: Vec<&str> = path.split('/').collect();
     let _ = (&app, &query);
     match parts.first() {
+        Some(&"functions") => {
+            let (head, body) = request.into_parts();
+            match read_body(body, "host API requests are limited to 64 MiB").await {
+                Ok(body) => functions::handle(app, &head.method, &parts, body).await,
+                Err(too_large) => too_large,
+            }
+        }
         #[cfg(feature = "events")]
         Some(&("events" | "rules" | "topics")) => {
             let (head, body) = request.into_parts();
@@ -113,7 +123,6 @@ where
 }
 
 /// The whole body, or the `413` answering a larger one.
-#[allow(dead_code)] // unused in builds without any of the API's groups
 async fn read_body(body: RequestBody, too_large: &str) -> Result<Bytes, HttpResponse> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => Ok(b.to_bytes()),

@@ -38,6 +38,34 @@ use crate::registry::Sections as Registered;
 pub use functions::validate_route;
 use functions::{settings_from, RawFunction, RawSettings};
 
+/// What a function's `[functions.NAME]` table gives it beyond core's keys (stores, queues,
+/// topics, config...), as JSON for the admin API and the console: secrets by name only.
+/// Kept in the function's settings (`settings.get::<Bindings>()`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Bindings(pub BTreeMap<String, serde_json::Value>);
+
+impl Bindings {
+    fn of<'i>(locator: &Locator<'i>, keys: &BTreeMap<String, RawValue<'i>>) -> Bindings {
+        let json = keys
+            .iter()
+            .map(|(key, value)| {
+                let value: serde_json::Value = locator
+                    .deserialize(value.clone())
+                    .unwrap_or(serde_json::Value::Null);
+                let value = match (key.as_str(), value) {
+                    // Where a secret comes from is not the secret, but it is nobody's business.
+                    ("secrets", serde_json::Value::Object(m)) => {
+                        serde_json::Value::Array(m.keys().map(|k| k.clone().into()).collect())
+                    }
+                    (_, v) => v,
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        Bindings(json)
+    }
+}
+
 /// The manifest's file name inside a functions folder.
 pub const FILE_NAME: &str = "wasmfn.toml";
 
@@ -208,6 +236,7 @@ fn parse_with<'i>(
     let base = path.parent().unwrap_or(Path::new("."));
     let mut functions = BTreeMap::new();
     let mut claimed = BTreeMap::new();
+    let mut bindings = BTreeMap::new();
     for (name, value) in raw_functions {
         validate_name(&name).map_err(|m| locator.error(format!("[functions.{name}]: {m}")))?;
         let span = value.span();
@@ -238,6 +267,7 @@ fn parse_with<'i>(
             }
         }
         let f: RawFunction = locator.deserialize(Spanned::new(span, DeValue::Table(table)))?;
+        bindings.insert(name.clone(), Bindings::of(locator, &theirs));
         claimed.insert(name.clone(), theirs);
         functions.insert(name, f);
     }
@@ -303,6 +333,9 @@ fn parse_with<'i>(
     let (sections, mut extensions) = cx.finish()?;
     for (name, entry) in &mut entries {
         entry.settings.extensions = extensions.remove(name).unwrap_or_default();
+        if let Some(b) = bindings.remove(name) {
+            entry.settings.extensions.insert(b);
+        }
     }
     Ok(Manifest {
         path,

@@ -226,7 +226,21 @@ impl Function {
         usage: &Usage,
         summary: impl FnOnce(&Result<T, E>) -> String,
     ) {
-        self.inner.record(result, usage);
+        // A handler's own error is described once, for the ring and the log line.
+        let (summary, handler_error) = match result {
+            Ok(r @ Err(_)) => (None, Some(summary(r))),
+            _ => (Some(summary), None),
+        };
+        let ended = crate::recent::Ended {
+            invocation,
+            span: &span,
+            status: None,
+            error: match result {
+                Err(e) => Some(e.to_string()),
+                _ => handler_error.clone(),
+            },
+        };
+        self.inner.record(result, usage, ended);
         let trace_id = trace::ids(&span).map(|(trace, _)| trace);
         match result {
             Ok(Ok(_)) => trace::record_outcome(&span, Outcome::Ok.label(), None),
@@ -244,12 +258,12 @@ impl Function {
             Ok(r @ Ok(_)) => {
                 tracing::info!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "ok", duration_us, cpu_us, instantiate_us, peak_memory, bytes_in,
-                trace_id, "{}", summary(r))
+                trace_id, "{}", summary.map(|s| s(r)).unwrap_or_default())
             }
-            Ok(r @ Err(_)) => {
+            Ok(Err(_)) => {
                 tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "handler-error", duration_us, cpu_us, instantiate_us, peak_memory,
-                bytes_in, trace_id, "{}", summary(r))
+                bytes_in, trace_id, "{}", handler_error.unwrap_or_default())
             }
             Err(e) => tracing::warn!(target: "wasmfn::invocation", function, world, invocation,
                 outcome = "failed", error_kind = e.kind(), duration_us, cpu_us, instantiate_us,

@@ -175,7 +175,15 @@ impl Function {
                 wall: started.elapsed(),
                 ..Usage::default()
             };
-            inner.metrics.record(Outcome::of_error(&error), &usage);
+            let ended = crate::recent::Ended {
+                invocation,
+                span: &span,
+                status: Some(error.http_status().as_u16()),
+                error: Some(error.to_string()),
+            };
+            inner
+                .metrics
+                .record(Outcome::of_error(&error), &usage, ended);
             record_failure(&span, &error);
             log_failure(&inner.name, invocation, started, &error, &span);
             error
@@ -289,7 +297,15 @@ impl Function {
                     }
                     Err(e) => {
                         usage.bytes_out = record.bytes_out.load(Ordering::Relaxed);
-                        task_inner.metrics.record(Outcome::of_error(e), &usage);
+                        let ended = crate::recent::Ended {
+                            invocation,
+                            span: &record.span,
+                            status: Some(e.http_status().as_u16()),
+                            error: Some(e.to_string()),
+                        };
+                        task_inner
+                            .metrics
+                            .record(Outcome::of_error(e), &usage, ended);
                         record_failure(&record.span, e);
                         log_failure(&task_inner.name, invocation, started, e, &record.span);
                     }
@@ -348,7 +364,13 @@ impl Drop for HttpRecord {
             return;
         };
         usage.bytes_out = *self.bytes_out.get_mut();
-        self.inner.metrics.record(Outcome::Ok, &usage);
+        let ended = crate::recent::Ended {
+            invocation: self.invocation,
+            span: &self.span,
+            status: Some(status),
+            error: None,
+        };
+        self.inner.metrics.record(Outcome::Ok, &usage, ended);
         // Only when the line is written: the id is formatted for it.
         let trace_id = tracing::enabled!(target: "wasmfn::invocation", tracing::Level::INFO)
             .then(|| trace::ids(&self.span).map(|(trace, _)| trace))
