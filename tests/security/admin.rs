@@ -292,6 +292,7 @@ fn the_openapi_document_lists_every_host_api_route() {
                 .map(|s| match s {
                     "NAME" => "{name}".to_string(),
                     "ID" => "{id}".to_string(),
+                    "SEQ" => "{seq}".to_string(),
                     s => s.to_string(),
                 })
                 .collect();

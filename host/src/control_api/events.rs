@@ -3,7 +3,9 @@
 //! | request | does |
 //! |---|---|
 //! | `POST /_wasmfn/events` | publish `{"source", "type", "detail"}` or `{"entries": [...]}`; `202 {"ids"}` |
-//! | `GET /_wasmfn/rules` | every rule with its targets |
+//! | `GET /_wasmfn/rules` | every rule with its pattern and targets |
+//! | `POST /_wasmfn/rules/test` | which rules the body (an event) would match; publishes nothing |
+//! | `GET /_wasmfn/events/deliveries` | the latest published events and topic messages and where they went |
 //! | `POST /_wasmfn/topics/NAME/messages` | publish the body; attributes from `x-wasmfn-attr-KEY` headers; `202 {"id"}` |
 //! | `GET /_wasmfn/topics` | every topic with its subscriptions |
 
@@ -77,8 +79,40 @@ pub(super) async fn handle(
         (&Method::GET, ["rules"]) => {
             let rules: Vec<_> = app.events().into_iter().flat_map(|b| b.rules()).map(|r| json!({
                 "name": r.name, "targets": r.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "pattern": r.pattern_json, "inputPath": r.input_path,
             })).collect();
             json_response(StatusCode::OK, json!({ "rules": rules }))
+        }
+        (&Method::POST, ["rules", "test"]) => {
+            let event = match serde_json::from_slice::<EventJson>(&body) {
+                Ok(e) => e,
+                Err(e) => return text_response(StatusCode::BAD_REQUEST, format!(
+                    "malformed event: {e}; send {{\"source\": \"...\", \"type\": \"...\", \"detail\": {{...}}}}")),
+            };
+            let envelope =
+                json!({ "source": event.source, "type": event.kind, "detail": event.detail });
+            let Value::Object(map) = &envelope else {
+                unreachable!()
+            };
+            let results: Vec<_> = app
+                .events()
+                .into_iter()
+                .flat_map(|b| b.rules())
+                .map(|r| {
+                    json!({
+                        "name": r.name, "matches": r.pattern.matches(map),
+                        "targets": r.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json_response(StatusCode::OK, json!({ "rules": results }))
+        }
+        (&Method::GET, ["events", "deliveries"]) => {
+            let list = app
+                .events()
+                .map(|b| b.recent_deliveries())
+                .unwrap_or_default();
+            json_response(StatusCode::OK, json!({ "deliveries": list }))
         }
         (&Method::GET, ["topics"]) => {
             let topics: Vec<_> = app.events().into_iter().flat_map(|b| b.topics()).map(|t| json!({

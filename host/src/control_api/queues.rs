@@ -53,6 +53,7 @@ pub(super) async fn handle(
                         let c = queues.config(&s.name);
                         json!({
                             "name": s.name, "waiting": s.waiting, "inFlight": s.in_flight,
+                            "oldestAgeSeconds": s.oldest_age.map(|a| a.as_secs_f64()),
                             "function": c.and_then(|c| c.function.clone()),
                             "deadLetterQueue": c.map(|c| c.dead_letter_queue.clone()).filter(|d| !d.is_empty()),
                         })

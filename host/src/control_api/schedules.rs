@@ -1,4 +1,5 @@
-//! `/_wasmfn/schedules`: listing schedules and running one now.
+//! `/_wasmfn/schedules`: listing schedules (expression in words, next firings, last runs) and
+//! running one now.
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -20,9 +21,17 @@ pub(super) async fn schedules(app: &App, method: &Method, parts: &[&str]) -> Htt
             let list: Vec<_> = scheduler
                 .schedules()
                 .map(|s| {
+                    let upcoming: Vec<String> = s
+                        .expression
+                        .next_n(now, 5)
+                        .iter()
+                        .map(|t| t.to_rfc3339())
+                        .collect();
                     json!({
                         "name": s.name, "function": s.function, "expression": s.expression_text,
-                        "next": s.expression.next_after(now).map(|t| t.to_rfc3339()),
+                        "description": s.expression.describe(),
+                        "next": upcoming.first(), "upcoming": upcoming,
+                        "overlap": s.overlap, "lastRuns": scheduler.runs(&s.name),
                     })
                 })
                 .collect();

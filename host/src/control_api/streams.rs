@@ -1,4 +1,5 @@
-//! `/_wasmfn/streams`: appending records to a stream and inspecting its progress.
+//! `/_wasmfn/streams`: listing streams, appending records to one, inspecting its progress and
+//! its parked records, and re-delivering a parked record.
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -28,7 +29,28 @@ pub(super) fn streams(app: &App, method: &Method, parts: &[&str], body: &[u8]) -
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
             }
         }
-        (&Method::GET, ["streams", name, "parked"]) => match feed.parked(name) {
+        (&Method::GET, ["streams"]) => {
+            let mut list = Vec::new();
+            for c in feed.configs() {
+                let (backlog, checkpoint) = match (feed.backlog(&c.name), feed.checkpoint(&c.name)) {
+                    (Ok(b), Ok(c)) => (b, c),
+                    (Err(e), _) | (_, Err(e)) => return text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+                };
+                list.push(json!({
+                    "name": c.name, "function": c.function, "batchSize": c.batch_size,
+                    "undelivered": backlog.records,
+                    "oldestAgeSeconds": backlog.oldest_age.map(|a| a.as_secs_f64()),
+                    "parked": backlog.parked, "checkpoint": checkpoint,
+                }));
+            }
+            json_response(StatusCode::OK, json!({ "streams": list }))
+        }
+        (&Method::POST, ["streams", name, "parked", seq, "redeliver"]) => match feed.redeliver(name, seq) {
+            Ok(Some(new)) => json_response(StatusCode::ACCEPTED, json!({ "sequence": new })),
+            Ok(None) => text_response(StatusCode::NOT_FOUND, format!("stream `{name}` has no parked record {seq}; GET /_wasmfn/streams/{name}/parked lists them")),
+            Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        },
+        (&Method::GET, ["streams", name, "parked"]) => match feed.parked_records(name) {
             Ok(list) => json_response(StatusCode::OK, json!({ "parked": list })),
             Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
         },
@@ -36,6 +58,6 @@ pub(super) fn streams(app: &App, method: &Method, parts: &[&str], body: &[u8]) -
             Ok(lag) => json_response(StatusCode::OK, json!({ "name": name, "undelivered": lag })),
             Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
         },
-        _ => text_response(StatusCode::NOT_FOUND, "stream API: POST /_wasmfn/streams/NAME/records, GET /_wasmfn/streams/NAME, GET /_wasmfn/streams/NAME/parked"),
+        _ => text_response(StatusCode::NOT_FOUND, "stream API: GET /_wasmfn/streams, POST /_wasmfn/streams/NAME/records, GET /_wasmfn/streams/NAME, GET /_wasmfn/streams/NAME/parked, POST /_wasmfn/streams/NAME/parked/SEQ/redeliver"),
     }
 }

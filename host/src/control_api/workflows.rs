@@ -3,17 +3,21 @@
 //! | request | does |
 //! |---|---|
 //! | `GET /_wasmfn/workflows` | every workflow |
+//! | `GET /_wasmfn/workflows/NAME` | one workflow with its definition as a graph (states, edges, Parallel branches) |
 //! | `POST /_wasmfn/workflows/NAME/executions?name=N&wait=SECONDS` | start with the body as input; `201` (`200` when `name` existed), or the finished execution with `wait` |
-//! | `GET /_wasmfn/workflows/NAME/executions?limit=N` | the newest executions |
-//! | `GET /_wasmfn/executions/ID` | one execution with its history (each step's input, output, error, timing) |
+//! | `GET /_wasmfn/workflows/NAME/executions?limit=N&status=S` | the newest executions (of status `RUNNING`, `SUCCEEDED` or `FAILED`) |
+//! | `GET /_wasmfn/executions/ID` | one execution with its history (each step's input, output, error, timing) and its Parallel states' branch executions |
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use wasmfn_host_core::{text_response, HttpResponse};
-use wasmfn_host_orchestration::workflow::StartError;
+use wasmfn_host_orchestration::workflow::graph::Graph;
+use wasmfn_host_orchestration::workflow::{
+    Definition, Execution, StartError, Status, Step, Workflows,
+};
 
 use super::json_response;
 use crate::app::App;
@@ -38,6 +42,21 @@ pub(super) async fn handle(
                 "name": c.name, "startAt": c.definition.start_at, "states": c.definition.states.len(),
             })).collect();
             json_response(StatusCode::OK, json!({ "workflows": list }))
+        }
+        (&Method::GET, ["workflows", name]) => {
+            let Some(c) = app
+                .workflows()
+                .and_then(|w| w.configs().find(|c| c.name == *name))
+            else {
+                return start_error(StartError::UnknownWorkflow(name.to_string(), Vec::new()));
+            };
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "name": c.name, "comment": c.definition.comment,
+                    "graph": Graph::of(&c.definition),
+                }),
+            )
         }
         (&Method::POST, ["workflows", name, "executions"]) => {
             let Some(workflows) = app.workflows() else {
@@ -89,8 +108,21 @@ pub(super) async fn handle(
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(100)
                 .min(super::MAX_LIST);
-            match workflows.store().list(Some(name), limit).await {
-                Ok(list) => json_response(StatusCode::OK, json!({ "executions": list })),
+            let status = query_param(query, "status").map(|s| s.to_ascii_uppercase());
+            // With a status filter, look further back so that `limit` of that status show.
+            let scan = if status.is_some() {
+                super::MAX_LIST
+            } else {
+                limit
+            };
+            match workflows.store().list(Some(name), scan).await {
+                Ok(mut list) => {
+                    if let Some(s) = &status {
+                        list.retain(|e| e.status.as_str() == s);
+                    }
+                    list.truncate(limit);
+                    json_response(StatusCode::OK, json!({ "executions": list }))
+                }
                 Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
             }
         }
@@ -103,10 +135,13 @@ pub(super) async fn handle(
             };
             let store = workflows.store();
             match (store.get(id).await, store.history(id).await) {
-                (Ok(Some(e)), Ok(history)) => json_response(
-                    StatusCode::OK,
-                    json!({ "execution": e, "history": history }),
-                ),
+                (Ok(Some(e)), Ok(history)) => {
+                    let branches = branches(workflows, &e, &history, 0).await;
+                    json_response(
+                        StatusCode::OK,
+                        json!({ "execution": e, "history": history, "branches": branches }),
+                    )
+                }
                 (Ok(None), _) => {
                     text_response(StatusCode::NOT_FOUND, format!("no execution `{id}`"))
                 }
@@ -117,6 +152,75 @@ pub(super) async fn handle(
         }
         _ => text_response(StatusCode::NOT_FOUND, super::ROUTING_HELP),
     }
+}
+
+/// The branch executions of `execution`'s Parallel states, by the step that ran them (its
+/// history `seq`; for a Parallel running now, the step it will be): `{"SEQ": [{"execution",
+/// "history", "branches"}, ...]}`. Nested Parallels are followed a few levels deep.
+fn branches<'a>(
+    workflows: &'a Workflows,
+    execution: &'a Execution,
+    history: &'a [Step],
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + 'a>> {
+    Box::pin(async move {
+        let mut out = serde_json::Map::new();
+        if depth > 3 {
+            return Value::Object(out);
+        }
+        let mut seqs: Vec<u64> = history
+            .iter()
+            .filter(|s| s.kind == "Parallel")
+            .map(|s| s.seq)
+            .collect();
+        if let Some(p) = &execution.position {
+            let parallel_now = workflows
+                .configs()
+                .find(|c| c.name == execution.workflow)
+                .is_some_and(|c| state_kind(&c.definition, &p.state) == Some("Parallel"));
+            if execution.status == Status::Running && parallel_now {
+                seqs.push(execution.steps + 1);
+            }
+        }
+        let store = workflows.store();
+        for seq in seqs {
+            let mut lanes = Vec::new();
+            // Branch ids are `PARENT:SEQ:INDEX` (see the runner).
+            for i in 0..64 {
+                let child = format!("{}:{seq}:{i}", execution.id);
+                let (Ok(Some(e)), Ok(h)) = (store.get(&child).await, store.history(&child).await)
+                else {
+                    break;
+                };
+                let nested = branches(workflows, &e, &h, depth + 1).await;
+                lanes.push(json!({ "execution": e, "history": h, "branches": nested }));
+            }
+            if !lanes.is_empty() {
+                out.insert(seq.to_string(), Value::Array(lanes));
+            }
+        }
+        Value::Object(out)
+    })
+}
+
+/// The kind of state `name`, looked for in `definition` and its branches.
+fn state_kind(definition: &Definition, name: &str) -> Option<&'static str> {
+    use wasmfn_host_orchestration::workflow::definition::State;
+    for (n, state) in &definition.states {
+        let kind = match state {
+            State::Parallel { branches, .. } => {
+                if let Some(k) = branches.iter().find_map(|b| state_kind(b, name)) {
+                    return Some(k);
+                }
+                "Parallel"
+            }
+            _ => "other",
+        };
+        if n == name {
+            return Some(kind);
+        }
+    }
+    None
 }
 
 fn start_error(e: StartError) -> HttpResponse {

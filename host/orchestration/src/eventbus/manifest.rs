@@ -112,6 +112,7 @@ impl ManifestSection for EventSection {
         }
         let mut rules = Vec::new();
         for (name, r) in &raw_rules {
+            let mut pattern_json = serde_json::json!({});
             let pattern = match &r.pattern {
                 None => Pattern::any(),
                 Some(p) => {
@@ -129,8 +130,10 @@ impl ManifestSection for EventSection {
                             "`{k}` is not a field of an event; match `source`, `type` or fields under `detail`")));
                         }
                     }
-                    Pattern::compile(&json)
-                        .map_err(|e| cx.at(p.span(), &format!("rules.{name}.pattern"), e))?
+                    let compiled = Pattern::compile(&json)
+                        .map_err(|e| cx.at(p.span(), &format!("rules.{name}.pattern"), e))?;
+                    pattern_json = json;
+                    compiled
                 }
             };
             if r.targets.is_empty() {
@@ -181,6 +184,7 @@ impl ManifestSection for EventSection {
             rules.push(RuleConfig {
                 name: name.clone(),
                 pattern,
+                pattern_json,
                 targets,
                 input_path: r.input_path.as_ref().map(|p| p.get_ref().clone()),
             });

@@ -79,6 +79,12 @@ impl std::fmt::Display for Target {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The queue through which a rule delivers to function `name`. The leading `_` keeps it apart
 /// from declared queues (whose names start with a letter or digit).
 pub fn function_queue(name: &str) -> String {
@@ -92,6 +98,8 @@ pub struct RuleConfig {
     pub name: String,
     /// What it matches (`source`, `type`, `detail` of the event).
     pub pattern: Pattern,
+    /// The pattern as written (`{}` matches everything), for listings.
+    pub pattern_json: Value,
     /// Where matching events go.
     pub targets: Vec<Target>,
     /// Deliver only this part of the event (e.g. `$.detail`), as EventBridge's target
@@ -123,6 +131,29 @@ pub struct EventBus {
     topics: BTreeMap<String, TopicConfig>,
     queues: Option<Arc<dyn QueueSender>>,
     workflows: Option<Arc<dyn WorkflowStarter>>,
+    /// What was delivered lately, newest last.
+    recent: std::sync::Mutex<std::collections::VecDeque<Delivery>>,
+}
+
+/// Deliveries kept for [`EventBus::recent_deliveries`].
+const RECENT: usize = 100;
+
+/// One published event or topic message and where it went.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The event's or message's id.
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    /// `event` or `topic`.
+    pub kind: &'static str,
+    /// The event's `source` and `type`, or the topic's name.
+    pub subject: String,
+    /// The rules it matched (events).
+    pub rules: Vec<String>,
+    /// Where copies went: `queue:NAME`, `workflow:NAME`.
+    pub targets: Vec<String>,
 }
 
 impl EventBus {
@@ -138,6 +169,23 @@ impl EventBus {
             topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
             queues,
             workflows,
+            recent: Default::default(),
+        }
+    }
+
+    /// The latest deliveries (at most 100), newest first.
+    pub fn recent_deliveries(&self) -> Vec<Delivery> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
+    fn remember(&self, deliveries: Vec<Delivery>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for d in deliveries {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(d);
         }
     }
 
@@ -167,6 +215,7 @@ impl EventBus {
         let mut starts: Vec<(String, String, String, tracing::Span)> = Vec::new();
         // One span per matched rule: its targets continue the trace from it.
         let mut rule_spans = Vec::new();
+        let mut deliveries = Vec::new();
         for e in events {
             if e.source.trim().is_empty() || e.r#type.trim().is_empty() {
                 return Err(PublishError::Invalid(
@@ -189,7 +238,16 @@ impl EventBus {
                 unreachable!()
             };
             let body = envelope.to_string();
+            let mut delivery = Delivery {
+                id: id.clone(),
+                time_ms: now_ms(),
+                kind: "event",
+                subject: format!("{} {}", e.source, e.r#type),
+                rules: Vec::new(),
+                targets: Vec::new(),
+            };
             for rule in self.matching_rules(map) {
+                delivery.rules.push(rule.name.clone());
                 let body = match &rule.input_path {
                     None => body.clone(),
                     Some(p) => crate::workflow::paths::get(&envelope, p)
@@ -210,6 +268,7 @@ impl EventBus {
                         attributes: attributes.clone(),
                         delay: Default::default(),
                     };
+                    delivery.targets.push(target.to_string());
                     match target {
                         Target::Queue(q) => per_queue.entry(q.clone()).or_default().push(message()),
                         Target::Function(f) => per_queue
@@ -234,6 +293,7 @@ impl EventBus {
                 }
                 rule_spans.push(rule_span);
             }
+            deliveries.push(delivery);
             ids.push(id);
         }
         self.deliver(per_queue).await?;
@@ -248,6 +308,7 @@ impl EventBus {
                 .map_err(PublishError::Workflow)?;
         }
         drop(rule_spans);
+        self.remember(deliveries);
         Ok(ids)
     }
 
@@ -262,6 +323,14 @@ impl EventBus {
         let queues = self.subscribers(topic, &attributes)?;
         attributes.push(("topic".into(), topic.to_string()));
         attributes.push(("topic-message-id".into(), id.clone()));
+        let delivery = Delivery {
+            id: id.clone(),
+            time_ms: now_ms(),
+            kind: "topic",
+            subject: topic.to_string(),
+            rules: Vec::new(),
+            targets: queues.iter().map(|q| format!("queue:{q}")).collect(),
+        };
         let per_queue = queues
             .into_iter()
             .map(|q| {
@@ -274,6 +343,7 @@ impl EventBus {
             })
             .collect();
         self.deliver(per_queue).await?;
+        self.remember(vec![delivery]);
         Ok(id)
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`definition`]: the Amazon States Language subset, read from JSON or TOML and checked
 //!   before anything runs.
+//! - [`graph`]: a definition as states and edges, for drawing.
 //! - [`paths`]: reference paths, `ResultPath`, error matching and Choice rules.
 //! - [`ExecutionStore`]: where executions live, persisted after every step.
 //!   [`SqliteExecutions`] is the embedded default, [`PostgresExecutions`] the distributed one
@@ -13,6 +14,8 @@
 pub mod definition;
 #[cfg(feature = "workflows")]
 mod executor;
+#[cfg(feature = "workflows")]
+pub mod graph;
 #[cfg(feature = "workflows")]
 pub mod manifest;
 pub mod paths;

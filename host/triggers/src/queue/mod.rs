@@ -76,6 +76,8 @@ pub struct DeadLetter {
     pub id: String,
     /// Body as text (lossy) for display.
     pub body: String,
+    /// The producer's attributes.
+    pub attributes: Vec<(String, String)>,
     /// How many times it was delivered.
     pub receive_count: u32,
     /// The last failure reason.

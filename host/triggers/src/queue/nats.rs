@@ -442,6 +442,7 @@ impl QueueBackend for NatsQueues {
                 out.push(DeadLetter {
                     id: seq.to_string(),
                     body: String::from_utf8_lossy(&m.payload).into_owned(),
+                    attributes: attributes_of(Some(&m.headers)),
                     receive_count: header(Some(&m.headers), RECEIVE_COUNT)
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),

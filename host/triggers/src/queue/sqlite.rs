@@ -366,13 +366,14 @@ fn stats(tx: &rusqlite::Transaction<'_>, queue: &str) -> Result<QueueStats> {
 
 fn peek(tx: &rusqlite::Transaction<'_>, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
     let mut select = tx.prepare_cached(
-        "SELECT seq, body, receive_count, last_error FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, body, receive_count, last_error, attributes FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = select
         .query_map(params![queue, limit as i64], |r| {
             Ok(DeadLetter {
                 id: r.get::<_, i64>(0)?.to_string(),
                 body: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                attributes: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
                 receive_count: r.get::<_, i64>(2)? as u32,
                 last_error: r.get(3)?,
             })

@@ -19,8 +19,10 @@ use wasmfn_host_core::schedule::ScheduledEvent;
 use wasmfn_host_core::{InvokeError, Invoker, Service, World};
 
 pub mod manifest;
+mod runs;
 
 pub use manifest::{ScheduleManifest, ScheduleSection};
+pub use runs::Run;
 
 /// When a schedule fires.
 #[derive(Clone, Debug)]
@@ -130,6 +132,7 @@ pub struct Scheduler {
     schedules: BTreeMap<String, ScheduleConfig>,
     running: BTreeMap<String, Arc<AtomicBool>>,
     state_file: PathBuf,
+    runs: Arc<runs::RunLog>,
 }
 
 impl Scheduler {
@@ -143,6 +146,7 @@ impl Scheduler {
             schedules: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
             running,
             state_file,
+            runs: Arc::default(),
         }
     }
 
@@ -172,6 +176,11 @@ impl Scheduler {
         self.schedules.values()
     }
 
+    /// The last runs of schedule `name` since the host started (at most 20), newest first.
+    pub fn runs(&self, name: &str) -> Vec<Run> {
+        self.runs.of(name)
+    }
+
     /// Run schedule `name` once now, whatever its expression says.
     pub async fn trigger(
         &self,
@@ -180,7 +189,7 @@ impl Scheduler {
     ) -> Option<Result<Result<(), String>, InvokeError>> {
         let c = self.schedules.get(name)?;
         let now = Utc::now();
-        Some(fire(functions, c, now, now).await)
+        Some(fire(functions, c, now, now, &self.runs, "manual").await)
     }
 
     async fn run(
@@ -216,8 +225,9 @@ impl Scheduler {
                 tracing::warn!(schedule = %c.name, scheduled_time = %at, "skipped: the previous run is still running (set `overlap = true` to allow)");
             } else {
                 let (functions, c2, running) = (functions.clone(), c.clone(), running.clone());
+                let log = self.runs.clone();
                 tokio::spawn(async move {
-                    let _ = fire(&*functions, &c2, at, Utc::now()).await;
+                    let _ = fire(&*functions, &c2, at, Utc::now(), &log, "timer").await;
                     running.store(false, Ordering::Release);
                 });
             }
@@ -274,7 +284,10 @@ async fn fire(
     c: &ScheduleConfig,
     scheduled: DateTime<Utc>,
     fired: DateTime<Utc>,
+    log: &runs::RunLog,
+    trigger: &'static str,
 ) -> Result<Result<(), String>, InvokeError> {
+    let started = std::time::Instant::now();
     let function = functions.function(&c.function).expect("validated at load");
     let event = ScheduledEvent {
         schedule: c.name.clone(),
@@ -288,6 +301,21 @@ async fn fire(
         Ok(Err(_)) => "handler_error",
         Err(_) => "failed",
     };
+    log.push(
+        &c.name,
+        Run {
+            scheduled: scheduled.to_rfc3339(),
+            started: fired.to_rfc3339(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            outcome,
+            trigger,
+            error: match &result {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason.clone()),
+                Err(e) => Some(e.to_string()),
+            },
+        },
+    );
     metrics::counter!("wasmfn_schedule_firings_total", "schedule" => c.name.clone(),
         "outcome" => outcome)
     .increment(1);

@@ -11,6 +11,7 @@
 //! recorded with its reason, and the stream moves on.
 
 pub mod manifest;
+mod operator;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use wasmfn_host_core::stream::{BatchFailure, StreamEvent};
 use wasmfn_host_core::{Function, Invoker, Service, World};
 
 pub use manifest::{StreamManifest, StreamSection};
+pub use operator::ParkedRecord;
 
 /// What to do with a batch that still fails after its retries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
