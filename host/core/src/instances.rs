@@ -363,7 +363,7 @@ impl FunctionInner {
         &self,
         result: &Result<Result<T, E>, InvokeError>,
         usage: &Usage,
-        ended: crate::recent::Ended<'_>,
+        ended: crate::recent::Ended,
     ) {
         let outcome = match result {
             Ok(Ok(_)) => Outcome::Ok,

@@ -2,8 +2,9 @@
 //! (the console's functions view, `GET /_wasmfn/functions/NAME`) can see what just happened
 //! and how long it took without a metrics backend.
 //!
-//! Each ended invocation costs one uncontended lock and a push; the trace id is formatted
-//! only when tracing is on.
+//! Each ended invocation costs one uncontended lock and a push. [`Ring`] is the bounded,
+//! newest-first list behind it, also used for the other "last N" views (schedule runs, event
+//! deliveries).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -45,22 +46,64 @@ pub struct RecentInvocation {
     pub trace_id: Option<String>,
 }
 
+/// The last `capacity` items pushed, shared between threads.
+pub struct Ring<T> {
+    capacity: usize,
+    items: Mutex<VecDeque<T>>,
+}
+
+impl<T: Clone> Ring<T> {
+    /// An empty ring keeping at most `capacity` items.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            items: Mutex::new(VecDeque::with_capacity(capacity)),
+        }
+    }
+
+    /// Add `items`, oldest first, dropping the oldest kept ones beyond the capacity.
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) {
+        let mut kept = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        for item in items {
+            if kept.len() == self.capacity {
+                kept.pop_front();
+            }
+            kept.push_back(item);
+        }
+    }
+
+    /// Add one item.
+    pub fn push(&self, item: T) {
+        self.extend([item]);
+    }
+
+    /// What it holds, newest first.
+    pub fn newest_first(&self) -> Vec<T> {
+        let kept = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().rev().cloned().collect()
+    }
+}
+
 /// What an ended invocation adds to its function's ring besides its usage.
-pub(crate) struct Ended<'a> {
+pub(crate) struct Ended {
     pub invocation: u64,
-    pub span: &'a tracing::Span,
     pub status: Option<u16>,
     pub error: Option<String>,
+    /// Its trace id (when traces are on), formatted once for the ring and the log line.
+    pub trace_id: Option<String>,
 }
 
 /// One function's ring.
-#[derive(Default)]
-pub(crate) struct Recent {
-    ring: Mutex<VecDeque<RecentInvocation>>,
+pub(crate) struct Recent(Ring<RecentInvocation>);
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self(Ring::new(KEEP))
+    }
 }
 
 impl Recent {
-    pub(crate) fn push(&self, outcome: Outcome, usage: &Usage, ended: Ended<'_>) {
+    pub(crate) fn push(&self, outcome: Outcome, usage: &Usage, ended: Ended) {
         let entry = RecentInvocation {
             invocation: ended.invocation,
             ended_ms: SystemTime::now()
@@ -73,19 +116,14 @@ impl Recent {
             cold: usage.instantiation.is_some(),
             status: ended.status,
             error: ended.error,
-            trace_id: crate::trace::ids(ended.span).map(|(trace, _)| trace),
+            trace_id: ended.trace_id,
         };
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if ring.len() == KEEP {
-            ring.pop_front();
-        }
-        ring.push_back(entry);
+        self.0.push(entry);
     }
 
     /// Newest first.
     pub(crate) fn list(&self) -> Vec<RecentInvocation> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        ring.iter().rev().cloned().collect()
+        self.0.newest_first()
     }
 }
 
@@ -117,13 +155,12 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_first() {
         let recent = Recent::default();
-        let span = tracing::Span::none();
         for invocation in 0..(KEEP as u64 + 5) {
             let ended = Ended {
                 invocation,
-                span: &span,
                 status: None,
                 error: None,
+                trace_id: None,
             };
             recent.push(Outcome::Ok, &Usage::default(), ended);
         }

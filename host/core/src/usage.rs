@@ -303,7 +303,7 @@ impl FunctionMetrics {
     }
 
     /// Count one ended invocation.
-    pub(crate) fn record(&self, outcome: Outcome, usage: &Usage, ended: crate::recent::Ended<'_>) {
+    pub(crate) fn record(&self, outcome: Outcome, usage: &Usage, ended: crate::recent::Ended) {
         self.outcomes[outcome.index()].increment(1);
         self.recent.push(outcome, usage, ended);
         if outcome == Outcome::Failed("overloaded") {

@@ -19,6 +19,15 @@ pub mod eventbus;
 pub mod workflow;
 
 /// A fresh id (executions, events): time-ordered, 20 hex digits.
+/// Milliseconds since the Unix epoch.
+#[cfg(any(feature = "events", feature = "workflows"))]
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(any(feature = "events", feature = "workflows"))]
 pub(crate) fn new_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

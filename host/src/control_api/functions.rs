@@ -31,7 +31,11 @@ pub(super) async fn handle(
 ) -> HttpResponse {
     match (method, parts) {
         (&Method::GET, ["functions"]) => {
-            let list: Vec<Value> = app.functions().map(|f| describe(app, &f, false)).collect();
+            let window = RateWindow::now(app);
+            let list: Vec<Value> = app
+                .functions()
+                .map(|f| describe(app, &window, &f, false))
+                .collect();
             let failed: Vec<Value> = app
                 .load_errors()
                 .iter()
@@ -40,7 +44,7 @@ pub(super) async fn handle(
             json_response(StatusCode::OK, json!({ "functions": list, "failedToLoad": failed }))
         }
         (&Method::GET, ["functions", name]) => match find(app, name) {
-            Ok(f) => json_response(StatusCode::OK, describe(app, &f, true)),
+            Ok(f) => json_response(StatusCode::OK, describe(app, &RateWindow::now(app), &f, true)),
             Err(r) => *r,
         },
         (&Method::POST, ["functions", name, "invoke"]) => {
@@ -78,8 +82,22 @@ fn find(app: &App, name: &str) -> Result<Function, Box<HttpResponse>> {
     })
 }
 
+/// The usage snapshot the rates are counted from, and how long ago it was taken.
+struct RateWindow {
+    seconds: f64,
+    baseline: std::collections::BTreeMap<String, wasmfn_host_core::UsageTotals>,
+}
+
+impl RateWindow {
+    fn now(app: &App) -> Self {
+        let (start, baseline) = app.usage_history.baseline(RATE_WINDOW);
+        let seconds = start.elapsed().unwrap_or_default().as_secs_f64();
+        Self { seconds, baseline }
+    }
+}
+
 /// One function as the API shows it; with `recent`, its last invocations too.
-fn describe(app: &App, f: &Function, with_recent: bool) -> Value {
+fn describe(app: &App, rates: &RateWindow, f: &Function, with_recent: bool) -> Value {
     let name = f.name();
     let limits = f.limits();
     let mode = match f.mode() {
@@ -100,9 +118,8 @@ fn describe(app: &App, f: &Function, with_recent: bool) -> Value {
     let mut durations: Vec<u64> = recent.iter().map(|r| r.duration_us).collect();
     let ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
     let totals = f.usage_totals();
-    let (start, baseline) = app.usage_history.baseline(RATE_WINDOW);
-    let window = start.elapsed().unwrap_or_default().as_secs_f64();
-    let earlier = baseline.get(name).copied().unwrap_or_default();
+    let window = rates.seconds;
+    let earlier = rates.baseline.get(name).copied().unwrap_or_default();
     let (count, failed) = (
         totals.invocations.saturating_sub(earlier.invocations),
         totals.failed.saturating_sub(earlier.failed),

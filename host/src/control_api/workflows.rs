@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use wasmfn_host_core::{text_response, HttpResponse};
 use wasmfn_host_orchestration::workflow::graph::Graph;
 use wasmfn_host_orchestration::workflow::{
-    Definition, Execution, StartError, Status, Step, Workflows,
+    branch_id, Execution, StartError, Status, Step, Workflows,
 };
 
 use super::json_response;
@@ -155,7 +155,8 @@ pub(super) async fn handle(
 }
 
 /// The branch executions of `execution`'s Parallel states, by the step that ran them (its
-/// history `seq`; for a Parallel running now, the step it will be): `{"SEQ": [{"execution",
+/// history `seq`; for a running execution, also its next step, which may be a Parallel
+/// running now): `{"SEQ": [{"execution",
 /// "history", "branches"}, ...]}`. Nested Parallels are followed a few levels deep.
 fn branches<'a>(
     workflows: &'a Workflows,
@@ -173,23 +174,19 @@ fn branches<'a>(
             .filter(|s| s.kind == "Parallel")
             .map(|s| s.seq)
             .collect();
-        if let Some(p) = &execution.position {
-            let parallel_now = workflows
-                .configs()
-                .find(|c| c.name == execution.workflow)
-                .is_some_and(|c| state_kind(&c.definition, &p.state) == Some("Parallel"));
-            if execution.status == Status::Running && parallel_now {
-                seqs.push(execution.steps + 1);
-            }
+        // A running execution's next step may be a Parallel whose branches run now.
+        if execution.status == Status::Running {
+            seqs.push(execution.steps + 1);
         }
         let store = workflows.store();
         for seq in seqs {
             let mut lanes = Vec::new();
-            // Branch ids are `PARENT:SEQ:INDEX` (see the runner).
             for i in 0..64 {
-                let child = format!("{}:{seq}:{i}", execution.id);
-                let (Ok(Some(e)), Ok(h)) = (store.get(&child).await, store.history(&child).await)
-                else {
+                let child = branch_id(&execution.id, seq, i);
+                let Ok(Some(e)) = store.get(&child).await else {
+                    break;
+                };
+                let Ok(h) = store.history(&child).await else {
                     break;
                 };
                 let nested = branches(workflows, &e, &h, depth + 1).await;
@@ -201,26 +198,6 @@ fn branches<'a>(
         }
         Value::Object(out)
     })
-}
-
-/// The kind of state `name`, looked for in `definition` and its branches.
-fn state_kind(definition: &Definition, name: &str) -> Option<&'static str> {
-    use wasmfn_host_orchestration::workflow::definition::State;
-    for (n, state) in &definition.states {
-        let kind = match state {
-            State::Parallel { branches, .. } => {
-                if let Some(k) = branches.iter().find_map(|b| state_kind(b, name)) {
-                    return Some(k);
-                }
-                "Parallel"
-            }
-            _ => "other",
-        };
-        if n == name {
-            return Some(kind);
-        }
-    }
-    None
 }
 
 fn start_error(e: StartError) -> HttpResponse {

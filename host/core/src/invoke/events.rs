@@ -231,17 +231,17 @@ impl Function {
             Ok(r @ Err(_)) => (None, Some(summary(r))),
             _ => (Some(summary), None),
         };
+        let trace_id = trace::ids(&span).map(|(trace, _)| trace);
         let ended = crate::recent::Ended {
             invocation,
-            span: &span,
             status: None,
             error: match result {
                 Err(e) => Some(e.to_string()),
                 _ => handler_error.clone(),
             },
+            trace_id: trace_id.clone(),
         };
         self.inner.record(result, usage, ended);
-        let trace_id = trace::ids(&span).map(|(trace, _)| trace);
         match result {
             Ok(Ok(_)) => trace::record_outcome(&span, Outcome::Ok.label(), None),
             Ok(Err(_)) => trace::record_outcome(&span, Outcome::HandlerError.label(), None),

@@ -177,9 +177,9 @@ impl Function {
             };
             let ended = crate::recent::Ended {
                 invocation,
-                span: &span,
                 status: Some(error.http_status().as_u16()),
                 error: Some(error.to_string()),
+                trace_id: trace::ids(&span).map(|(trace, _)| trace),
             };
             inner
                 .metrics
@@ -299,9 +299,9 @@ impl Function {
                         usage.bytes_out = record.bytes_out.load(Ordering::Relaxed);
                         let ended = crate::recent::Ended {
                             invocation,
-                            span: &record.span,
                             status: Some(e.http_status().as_u16()),
                             error: Some(e.to_string()),
+                            trace_id: trace::ids(&record.span).map(|(trace, _)| trace),
                         };
                         task_inner
                             .metrics
@@ -364,17 +364,15 @@ impl Drop for HttpRecord {
             return;
         };
         usage.bytes_out = *self.bytes_out.get_mut();
+        // Formatted once (only when traces are on) for the ring and the log line.
+        let trace_id = trace::ids(&self.span).map(|(trace, _)| trace);
         let ended = crate::recent::Ended {
             invocation: self.invocation,
-            span: &self.span,
             status: Some(status),
             error: None,
+            trace_id: trace_id.clone(),
         };
         self.inner.metrics.record(Outcome::Ok, &usage, ended);
-        // Only when the line is written: the id is formatted for it.
-        let trace_id = tracing::enabled!(target: "wasmfn::invocation", tracing::Level::INFO)
-            .then(|| trace::ids(&self.span).map(|(trace, _)| trace))
-            .flatten();
         if !self.span.is_disabled() {
             self.span.record("http.response.status_code", status);
             trace::record_outcome(&self.span, Outcome::Ok.label(), None);

@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 use wasmfn_host_capabilities::events::EventPublisher;
 use wasmfn_host_capabilities::queues::{NewMessage, QueueSender};
 use wasmfn_host_capabilities::workflows::WorkflowStarter;
+use wasmfn_host_core::recent::Ring;
 use wasmfn_host_core::trace;
 
 pub use manifest::{EventManifest, EventSection};
@@ -79,12 +80,6 @@ impl std::fmt::Display for Target {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The queue through which a rule delivers to function `name`. The leading `_` keeps it apart
 /// from declared queues (whose names start with a letter or digit).
 pub fn function_queue(name: &str) -> String {
@@ -131,8 +126,8 @@ pub struct EventBus {
     topics: BTreeMap<String, TopicConfig>,
     queues: Option<Arc<dyn QueueSender>>,
     workflows: Option<Arc<dyn WorkflowStarter>>,
-    /// What was delivered lately, newest last.
-    recent: std::sync::Mutex<std::collections::VecDeque<Delivery>>,
+    /// What was delivered lately.
+    recent: Ring<Delivery>,
 }
 
 /// Deliveries kept for [`EventBus::recent_deliveries`].
@@ -169,24 +164,13 @@ impl EventBus {
             topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
             queues,
             workflows,
-            recent: Default::default(),
+            recent: Ring::new(RECENT),
         }
     }
 
     /// The latest deliveries (at most 100), newest first.
     pub fn recent_deliveries(&self) -> Vec<Delivery> {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.iter().rev().cloned().collect()
-    }
-
-    fn remember(&self, deliveries: Vec<Delivery>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        for d in deliveries {
-            if recent.len() == RECENT {
-                recent.pop_front();
-            }
-            recent.push_back(d);
-        }
+        self.recent.newest_first()
     }
 
     /// The rules.
@@ -240,7 +224,7 @@ impl EventBus {
             let body = envelope.to_string();
             let mut delivery = Delivery {
                 id: id.clone(),
-                time_ms: now_ms(),
+                time_ms: crate::now_ms(),
                 kind: "event",
                 subject: format!("{} {}", e.source, e.r#type),
                 rules: Vec::new(),
@@ -308,7 +292,7 @@ impl EventBus {
                 .map_err(PublishError::Workflow)?;
         }
         drop(rule_spans);
-        self.remember(deliveries);
+        self.recent.extend(deliveries);
         Ok(ids)
     }
 
@@ -325,7 +309,7 @@ impl EventBus {
         attributes.push(("topic-message-id".into(), id.clone()));
         let delivery = Delivery {
             id: id.clone(),
-            time_ms: now_ms(),
+            time_ms: crate::now_ms(),
             kind: "topic",
             subject: topic.to_string(),
             rules: Vec::new(),
@@ -343,7 +327,7 @@ impl EventBus {
             })
             .collect();
         self.deliver(per_queue).await?;
-        self.remember(vec![delivery]);
+        self.recent.push(delivery);
         Ok(id)
     }
 

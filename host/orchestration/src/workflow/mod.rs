@@ -44,11 +44,11 @@ pub use store::{Execution, ExecutionStore, Status, Step};
 /// Why an execution could not start (shared with the workflow-start import).
 pub use wasmfn_host_capabilities::workflows::StartError;
 
-/// Milliseconds since the Unix epoch.
 #[cfg(feature = "workflows")]
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+pub(crate) use crate::now_ms;
+
+/// The id of branch `index` of the Parallel state that execution `parent` runs as its step
+/// `seq` (the history's `seq` of that step): stable, so a resumed parent finds its branches.
+pub fn branch_id(parent: &str, seq: u64, index: usize) -> String {
+    format!("{parent}:{seq}:{index}")
 }

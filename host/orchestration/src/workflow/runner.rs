@@ -438,7 +438,7 @@ impl Runner {
         let store = &self.workflows.store;
         let mut runs = Vec::new();
         for (i, branch) in branches.iter().enumerate() {
-            let child = format!("{}:{}:{i}", execution.id, steps + 1);
+            let child = super::branch_id(&execution.id, steps + 1, i);
             store
                 .create(NewExecution {
                     id: child.clone(),

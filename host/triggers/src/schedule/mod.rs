@@ -142,11 +142,12 @@ impl Scheduler {
             .iter()
             .map(|c| (c.name.clone(), Arc::default()))
             .collect();
+        let runs = Arc::new(runs::RunLog::new(configs.iter().map(|c| c.name.as_str())));
         Self {
             schedules: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
             running,
             state_file,
-            runs: Arc::default(),
+            runs,
         }
     }
 

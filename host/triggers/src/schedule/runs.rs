@@ -2,11 +2,11 @@
 //! next firings, and its last runs with their outcomes (kept in memory, the newest 20 per
 //! schedule, since the host started).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use wasmfn_host_core::recent::Ring;
 
 use super::Expression;
 
@@ -33,24 +33,30 @@ pub struct Run {
 }
 
 /// The last runs of every schedule.
-#[derive(Default)]
-pub(super) struct RunLog(Mutex<BTreeMap<String, VecDeque<Run>>>);
+pub(super) struct RunLog(BTreeMap<String, Ring<Run>>);
 
 impl RunLog {
+    /// An empty log for the schedules named.
+    pub(super) fn new<'a>(schedules: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(
+            schedules
+                .into_iter()
+                .map(|name| (name.to_string(), Ring::new(KEEP)))
+                .collect(),
+        )
+    }
+
     pub(super) fn push(&self, schedule: &str, run: Run) {
-        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let runs = log.entry(schedule.to_string()).or_default();
-        if runs.len() == KEEP {
-            runs.pop_front();
+        if let Some(runs) = self.0.get(schedule) {
+            runs.push(run);
         }
-        runs.push_back(run);
     }
 
     /// Newest first.
     pub(super) fn of(&self, schedule: &str) -> Vec<Run> {
-        let log = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        log.get(schedule)
-            .map(|r| r.iter().rev().cloned().collect())
+        self.0
+            .get(schedule)
+            .map(Ring::newest_first)
             .unwrap_or_default()
     }
 }
