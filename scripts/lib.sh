@@ -144,6 +144,8 @@ ensure_test_servers() {
     [ -x "$(pg_bindir)/initdb" ] || apt_install postgresql
     # Scrapes the admin listener's /metrics in tests/observability.rs.
     command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    # The console's browser tests (tests/console_ui.rs) drive headless Chromium over WebDriver.
+    { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || apt_install chromium chromium-driver
     command -v cargo-lambda >/dev/null 2>&1 || {
         # Its Runtime API emulator runs the Lambda adapter's tests (prebuilt wheel: seconds).
         say "installing cargo-lambda (Lambda Runtime API emulator) from PyPI"

@@ -295,6 +295,11 @@ async fn serve(host: Host, args: ServeArgs) -> Result<ExitCode> {
     let admin =
         wasmfn_host::admin::AdminServer::bind(&admin_listen, state_dir, &admin_hosts).await?;
     let admin_address = admin.address().clone();
+    // The token goes on a terminal, never into a log file or a supervisor's journal.
+    let console = {
+        use std::io::IsTerminal as _;
+        admin.console_url(std::io::stdout().is_terminal())
+    };
     let admin_task = tokio::spawn(admin.serve(app.clone(), {
         let mut stopped = stopped.clone();
         async move {
@@ -311,7 +316,7 @@ async fn serve(host: Host, args: ServeArgs) -> Result<ExitCode> {
     let summary = app.clone();
     let mut server = tokio::task::spawn_blocking(move || {
         wasmfn_host::server::serve_threads(app, listen, threads, stopped, |addr| {
-            print_summary(&summary, &dir, addr, &admin_address)
+            print_summary(&summary, &dir, addr, &admin_address, console.as_deref())
         })
         .with_context(|| format!("cannot listen on {listen}; pick another address with --listen"))
     });
@@ -337,6 +342,7 @@ fn print_summary(
     dir: &std::path::Path,
     addr: SocketAddr,
     admin: &wasmfn_host::admin::AdminAddress,
+    console: Option<&str>,
 ) {
     let functions: Vec<_> = app.functions().collect();
     println!(
@@ -366,6 +372,11 @@ fn print_summary(
         println!("  http://{addr}{:<24} -> {}", r.pattern, r.function);
     }
     println!("admin API on {admin}");
+    match console {
+        Some(url) if url.contains("#token=") => println!("console on {url}"),
+        Some(url) => println!("console on {url} (sign in with the token in STATE/admin-token)"),
+        None => {}
+    }
     println!("listening on http://{addr}");
 }
 

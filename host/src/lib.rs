@@ -34,6 +34,7 @@
 
 pub mod admin;
 mod app;
+pub mod console;
 mod control_api;
 mod host;
 mod invoke_event;

@@ -56,8 +56,43 @@ impl AdminGuard {
         }
     }
 
+    /// The bearer token a TCP listener asks for.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// `Ok` when the request may reach the admin API, else the answer to send.
     pub fn check(&self, head: &http::request::Parts) -> Result<(), Refused> {
+        self.check_page(head)?;
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let presented = head
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(Refused {
+                status: StatusCode::UNAUTHORIZED,
+                text: "the admin API needs `Authorization: Bearer TOKEN`; the token is in the state folder's `admin-token` (or WASMFN_ADMIN_TOKEN), and the wasmfn CLI sends it itself".into(),
+                challenge: true,
+            });
+        };
+        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+            return Err(Refused {
+                status: StatusCode::UNAUTHORIZED,
+                text: "wrong admin token".into(),
+                challenge: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks short of the token, for the console's static files (which hold no data):
+    /// not a cross-site browser request, and on TCP a `Host` naming this listener.
+    pub fn check_page(&self, head: &http::request::Parts) -> Result<(), Refused> {
         let refuse = |status, text: String| {
             Err(Refused {
                 status,
@@ -89,9 +124,9 @@ impl AdminGuard {
                 );
             }
         }
-        let Some(token) = &self.token else {
+        if self.token.is_none() {
             return Ok(());
-        };
+        }
         // HTTP/1.1 sends `Host`; HTTP/2 the `:authority` that hyper puts in the URI.
         let host = head
             .headers
@@ -107,22 +142,6 @@ impl AdminGuard {
                     self.hosts.join(", ")
                 ),
             );
-        }
-        let presented = head
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let Some(presented) = presented else {
-            return Err(Refused {
-                status: StatusCode::UNAUTHORIZED,
-                text: "the admin API needs `Authorization: Bearer TOKEN`; the token is in the state folder's `admin-token` (or WASMFN_ADMIN_TOKEN), and the wasmfn CLI sends it itself".into(),
-                challenge: true,
-            });
-        };
-        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-            return refuse(StatusCode::UNAUTHORIZED, "wrong admin token".into());
         }
         Ok(())
     }

@@ -116,6 +116,21 @@ impl AdminServer {
         &self.endpoint
     }
 
+    /// The web console's address on a TCP listener (browsers cannot reach a Unix socket),
+    /// with the token in the fragment when `with_token` (which browsers never send; the page
+    /// keeps it in the tab's session storage).
+    pub fn console_url(&self, with_token: bool) -> Option<String> {
+        let AdminAddress::Tcp(addr) = &self.endpoint else {
+            return None;
+        };
+        let mut url = format!("http://{addr}{}", crate::console::PATH);
+        if let (true, Some(token)) = (with_token, self.guard.token()) {
+            url.push_str("#token=");
+            url.push_str(token);
+        }
+        Some(url)
+    }
+
     /// Serve `app`'s host API until `shutdown` resolves.
     pub async fn serve(self, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let guard = Arc::new(self.guard);
@@ -133,6 +148,12 @@ impl AdminServer {
                 // Liveness tells nothing to hide, and probes (load balancers, kubelets) may
                 // not carry the token.
                 let liveness = head.method == http::Method::GET && head.uri.path() == "/healthz";
+                if crate::console::is_console(head.uri.path()) {
+                    return match guard.check_page(&head) {
+                        Ok(()) => crate::console::respond(&head),
+                        Err(refused) => refused.into_response(),
+                    };
+                }
                 if let (false, Err(refused)) = (liveness, guard.check(&head)) {
                     return refused.into_response();
                 }

@@ -9,6 +9,10 @@ use super::json_response;
 use crate::app::App;
 
 pub(super) async fn schedules(app: &App, method: &Method, parts: &[&str]) -> HttpResponse {
+    // A listing of none is an empty list (as rules and topics are), not an error.
+    if method == Method::GET && parts == ["schedules"] && app.scheduler().is_none() {
+        return json_response(StatusCode::OK, json!({ "schedules": [] }));
+    }
     let Some(scheduler) = app.scheduler() else {
         return text_response(
             StatusCode::NOT_FOUND,

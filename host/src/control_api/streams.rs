@@ -9,6 +9,10 @@ use super::json_response;
 use crate::app::App;
 
 pub(super) fn streams(app: &App, method: &Method, parts: &[&str], body: &[u8]) -> HttpResponse {
+    // A listing of none is an empty list (as rules and topics are), not an error.
+    if method == Method::GET && parts == ["streams"] && app.streams().is_none() {
+        return json_response(StatusCode::OK, json!({ "streams": [] }));
+    }
     let Some(feed) = app.streams() else {
         return text_response(
             StatusCode::NOT_FOUND,

@@ -1,0 +1,156 @@
+// The live log tail: one fetch of the host's server-sent event stream (`GET /_wasmfn/logs`)
+// for the page's life, read as a stream because EventSource cannot send the token. It
+// reconnects after a drop and resumes after the last line it saw (`since`), so nothing is
+// missed or shown twice. The Logs view and each function's recent invocations read its buffer.
+
+import { authHeaders, el, status } from "./app.js";
+
+const KEEP = 2000;
+
+class LogTail {
+  constructor() {
+    this.lines = [];
+    this.last = 0;
+    this.listeners = new Set();
+    this.connected = false;
+  }
+
+  start() {
+    if (this.started) return;
+    this.started = true;
+    this.loop();
+  }
+
+  async loop() {
+    for (;;) {
+      try {
+        await this.read();
+      } catch {
+        // Dropped (host restarting, network): try again shortly.
+      }
+      this.setConnected(false);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  async read() {
+    const headers = authHeaders({ Accept: "text/event-stream" });
+    if (!sessionStorage.getItem("wasmfn-admin-token")) return;
+    const r = await fetch(`/_wasmfn/logs?since=${this.last}`, { headers, cache: "no-store" });
+    if (!r.ok || !r.body) return;
+    this.setConnected(true);
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      pending += value;
+      let end;
+      while ((end = pending.indexOf("\n\n")) >= 0) {
+        const frame = pending.slice(0, end);
+        pending = pending.slice(end + 2);
+        const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (data) this.push(JSON.parse(data));
+      }
+    }
+  }
+
+  push(record) {
+    if (record.seq <= this.last) return;
+    this.last = record.seq;
+    this.lines.push(record);
+    if (this.lines.length > KEEP) this.lines.splice(0, this.lines.length - KEEP);
+    for (const l of this.listeners) l(record);
+  }
+
+  setConnected(on) {
+    this.connected = on;
+    for (const l of this.listeners) l(null);
+  }
+
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /// The lines one invocation logged.
+  forInvocation(id) {
+    return this.lines.filter((r) => r.fields && r.fields.invocation === id);
+  }
+}
+
+export const tail = new LogTail();
+
+/// One log record as a list item: time, level, function, message, then the ids.
+export function logLine(r) {
+  const f = r.fields || {};
+  const ids = [];
+  if (f.invocation !== undefined) ids.push(`inv ${f.invocation}`);
+  if (f.trace_id) ids.push(`trace ${f.trace_id}`);
+  if (f.execution) ids.push(`exec ${f.execution}`);
+  return el(
+    "li",
+    { class: `log ${r.level.toLowerCase()}` },
+    el("time", { datetime: new Date(r.time_ms).toISOString() }, new Date(r.time_ms).toLocaleTimeString()),
+    el("span", { class: "level" }, r.level),
+    el("span", { class: "fn" }, r.function || r.target),
+    el("span", { class: "msg" }, r.message),
+    ids.length ? el("span", { class: "ids" }, ids.join(" · ")) : null,
+  );
+}
+
+const LEVELS = { ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4, TRACE: 5 };
+
+export async function logsView() {
+  const fnFilter = el("input", { id: "log-function", type: "search", placeholder: "all functions", list: "log-functions" });
+  const levelFilter = el(
+    "select",
+    { id: "log-level" },
+    el("option", { value: "INFO" }, "info and above"),
+    el("option", { value: "WARN" }, "warnings and errors"),
+    el("option", { value: "ERROR" }, "errors"),
+  );
+  const follow = el("input", { id: "log-follow", type: "checkbox", checked: true });
+  const state = el("span", { class: "tail-state" });
+  const list = el("ol", { class: "logs", id: "log-lines", "aria-live": "polite", "aria-relevant": "additions" });
+  const names = el("datalist", { id: "log-functions" });
+
+  const shown = (r) => {
+    const fn = fnFilter.value.trim();
+    return (!fn || r.function === fn) && LEVELS[r.level] <= LEVELS[levelFilter.value];
+  };
+  const redraw = () => {
+    list.replaceChildren(...tail.lines.filter(shown).slice(-500).map(logLine));
+    const fns = [...new Set(tail.lines.map((r) => r.function).filter(Boolean))].sort();
+    names.replaceChildren(...fns.map((f) => el("option", { value: f })));
+    state.textContent = tail.connected ? "live" : "reconnecting…";
+    state.className = `tail-state ${tail.connected ? "on" : "off"}`;
+    if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
+  };
+  fnFilter.addEventListener("input", redraw);
+  levelFilter.addEventListener("change", redraw);
+  const unsubscribe = tail.subscribe((r) => {
+    if (r === null) return redraw();
+    if (!shown(r)) return;
+    list.append(logLine(r));
+    while (list.childElementCount > 500) list.firstElementChild.remove();
+    if (follow.checked) list.lastElementChild.scrollIntoView({ block: "nearest" });
+  });
+  redraw();
+  if (!tail.started) status("log tail not started", true);
+
+  const node = el(
+    "section",
+    { "aria-labelledby": "logs-title" },
+    el("h2", { id: "logs-title" }, "Live logs ", state),
+    el(
+      "div",
+      { class: "filters" },
+      el("label", { for: "log-function" }, "Function"), fnFilter, names,
+      el("label", { for: "log-level" }, "Level"), levelFilter,
+      el("label", {}, follow, " follow"),
+    ),
+    list,
+  );
+  return { node, stop: unsubscribe };
+}
