@@ -1,5 +1,5 @@
-//! The admin listener: the host API (`/_wasmfn/...`, in `control_api/`) on a socket
-//! of its own, never on the public one.
+//! The admin listener: the host API (`/_wasmfn/...`, in `control_api/`) and the web console
+//! that reads it (`/ui/`, in `console/`) on a socket of their own, never on the public one.
 //!
 //! `wasmfn serve` binds it to `127.0.0.1:3001` unless told otherwise (`--admin-listen
 //! HOST:PORT` or `--admin-listen unix:PATH`). Every request passes the [`AdminGuard`] first;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tracing::field::{Field, Visit};
@@ -23,6 +23,11 @@ const RING: usize = 2000;
 pub const KEEP_RECORDING: Duration = Duration::from_secs(300);
 /// A comment line this often keeps idle connections (and proxies) from timing out.
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a tail waits after a line for more to send with it: a few tens of chunks a
+/// second at most, well inside the second a reader expects a line within.
+const COALESCE: Duration = Duration::from_millis(25);
+/// Lines per chunk, at most (the live channel holds 1024).
+const MAX_BATCH: usize = 1000;
 
 /// One log record as a tail sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -225,7 +230,26 @@ pub fn stream(
                     }
                 };
                 match next {
-                    Ok(r) if filter.wants(&r) => return Some((event(&r), (live, filter))),
+                    Ok(r) if filter.wants(&r) => {
+                        // Lines come in bursts under load: gather what arrives in the next few
+                        // milliseconds into one chunk, so a busy host writes tens of chunks a
+                        // second to each tail rather than one per line.
+                        let mut chunk = BytesMut::from(&event(&r)[..]);
+                        tokio::time::sleep(COALESCE).await;
+                        for _ in 0..MAX_BATCH {
+                            match live.try_recv() {
+                                Ok(r) if filter.wants(&r) => chunk.extend_from_slice(&event(&r)),
+                                Ok(_) => {}
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => chunk
+                                    .extend_from_slice(
+                                        format!("event: gap\ndata: {{\"missed\": {n}}}\n\n")
+                                            .as_bytes(),
+                                    ),
+                                Err(_) => break,
+                            }
+                        }
+                        return Some((chunk.freeze(), (live, filter)));
+                    }
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         let gap = format!("event: gap\ndata: {{\"missed\": {n}}}\n\n");

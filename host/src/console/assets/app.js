@@ -12,13 +12,14 @@ import { workflowsView, workflowView, executionView } from "./workflows.js";
 
 const TOKEN_KEY = "wasmfn-admin-token";
 
-/// The token: from `#token=...` (the URL `wasmfn serve` prints) once, then this tab's storage.
+/// The token: from `#token=...[&/VIEW]` (the URL `wasmfn serve` prints) once, then this tab's
+/// storage.
 function takeToken() {
-  const m = location.hash.match(/^#token=([^&]+)/);
+  const m = location.hash.match(/^#token=([^&]+)(?:&\/?(.*))?$/);
   if (m) {
     sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
     // Out of the address bar and the history, so it is not shared with a screenshot.
-    history.replaceState(null, "", location.pathname + "#/functions");
+    history.replaceState(null, "", `${location.pathname}#/${m[2] || "functions"}`);
   }
   return sessionStorage.getItem(TOKEN_KEY);
 }

@@ -44,13 +44,12 @@ class LogTail {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      pending += value;
-      let end;
-      while ((end = pending.indexOf("\n\n")) >= 0) {
-        const frame = pending.slice(0, end);
-        pending = pending.slice(end + 2);
+      // A chunk holds many events when the host is busy: split it once.
+      const frames = (pending + value).split("\n\n");
+      pending = frames.pop();
+      for (const frame of frames) {
         const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (data) this.push(JSON.parse(data));
+        if (data && frame.includes("event: log")) this.push(JSON.parse(data));
       }
     }
   }
@@ -59,7 +58,8 @@ class LogTail {
     if (record.seq <= this.last) return;
     this.last = record.seq;
     this.lines.push(record);
-    if (this.lines.length > KEEP) this.lines.splice(0, this.lines.length - KEEP);
+    // Trimmed in steps, not one line at a time (which would shift the whole buffer per line).
+    if (this.lines.length > 2 * KEEP) this.lines = this.lines.slice(-KEEP);
     for (const l of this.listeners) l(record);
   }
 
@@ -112,7 +112,7 @@ export async function logsView() {
   );
   const follow = el("input", { id: "log-follow", type: "checkbox", checked: true });
   const state = el("span", { class: "tail-state" });
-  const list = el("ol", { class: "logs", id: "log-lines", "aria-live": "polite", "aria-relevant": "additions" });
+  const list = el("ol", { class: "logs", id: "log-lines", role: "log" });
   const names = el("datalist", { id: "log-functions" });
 
   const shown = (r) => {
@@ -129,12 +129,24 @@ export async function logsView() {
   };
   fnFilter.addEventListener("input", redraw);
   levelFilter.addEventListener("change", redraw);
+  // New lines are drawn a few times a second, at most the last 200 each time: a host logging
+  // thousands of lines a second costs the page a few small DOM updates, not one per line.
+  let pending = [];
+  let frame = 0;
+  const flush = () => {
+    frame = 0;
+    const lines = pending.slice(-200);
+    pending = [];
+    list.append(...lines.map(logLine));
+    while (list.childElementCount > 500) list.firstElementChild.remove();
+    if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
+  };
   const unsubscribe = tail.subscribe((r) => {
     if (r === null) return redraw();
     if (!shown(r)) return;
-    list.append(logLine(r));
-    while (list.childElementCount > 500) list.firstElementChild.remove();
-    if (follow.checked) list.lastElementChild.scrollIntoView({ block: "nearest" });
+    pending.push(r);
+    if (pending.length > 400) pending = pending.slice(-200);
+    frame ||= setTimeout(flush, 200);
   });
   redraw();
   if (!tail.started) status("log tail not started", true);
@@ -152,5 +164,5 @@ export async function logsView() {
     ),
     list,
   );
-  return { node, stop: unsubscribe };
+  return { node, stop: () => { unsubscribe(); clearTimeout(frame); } };
 }

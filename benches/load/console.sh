@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The cost of watching: `wrk` against two identical `wasmfn serve` hosts (hello, fresh
+# instances, the default log level), one with the web console open in headless Chromium on
+# its Logs view (tailing every invocation's log line over /_wasmfn/logs and polling the
+# functions API), one without; in alternating rounds on the same machine. The medians and
+# their ratio are printed (target >= 0.95). `CLIENT=curl` tails with curl instead of the
+# browser, which separates the host's cost from the browser's (both share this machine's cores).
+#
+#   benches/load/console.sh                      # 5 rounds x 10 s, 16 wrk connections
+#   ROUNDS=7 DURATION=15s benches/load/console.sh
+#   CLIENT=curl benches/load/console.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-16}"
+WATCHED=3141
+PLAIN=3142
+
+apt_install wrk
+{ command -v chromium >/dev/null 2>&1; } || apt_install chromium
+ensure_guest_toolchain
+build_wasmfn
+build_guests
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start() { # PORT NAME
+    local port="$1" name="$2"
+    mkdir -p "$WORK/$name"
+    cp "$ROOT/guests/hello/hello.wasm" "$WORK/$name/hello.wasm"
+    "$WASMFN" serve "$WORK/$name" --listen "127.0.0.1:$port" \
+        --admin-listen "127.0.0.1:$((port + 100))" >/dev/null 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
+}
+start "$WATCHED" watched
+start "$PLAIN" plain
+TOKEN="$(cat "$WORK/watched/.wasmfn/admin-token")"
+if [ "${CLIENT:-chromium}" = curl ]; then curl -sN -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((WATCHED + 100))/_wasmfn/logs" >/dev/null & else chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+    --user-data-dir="$WORK/profile" \
+    "http://127.0.0.1:$((WATCHED + 100))/ui/#token=$TOKEN&/logs" >/dev/null 2>&1 & fi
+PIDS+=($!)
+sleep 3
+
+rps() { wrk -t2 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1/hello" | awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+WITH=(); WITHOUT=()
+for round in $(seq 1 "$ROUNDS"); do
+    WITH+=("$(rps "$WATCHED")")
+    WITHOUT+=("$(rps "$PLAIN")")
+    echo "round $round: console open ${WITH[-1]} req/s, no console ${WITHOUT[-1]} req/s"
+done
+A="$(printf '%s\n' "${WITH[@]}" | median)"
+B="$(printf '%s\n' "${WITHOUT[@]}" | median)"
+echo "median: console open $A req/s, no console $B req/s, ratio $(awk -v a="$A" -v b="$B" 'BEGIN {printf "%.3f", a / b}')"
+# The tail really was open: the watched host's log ring kept lines for it.
+curl -sf -m 2 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((WATCHED + 100))/_wasmfn/logs?since=0" \
+    | grep -c '^id: ' | sed 's/^/log lines the tail could resume from: /' || true
