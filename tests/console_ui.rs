@@ -11,9 +11,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::orders::{admin_json, order_app, post};
+use common::orders::{admin_json, admin_post_json, order_app, post};
 use common::wait_until;
 use serde_json::{json, Value};
+
+/// A Parallel state with two lanes, one of two states.
+const FANOUT: &str = r#"{"StartAt": "Split", "States": {
+  "Split": {"Type": "Parallel", "Next": "Done", "Branches": [
+    {"StartAt": "Left", "States": {"Left": {"Type": "Pass", "End": true}}},
+    {"StartAt": "Right", "States": {"Right": {"Type": "Pass", "Next": "RightAgain"},
+                                    "RightAgain": {"Type": "Pass", "End": true}}}]},
+  "Done": {"Type": "Succeed"}}}"#;
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
@@ -43,8 +51,10 @@ fn the_console_shows_and_drives_the_order_example() {
     let f = order_app(
         "[schedules.nightly]\nfunction = \"cron-job\"\nexpression = \"0 30 3 * * *\"\n\n\
          [streams.audit]\nfunction = \"stream-audit\"\nmax-retries = 1\n\
-         retry-backoff = \"50ms\"\non-failure = \"bisect\"\n",
+         retry-backoff = \"50ms\"\non-failure = \"bisect\"\n\n\
+         [workflows.fanout]\ndefinition = \"fanout.asl.json\"\n",
     );
+    f.write("fanout.asl.json", FANOUT);
     f.copy_guest("cron-job", "cron-job");
     f.copy_guest("stream-audit", "stream-audit");
     let server = f.serve();
@@ -240,6 +250,28 @@ fn the_console_shows_and_drives_the_order_example() {
         "const g = document.querySelector('#execution-graph g.state[data-state=OrderShipped]'); return !!g && g.dataset.outcome === 'succeeded'",
         json!([]),
     );
+
+    // A Parallel state is drawn with its lanes, each state coloured from its branch's history.
+    let (status, body) = admin_post_json(
+        &server,
+        "workflows/fanout/executions?name=fan1&wait=10",
+        "{}",
+    );
+    assert_eq!(status, 201, "{body}");
+    b.goto(&format!("{ui}#/executions/fan1"));
+    b.wait_for(
+        "the Parallel graph",
+        "return document.querySelectorAll('#execution-graph g.state').length === 5",
+        json!([]),
+    );
+    assert_eq!(
+        outcomes(&b),
+        json!({"Split": "succeeded", "Left": "succeeded", "Right": "succeeded",
+               "RightAgain": "succeeded", "Done": "succeeded"})
+    );
+    b.click("#execution-graph g.state[data-state=RightAgain]");
+    b.wait_text("#step-details", |t| t.contains("Pass, step"));
+    b.screenshot(&shots().join("08-parallel.png"));
 
     // Streams: a poison record is parked with its reason; re-deliver it from the page.
     let poison = json!({"events": [{"type": "change", "source": "users", "key": "poison", "operation": "modify"}]});

@@ -142,6 +142,8 @@ export const link = (route, text) => el("a", { href: `#/${route}` }, text);
 /// Milliseconds as the shortest readable duration.
 export function ms(v) {
   if (v === null || v === undefined) return "–";
+  // Whole milliseconds apart (timestamps): under a millisecond, not instant.
+  if (v === 0) return "<1 ms";
   if (v < 1) return `${(v * 1000).toFixed(0)} µs`;
   if (v < 1000) return `${v.toFixed(v < 10 ? 2 : 0)} ms`;
   return `${(v / 1000).toFixed(2)} s`;

@@ -4,7 +4,7 @@
 // by what an execution's history says happened to it.
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 176, H = 46, GAP_X = 28, GAP_Y = 50, PAD = 14, HEAD = 30;
+const W = 176, H = 46, GAP_X = 28, GAP_Y = 50, PAD = 14, HEAD = 46;
 
 function svg(tag, attrs = {}, text) {
   const n = document.createElementNS(NS, tag);
