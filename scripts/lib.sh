@@ -168,3 +168,23 @@ pg_bindir() {
     d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
     echo "${d:-/usr/lib/postgresql/15/bin}"
 }
+
+# Load scripts: a scratch folder ($WORK) and the background processes ($PIDS) stopped on exit.
+bench_scratch() {
+    WORK="$(mktemp -d)"
+    PIDS=()
+    # Waits for them before removing the folder, which some (a browser profile) still write to.
+    trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+}
+
+# serve_hello PORT NAME [ARGS...]: `wasmfn serve` of hello from $WORK/NAME on PORT (admin
+# listener on PORT+100, output in $WORK/NAME.log); returns once /hello answers.
+serve_hello() {
+    local port="$1" name="$2"; shift 2
+    mkdir -p "$WORK/$name"
+    cp "$ROOT/guests/hello/hello.wasm" "$WORK/$name/hello.wasm"
+    "$WASMFN" serve "$WORK/$name" --listen "127.0.0.1:$port" \
+        --admin-listen "127.0.0.1:$((port + 100))" "$@" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
+}

@@ -27,10 +27,7 @@ build_wasmfn
 build_guests
 (cd "$ROOT" && cargo build --release --locked --example native_hello)
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_scratch
 
 HELLO="$ROOT/guests/hello/hello.wasm"
 mkdir -p "$WORK/fresh" "$WORK/reuse"

@@ -23,22 +23,10 @@ ensure_guest_toolchain
 build_wasmfn
 build_guests
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_scratch
 
-start() { # PORT NAME
-    local port="$1" name="$2"
-    mkdir -p "$WORK/$name"
-    cp "$ROOT/guests/hello/hello.wasm" "$WORK/$name/hello.wasm"
-    "$WASMFN" serve "$WORK/$name" --listen "127.0.0.1:$port" \
-        --admin-listen "127.0.0.1:$((port + 100))" >/dev/null 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
-}
-start "$WATCHED" watched
-start "$PLAIN" plain
+serve_hello "$WATCHED" watched
+serve_hello "$PLAIN" plain
 TOKEN="$(cat "$WORK/watched/.wasmfn/admin-token")"
 if [ "${CLIENT:-chromium}" = curl ]; then curl -sN -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((WATCHED + 100))/_wasmfn/logs" >/dev/null & else chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
     --user-data-dir="$WORK/profile" \

@@ -22,10 +22,7 @@ ensure_guest_toolchain
 build_wasmfn
 build_guests
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_scratch
 # The attacker holds 2,200 sockets itself.
 ulimit -n "$(ulimit -Hn)"
 

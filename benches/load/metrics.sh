@@ -23,21 +23,9 @@ ensure_guest_toolchain
 build_wasmfn
 build_guests
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_scratch
 
 export WASMFN_LOG=warn
-start() { # PORT NAME ARGS...
-    local port="$1" name="$2"; shift 2
-    mkdir -p "$WORK/$name"
-    cp "$ROOT/guests/hello/hello.wasm" "$WORK/$name/hello.wasm"
-    "$WASMFN" serve "$WORK/$name" --listen "127.0.0.1:$port" \
-        --admin-listen "127.0.0.1:$((port + 100))" "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
-}
 # An OTLP/HTTP sink: reads every batch and answers 200 (an empty ExportTraceServiceResponse).
 python3 - "$SINK" >"$WORK/sink.log" 2>&1 <<'PY' &
 import http.server, sys
@@ -61,9 +49,9 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
 PIDS+=($!)
-start "$ON" on
-start "$OFF" off --no-metrics
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" start "$TRACED" traced
+serve_hello "$ON" on
+serve_hello "$OFF" off --no-metrics
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" serve_hello "$TRACED" traced
 # A scraper, as Prometheus would be, once a second for the whole run.
 ( while true; do
     for host in on traced; do

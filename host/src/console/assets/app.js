@@ -34,6 +34,9 @@ export class ApiError extends Error {
   }
 }
 
+/// Whether this tab holds a token (the log tail waits for one).
+export const hasToken = () => Boolean(token);
+
 /// Headers for a host API request.
 export function authHeaders(extra = {}) {
   return { Authorization: `Bearer ${token}`, ...extra };

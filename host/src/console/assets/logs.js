@@ -3,7 +3,7 @@
 // reconnects after a drop and resumes after the last line it saw (`since`), so nothing is
 // missed or shown twice. The Logs view and each function's recent invocations read its buffer.
 
-import { authHeaders, el, status } from "./app.js";
+import { authHeaders, el, hasToken, status } from "./app.js";
 
 const KEEP = 2000;
 
@@ -34,8 +34,8 @@ class LogTail {
   }
 
   async read() {
+    if (!hasToken()) return;
     const headers = authHeaders({ Accept: "text/event-stream" });
-    if (!sessionStorage.getItem("wasmfn-admin-token")) return;
     const r = await fetch(`/_wasmfn/logs?since=${this.last}`, { headers, cache: "no-store" });
     if (!r.ok || !r.body) return;
     this.setConnected(true);

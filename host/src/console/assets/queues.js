@@ -56,8 +56,11 @@ export async function queueView([, name]) {
   if (!q) throw new Error(`no queue called ${name}`);
   const source = all.find((x) => x.deadLetterQueue === name);
   const holder = el("div", {});
+  // The first drawing uses the listing just read; refreshes read it again.
+  let listed = all;
   const draw = async () => {
-    const fresh = (await api("queues")).queues.find((x) => x.name === name) ?? q;
+    const fresh = (listed ?? (await api("queues")).queues).find((x) => x.name === name) ?? q;
+    listed = null;
     const parts = [el("p", {}, `${fresh.waiting} waiting, ${fresh.inFlight} in flight, oldest ${age(fresh.oldestAgeSeconds)}.`)];
     if (source) {
       const messages = (await api(`queues/${encodeURIComponent(name)}/messages?limit=100`)).messages;
