@@ -192,8 +192,9 @@ impl AdminServer {
     }
 }
 
-/// `GET /_wasmfn/logs[?function=NAME&level=warn&since=SEQ]`: the live log tail as
-/// server-sent events, resuming after `Last-Event-ID` (or `since`).
+/// `GET /_wasmfn/logs[?function=NAME&level=warn&since=SEQ&rate=N]`: the live log tail as
+/// server-sent events, resuming after `Last-Event-ID` (or `since`), sampled to `rate` lines
+/// a second when asked.
 fn log_tail_response(
     head: &http::request::Parts,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -216,6 +217,15 @@ fn log_tail_response(
                 }
             },
             "since" => filter.after = value.parse().unwrap_or(0),
+            "rate" => match value.parse::<u32>() {
+                Ok(rate) if rate > 0 => filter.rate = Some(rate),
+                _ => {
+                    return wasmfn_host_core::text_response(
+                        http::StatusCode::BAD_REQUEST,
+                        format!("rate `{value}`: lines a second, a whole number from 1"),
+                    )
+                }
+            },
             _ => {}
         }
     }

@@ -480,6 +480,7 @@ greeting = "hi"
     }
 
     #[test]
+    #[cfg(feature = "redis")] // the overlaid store is a Redis one
     fn environments_overlay_by_shape_and_are_all_checked() {
         let text = r#"
 [functions.a]

@@ -10,10 +10,9 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tracing::field::{Field, Visit};
 
@@ -30,29 +29,27 @@ const COALESCE: Duration = Duration::from_millis(25);
 const MAX_BATCH: usize = 1000;
 
 /// One log record as a tail sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LogRecord {
     /// Its position in the host's log, from 1; the SSE event id.
     pub seq: u64,
-    /// Milliseconds since the epoch.
-    pub time_ms: u64,
-    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
-    pub level: &'static str,
-    /// Where it came from (`guest` for a guest's own lines, `wasmfn::invocation` for each
-    /// invocation's line).
-    pub target: String,
+    /// How severe it is.
+    pub level: tracing::Level,
     /// The function it is about, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    /// The message.
-    pub message: String,
-    /// Every other field, as text.
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub function: Option<Box<str>>,
+    /// The record as one server-sent event, from `id:` to the blank line after `data:` (JSON
+    /// with seq, time_ms, level, target, function, message and fields), encoded once for
+    /// every tail.
+    pub frame: Bytes,
+}
+
+struct Ring {
+    records: VecDeque<Arc<LogRecord>>,
+    next: u64,
 }
 
 struct Tail {
-    ring: Mutex<VecDeque<Arc<LogRecord>>>,
-    next: AtomicU64,
+    ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<LogRecord>>,
     /// Record until this time (ms since the epoch), or while a tail is open.
     recording_until: AtomicU64,
@@ -62,8 +59,10 @@ static TAIL: OnceLock<Tail> = OnceLock::new();
 
 fn tail() -> &'static Tail {
     TAIL.get_or_init(|| Tail {
-        ring: Mutex::new(VecDeque::with_capacity(RING)),
-        next: AtomicU64::new(1),
+        ring: Mutex::new(Ring {
+            records: VecDeque::with_capacity(RING),
+            next: 1,
+        }),
         live: broadcast::channel(1024).0,
         recording_until: AtomicU64::new(0),
     })
@@ -85,11 +84,33 @@ pub fn layer() -> TailLayer {
 /// See [`layer`].
 pub struct TailLayer;
 
+/// An event's fields, the ordinary ones written straight into a JSON object (no map, no
+/// intermediate values: the layer runs for every line a busy host logs while a tail is open).
 #[derive(Default)]
 struct Fields {
     message: String,
     function: Option<String>,
-    other: serde_json::Map<String, serde_json::Value>,
+    /// `{"name":value,...` without the closing brace; empty when there are none.
+    other: Vec<u8>,
+}
+
+impl Fields {
+    fn key(&mut self, name: &str) {
+        self.other
+            .push(if self.other.is_empty() { b'{' } else { b',' });
+        json_string(&mut self.other, name);
+        self.other.push(b':');
+    }
+
+    fn number(&mut self, field: &Field, value: impl std::fmt::Display) {
+        self.key(field.name());
+        let _ = std::io::Write::write_fmt(&mut self.other, format_args!("{value}"));
+    }
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a &str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 impl Visit for Fields {
@@ -98,27 +119,55 @@ impl Visit for Fields {
             "message" => self.message = value.to_string(),
             "function" => self.function = Some(value.to_string()),
             name => {
-                self.other.insert(name.to_string(), value.into());
+                self.key(name);
+                json_string(&mut self.other, value);
             }
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.other.insert(field.name().to_string(), value.into());
+        self.number(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.other.insert(field.name().to_string(), value.into());
+        self.number(field, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.other.insert(field.name().to_string(), value.into());
+        self.number(field, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let mut text = String::new();
         let _ = write!(text, "{value:?}");
         self.record_str(field, &text);
+    }
+}
+
+impl Fields {
+    /// The JSON after `"seq":N,`: time, level, target, function, message, fields, `}`.
+    fn encode(self, time_ms: u64, level: &str, target: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + self.message.len() + self.other.len());
+        let _ = std::io::Write::write_fmt(
+            &mut out,
+            format_args!("\"time_ms\":{time_ms},\"level\":\"{level}\",\"target\":"),
+        );
+        json_string(&mut out, target);
+        if let Some(function) = &self.function {
+            out.extend_from_slice(b",\"function\":");
+            json_string(&mut out, function);
+        }
+        out.extend_from_slice(b",\"message\":");
+        json_string(&mut out, &self.message);
+        out.extend_from_slice(b",\"fields\":");
+        if self.other.is_empty() {
+            out.extend_from_slice(b"{}");
+        } else {
+            out.extend_from_slice(&self.other);
+            out.push(b'}');
+        }
+        out.push(b'}');
+        out
     }
 }
 
@@ -139,27 +188,34 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TailLayer {
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let record = Arc::new(LogRecord {
-            seq: tail.next.fetch_add(1, Ordering::Relaxed),
-            time_ms: now,
-            level: metadata.level().as_str(),
-            target: metadata.target().to_string(),
-            function: fields.function,
-            message: fields.message,
-            fields: fields.other,
-        });
+        let function = fields.function.as_deref().map(Box::from);
+        let body = fields.encode(now, metadata.level().as_str(), metadata.target());
         let mut ring = tail.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if ring.len() == RING {
-            ring.pop_front();
+        // Numbered under the lock, so the ring and the live channel are in sequence order.
+        let seq = ring.next;
+        ring.next += 1;
+        let mut frame = BytesMut::with_capacity(body.len() + 64);
+        let _ = write!(frame, "id: {seq}\nevent: log\ndata: {{\"seq\":{seq},");
+        frame.extend_from_slice(&body);
+        frame.extend_from_slice(b"\n\n");
+        let record = Arc::new(LogRecord {
+            seq,
+            level: *metadata.level(),
+            function,
+            frame: frame.freeze(),
+        });
+        if ring.records.len() == RING {
+            ring.records.pop_front();
         }
-        ring.push_back(record.clone());
+        ring.records.push_back(record.clone());
         // Sent under the ring's lock, so a tail that reads the ring then subscribes misses
         // nothing and sees nothing twice.
         let _ = tail.live.send(record);
     }
 }
 
-/// What a tail wants: one function's lines, lines at `level` or worse, after `after`.
+/// What a tail wants: one function's lines, lines at `level` or worse, after `after`, at
+/// most `rate` a second.
 #[derive(Debug, Clone, Default)]
 pub struct TailFilter {
     /// Only this function's lines.
@@ -168,13 +224,16 @@ pub struct TailFilter {
     pub level: Option<tracing::Level>,
     /// Resume after this sequence number (`Last-Event-ID`).
     pub after: u64,
+    /// Sample: at most this many INFO lines a second, and as many WARN and ERROR lines
+    /// (counted apart, so routine lines never crowd out an error); the lines left out are
+    /// counted in `event: sampled` notices. Every line when unset.
+    pub rate: Option<u32>,
 }
 
 impl TailFilter {
     fn wants(&self, r: &LogRecord) -> bool {
-        let level: tracing::Level = r.level.parse().unwrap_or(tracing::Level::INFO);
         r.seq > self.after
-            && self.level.is_none_or(|l| level <= l)
+            && self.level.is_none_or(|l| r.level <= l)
             && self
                 .function
                 .as_deref()
@@ -182,9 +241,76 @@ impl TailFilter {
     }
 }
 
-fn event(r: &LogRecord) -> Bytes {
-    let data = serde_json::to_string(r).unwrap_or_default();
-    Bytes::from(format!("id: {}\nevent: log\ndata: {data}\n\n", r.seq))
+/// A token bucket: `rate` lines a second, bursts of up to `rate`.
+struct Budget {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(rate: u32) -> Self {
+        Budget {
+            rate: rate as f64,
+            tokens: rate as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One tail's state between chunks: its filter, its sampling budgets and what it left out.
+struct Reader {
+    filter: TailFilter,
+    /// INFO lines, then WARN and ERROR lines; `None` without sampling.
+    budgets: Option<(Budget, Budget)>,
+    skipped: u64,
+}
+
+impl Reader {
+    fn admit(&mut self, r: &LogRecord) -> bool {
+        if !self.filter.wants(r) {
+            return false;
+        }
+        let Some((routine, severe)) = &mut self.budgets else {
+            return true;
+        };
+        let budget = if r.level < tracing::Level::INFO {
+            severe
+        } else {
+            routine
+        };
+        let taken = budget.take(Instant::now());
+        self.skipped += u64::from(!taken);
+        taken
+    }
+
+    /// The `sampled` notice for what was left out since the last one, if anything was.
+    fn notice(&mut self, chunk: &mut BytesMut) {
+        if self.skipped > 0 {
+            let _ = write!(
+                chunk,
+                "event: sampled\ndata: {{\"skipped\": {}}}\n\n",
+                self.skipped
+            );
+            self.skipped = 0;
+        }
+    }
+}
+
+fn gap(chunk: &mut BytesMut, missed: u64) {
+    let _ = write!(chunk, "event: gap\ndata: {{\"missed\": {missed}}}\n\n");
 }
 
 /// The server-sent event stream of one tail: the buffered records it has not seen, then the
@@ -197,9 +323,10 @@ pub fn stream(
     let (backlog, live) = {
         let ring = tail.ring.lock().unwrap_or_else(|p| p.into_inner());
         let backlog: Vec<Bytes> = ring
+            .records
             .iter()
             .filter(|r| filter.wants(r))
-            .map(|r| event(r))
+            .map(|r| r.frame.clone())
             .collect();
         (backlog, tail.live.subscribe())
     };
@@ -211,10 +338,15 @@ pub fn stream(
         )
     };
     keep();
+    let reader = Reader {
+        budgets: filter.rate.map(|r| (Budget::new(r), Budget::new(r))),
+        filter,
+        skipped: 0,
+    };
     // Tells the client how long to wait before reconnecting.
     let opening = std::iter::once(Bytes::from_static(b"retry: 1000\n\n"));
     let first = futures::stream::iter(opening.chain(backlog));
-    let rest = futures::stream::unfold((live, filter), move |(mut live, filter)| {
+    let rest = futures::stream::unfold((live, reader), move |(mut live, mut reader)| {
         let mut stop = stop.clone();
         async move {
             loop {
@@ -226,39 +358,150 @@ pub fn stream(
                     r = live.recv() => r,
                     _ = stop.changed() => { keep(); return None; }
                     () = tokio::time::sleep(HEARTBEAT) => {
-                        return Some((Bytes::from_static(b": keep-alive\n\n"), (live, filter)));
+                        return Some((Bytes::from_static(b": keep-alive\n\n"), (live, reader)));
                     }
                 };
+                let mut chunk = BytesMut::new();
                 match next {
-                    Ok(r) if filter.wants(&r) => {
+                    Ok(r) if reader.admit(&r) => {
                         // Lines come in bursts under load: gather what arrives in the next few
                         // milliseconds into one chunk, so a busy host writes tens of chunks a
                         // second to each tail rather than one per line.
-                        let mut chunk = BytesMut::from(&event(&r)[..]);
+                        chunk.extend_from_slice(&r.frame);
                         tokio::time::sleep(COALESCE).await;
                         for _ in 0..MAX_BATCH {
                             match live.try_recv() {
-                                Ok(r) if filter.wants(&r) => chunk.extend_from_slice(&event(&r)),
+                                Ok(r) if reader.admit(&r) => chunk.extend_from_slice(&r.frame),
                                 Ok(_) => {}
-                                Err(broadcast::error::TryRecvError::Lagged(n)) => chunk
-                                    .extend_from_slice(
-                                        format!("event: gap\ndata: {{\"missed\": {n}}}\n\n")
-                                            .as_bytes(),
-                                    ),
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    gap(&mut chunk, n)
+                                }
                                 Err(_) => break,
                             }
                         }
-                        return Some((chunk.freeze(), (live, filter)));
                     }
                     Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let gap = format!("event: gap\ndata: {{\"missed\": {n}}}\n\n");
-                        return Some((Bytes::from(gap), (live, filter)));
-                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => gap(&mut chunk, n),
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
+                reader.notice(&mut chunk);
+                return Some((chunk.freeze(), (live, reader)));
             }
         }
     });
     futures::StreamExt::chain(first, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// Every frame's kind and data in `chunks`.
+    fn events(chunks: &[Bytes]) -> Vec<(String, serde_json::Value)> {
+        let text: String = chunks
+            .iter()
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        text.split("\n\n")
+            .filter_map(|frame| {
+                let kind = frame.lines().find_map(|l| l.strip_prefix("event: "))?;
+                let data = frame.lines().find_map(|l| l.strip_prefix("data: "))?;
+                Some((kind.to_string(), serde_json::from_str(data).unwrap()))
+            })
+            .collect()
+    }
+
+    /// Log through the tail layer alone (the test's own subscriber, not the global one).
+    fn logging(f: impl FnOnce()) {
+        let subscriber = tracing_subscriber::registry().with(layer());
+        tracing::subscriber::with_default(subscriber, f);
+    }
+
+    /// Read `stream` until `quiet` passes without a chunk.
+    async fn drain(stream: impl futures::Stream<Item = Bytes>, quiet: Duration) -> Vec<Bytes> {
+        let mut stream = std::pin::pin!(stream);
+        let mut chunks = Vec::new();
+        while let Ok(Some(chunk)) = tokio::time::timeout(quiet, stream.next()).await {
+            chunks.push(chunk);
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn a_record_is_one_json_event_with_its_fields_escaped() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let filter = TailFilter {
+            function: Some("json-test".into()),
+            ..TailFilter::default()
+        };
+        let stream = stream(filter, stop);
+        logging(|| {
+            tracing::info!(
+                function = "json-test",
+                invocation = 7u64,
+                delta = -3i64,
+                cold = true,
+                note = "a \"quoted\"\nline",
+                "said {}",
+                "hi\t!"
+            )
+        });
+        let events = events(&drain(stream, Duration::from_millis(200)).await);
+        let (kind, record) = events.last().unwrap();
+        assert_eq!(kind, "log");
+        assert_eq!(record["level"], "INFO");
+        assert_eq!(record["function"], "json-test");
+        assert_eq!(record["message"], "said hi\t!");
+        assert_eq!(record["target"], module_path!());
+        assert!(record["seq"].as_u64().unwrap() > 0);
+        assert!(record["time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+        assert_eq!(
+            record["fields"],
+            serde_json::json!({"invocation": 7, "delta": -3, "cold": true, "note": "a \"quoted\"\nline"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sampled_tail_counts_what_it_leaves_out_and_never_drops_an_error_for_routine_lines() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let filter = TailFilter {
+            function: Some("sampling-test".into()),
+            rate: Some(20),
+            ..TailFilter::default()
+        };
+        let stream = stream(filter, stop);
+        logging(|| {
+            for i in 0..300 {
+                tracing::info!(function = "sampling-test", i, "routine");
+            }
+            tracing::error!(function = "sampling-test", "the one that matters");
+        });
+        let events = events(&drain(stream, Duration::from_millis(300)).await);
+        let shown = events.iter().filter(|(k, _)| k == "log").count() as u64;
+        let skipped: u64 = events
+            .iter()
+            .filter(|(k, _)| k == "sampled")
+            .map(|(_, d)| d["skipped"].as_u64().unwrap())
+            .sum();
+        assert!(events.iter().all(|(k, _)| k != "gap"), "lagged: {events:?}");
+        // A burst gets the bucket's size (and what refilled meanwhile), then nothing.
+        assert!((20..=22).contains(&shown), "{shown} lines shown");
+        assert_eq!(shown + skipped, 301, "every line shown or counted");
+        assert!(events
+            .iter()
+            .any(|(_, d)| d["message"] == "the one that matters"));
+    }
+
+    #[test]
+    fn a_budget_refills_at_its_rate_up_to_one_second_of_lines() {
+        let start = Instant::now();
+        let mut budget = Budget::new(10);
+        assert_eq!((0..15).filter(|_| budget.take(start)).count(), 10);
+        let later = start + Duration::from_millis(300);
+        assert_eq!((0..15).filter(|_| budget.take(later)).count(), 3);
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!((0..15).filter(|_| budget.take(much_later)).count(), 10);
+    }
 }

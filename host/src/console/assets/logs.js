@@ -2,10 +2,15 @@
 // for the page's life, read as a stream because EventSource cannot send the token. It
 // reconnects after a drop and resumes after the last line it saw (`since`), so nothing is
 // missed or shown twice. The Logs view and each function's recent invocations read its buffer.
+// It asks the host for a sample (`rate`): a host logging thousands of lines a second would
+// otherwise spend its cores sending them, and the page parsing them, for nobody to read;
+// the host counts what it leaves out, and `wasmfn logs` has every line.
 
 import { authHeaders, el, hasToken, status } from "./app.js";
 
 const KEEP = 2000;
+/// Lines a second the page asks for (and as many warnings and errors besides).
+export const RATE = 200;
 
 class LogTail {
   constructor() {
@@ -13,6 +18,9 @@ class LogTail {
     this.last = 0;
     this.listeners = new Set();
     this.connected = false;
+    // Lines the host left out of the sample, and lines lost because the page read too slowly.
+    this.skipped = 0;
+    this.missed = 0;
   }
 
   start() {
@@ -36,7 +44,7 @@ class LogTail {
   async read() {
     if (!hasToken()) return;
     const headers = authHeaders({ Accept: "text/event-stream" });
-    const r = await fetch(`/_wasmfn/logs?since=${this.last}`, { headers, cache: "no-store" });
+    const r = await fetch(`/_wasmfn/logs?since=${this.last}&rate=${RATE}`, { headers, cache: "no-store" });
     if (!r.ok || !r.body) return;
     this.setConnected(true);
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -47,10 +55,15 @@ class LogTail {
       // A chunk holds many events when the host is busy: split it once.
       const frames = (pending + value).split("\n\n");
       pending = frames.pop();
+      let counted = false;
       for (const frame of frames) {
         const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (data && frame.includes("event: log")) this.push(JSON.parse(data));
+        if (!data) continue;
+        if (frame.includes("event: log")) this.push(JSON.parse(data));
+        else if (frame.includes("event: sampled")) { this.skipped += JSON.parse(data).skipped; counted = true; }
+        else if (frame.includes("event: gap")) { this.missed += JSON.parse(data).missed; counted = true; }
       }
+      if (counted) this.notify();
     }
   }
 
@@ -65,6 +78,11 @@ class LogTail {
 
   setConnected(on) {
     this.connected = on;
+    this.notify();
+  }
+
+  /// Tell the listeners the tail's state changed (connected, lines left out), not its lines.
+  notify() {
     for (const l of this.listeners) l(null);
   }
 
@@ -119,15 +137,31 @@ export async function logsView() {
     const fn = fnFilter.value.trim();
     return (!fn || r.function === fn) && LEVELS[r.level] <= LEVELS[levelFilter.value];
   };
-  const redraw = () => {
-    list.replaceChildren(...tail.lines.filter(shown).slice(-500).map(logLine));
-    const fns = [...new Set(tail.lines.map((r) => r.function).filter(Boolean))].sort();
-    names.replaceChildren(...fns.map((f) => el("option", { value: f })));
+  const sampling = el("p", { id: "log-sampling", class: "notice", role: "status", hidden: true });
+  const drawState = () => {
     state.textContent = tail.connected ? "live" : "reconnecting…";
     state.className = `tail-state ${tail.connected ? "on" : "off"}`;
+    const notes = [];
+    if (tail.skipped) {
+      notes.push(`Sampled: ${tail.skipped.toLocaleString()} lines not shown (the host logs more than ${RATE} a second; ` +
+        "warnings and errors are sampled apart). `wasmfn logs --follow` prints every line.");
+    }
+    if (tail.missed) notes.push(`${tail.missed.toLocaleString()} lines lost: this page read more slowly than the host logged.`);
+    sampling.textContent = notes.join(" ");
+    sampling.hidden = !notes.length;
+  };
+  const suggest = () => {
+    const fns = [...new Set(tail.lines.map((r) => r.function).filter(Boolean))].sort();
+    names.replaceChildren(...fns.map((f) => el("option", { value: f })));
+  };
+  const redraw = () => {
+    list.replaceChildren(...tail.lines.filter(shown).slice(-500).map(logLine));
+    suggest();
+    drawState();
     if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
   };
   fnFilter.addEventListener("input", redraw);
+  fnFilter.addEventListener("focus", suggest);
   levelFilter.addEventListener("change", redraw);
   // New lines are drawn a few times a second, at most the last 200 each time: a host logging
   // thousands of lines a second costs the page a few small DOM updates, not one per line.
@@ -142,7 +176,7 @@ export async function logsView() {
     if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
   };
   const unsubscribe = tail.subscribe((r) => {
-    if (r === null) return redraw();
+    if (r === null) return drawState();
     if (!shown(r)) return;
     pending.push(r);
     if (pending.length > 400) pending = pending.slice(-200);
@@ -162,6 +196,7 @@ export async function logsView() {
       el("label", { for: "log-level" }, "Level"), levelFilter,
       el("label", {}, follow, " follow"),
     ),
+    sampling,
     list,
   );
   return { node, stop: () => { unsubscribe(); clearTimeout(frame); } };
