@@ -7,6 +7,12 @@
 //! A failure naks with the backoff as delay; at the maximum receive count the message is
 //! republished to the dead-letter queue's subject (with its last error) and acknowledged.
 //!
+//! Each host reads each queue through one long-lived pull subscription (`consumer.stream()`),
+//! which keeps a pull request open on the server and renews it as messages are taken: every
+//! message the server hands out reaches a reader, unlike short pull requests, whose expiry
+//! can race a delivery (the server counts it, the client never sees it, and it only comes back
+//! after `ack_wait`). Several hosts on one durable consumer share its messages.
+//!
 //! Difference from the embedded backend: JetStream 2.9 has no delayed publish, so a delayed
 //! message is held back with a nak-with-delay when first fetched; that wait counts as one
 //! delivery in its attempt number.
@@ -30,8 +36,18 @@ const ENQUEUED_AT: &str = "Wasmfn-Enqueued-At";
 const LAST_ERROR: &str = "Wasmfn-Last-Error";
 const RECEIVE_COUNT: &str = "Wasmfn-Receive-Count";
 const ATTRIBUTE: &str = "Wasmfn-Attr-";
-/// How long one pull request waits on the server for messages.
+/// How long a receive waits for a first message before answering with none (the consumer
+/// loop then asks again; the subscription stays open meanwhile).
 const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How long each pull request of a subscription stays open on the server before the client
+/// renews it; a renewal never loses a message, the subscription's inbox stays the same.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// The server's idle heartbeat on an open pull request: two missed ones mean the connection
+/// is gone, and the subscription is opened again.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// One queue's long-lived subscription, opened on first receive.
+type Subscription = Arc<tokio::sync::Mutex<Option<pull::Stream>>>;
 
 /// Queues in a NATS JetStream stream.
 pub struct NatsQueues {
@@ -48,6 +64,8 @@ struct Inner {
     /// function had no capacity), by message id. Kept by this host only: with several hosts,
     /// a message released on one and failed on another counts the released delivery.
     uncounted: Mutex<HashMap<String, u32>>,
+    /// Each queue's subscription, by queue name.
+    subscriptions: Mutex<HashMap<String, Subscription>>,
 }
 
 impl NatsQueues {
@@ -88,6 +106,7 @@ impl NatsQueues {
                 visibility: queues.iter().cloned().collect(),
                 held: Mutex::new(HashMap::new()),
                 uncounted: Mutex::new(HashMap::new()),
+                subscriptions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -188,47 +207,118 @@ impl Inner {
             .map_err(|e| anyhow!("publishing to {queue}: {e}"))
     }
 
+    /// Take up to `max` messages from `queue`'s subscription: wait up to [`FETCH_WAIT`] for
+    /// the first, then take what has already arrived.
     async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
+        let subscription = self
+            .subscriptions
+            .lock()
+            .unwrap()
+            .entry(queue.to_string())
+            .or_default()
+            .clone();
+        let mut open = subscription.lock().await;
+        if open.is_none() {
+            let consumer = self.consumer(queue).await?;
+            let stream = consumer
+                .stream()
+                // About one batch buffered here while the last one runs: what waits on this
+                // host counts down its visibility timeout, so keep it small.
+                .max_messages_per_batch(max.max(1))
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
+                .messages()
+                .await
+                .map_err(|e| anyhow!("subscribing to {queue}: {e}"))?;
+            *open = Some(stream);
+        }
+        let stream = open.as_mut().expect("opened above");
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + FETCH_WAIT;
+        while out.len() < max {
+            // The first message is waited for; after it, only what is already here.
+            let next = if out.is_empty() {
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            } else {
+                match futures::FutureExt::now_or_never(stream.next()) {
+                    Some(next) => next,
+                    None => break,
+                }
+            };
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    // A lost connection or missed heartbeats: open a new subscription next
+                    // time. Messages taken so far are returned; the rest come back after
+                    // their visibility timeout.
+                    *open = None;
+                    if out.is_empty() {
+                        return Err(anyhow!("reading {queue}: {e}"));
+                    }
+                    tracing::warn!(queue, error = %e, "queue subscription ended; opening a new one");
+                    break;
+                }
+                None => {
+                    *open = None;
+                    break;
+                }
+            };
+            if let Some(r) = self.take(message).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Take messages of `queue` that are there now, without a subscription (a redrive of a
+    /// dead-letter queue, which nobody consumes).
+    async fn fetch_now(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
         let consumer = self.consumer(queue).await?;
-        // Each expiring pull request is a window in which the server may hand a message to a
-        // request the client has stopped reading: that delivery is counted but never seen and
-        // only comes back after `ack_wait`. Long pulls keep such windows rare.
         let mut batch = consumer
             .fetch()
             .max_messages(max)
-            .expires(FETCH_WAIT)
             .messages()
             .await
             .map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
         let mut out = Vec::new();
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
-            let info = message.info().map_err(|e| anyhow!("{e}"))?;
-            let (id, delivered) = (info.stream_sequence.to_string(), info.delivered as u32);
-            let headers = message.headers.as_ref();
-            let not_before: u64 = header(headers, NOT_BEFORE)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let now = now_ms();
-            if not_before > now {
-                let wait = Duration::from_millis(not_before - now);
-                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
-                continue;
+            if let Some(r) = self.take(message).await? {
+                out.push(r);
             }
-            let attributes = attributes_of(headers);
-            let enqueued_at = header(headers, ENQUEUED_AT)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            out.push(Received {
-                id: id.clone(),
-                body: message.payload.to_vec(),
-                attributes,
-                attempt: self.attempt(&id, delivered),
-                enqueued_at,
-            });
-            self.held.lock().unwrap().insert(id, message);
         }
         Ok(out)
+    }
+
+    /// A delivered message as received (held for its settlement), or `None` when it is
+    /// delayed and was put back until it is due.
+    async fn take(&self, message: jetstream::Message) -> Result<Option<Received>> {
+        let info = message.info().map_err(|e| anyhow!("{e}"))?;
+        let (id, delivered) = (info.stream_sequence.to_string(), info.delivered as u32);
+        let headers = message.headers.as_ref();
+        let not_before: u64 = header(headers, NOT_BEFORE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let now = now_ms();
+        if not_before > now {
+            let wait = Duration::from_millis(not_before - now);
+            let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+            return Ok(None);
+        }
+        let received = Received {
+            id: id.clone(),
+            body: message.payload.to_vec(),
+            attributes: attributes_of(headers),
+            attempt: self.attempt(&id, delivered),
+            enqueued_at: header(headers, ENQUEUED_AT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        };
+        self.held.lock().unwrap().insert(id, message);
+        Ok(Some(received))
     }
 
     /// wasmfn's attempt number of a delivery JetStream numbered `delivered`.
@@ -459,7 +549,7 @@ impl QueueBackend for NatsQueues {
         Box::pin(async move {
             let mut moved = 0;
             loop {
-                let batch = this.do_receive(&from, 100).await?;
+                let batch = this.fetch_now(&from, 100).await?;
                 if batch.is_empty() {
                     return Ok(moved);
                 }
