@@ -200,16 +200,23 @@ fn prometheus_scrapes_the_series_of_known_traffic() {
 }
 
 #[test]
-fn metrics_and_readiness_need_the_token_but_liveness_does_not() {
+fn metrics_and_readiness_details_need_the_token_but_liveness_and_the_ready_bit_do_not() {
     let f = fixture();
     let server = f.serve();
     let admin = |path: &str| format!("http://{}{path}", server.admin_addr);
     let live = client().get(admin("/healthz")).send().unwrap();
     assert_eq!(live.status(), 200);
-    for path in ["/metrics", "/readyz", "/_wasmfn/usage"] {
+    for path in ["/metrics", "/_wasmfn/usage"] {
         let r = client().get(admin(path)).send().unwrap();
         assert_eq!(r.status(), 401, "{path} without the token");
     }
+    // Readiness without the token is one bit, for probes that cannot carry a secret.
+    let bit = client().get(admin("/readyz")).send().unwrap();
+    assert_eq!(bit.status(), 200);
+    assert_eq!(
+        bit.json::<serde_json::Value>().unwrap(),
+        serde_json::json!({ "ready": true })
+    );
     let ready = client()
         .get(admin("/readyz"))
         .bearer_auth(&server.admin_token)

@@ -411,7 +411,7 @@ impl Invoker for App {
 }
 
 /// A JSON response.
-fn json_text(status: http::StatusCode, value: serde_json::Value) -> HttpResponse {
+pub(crate) fn json_text(status: http::StatusCode, value: serde_json::Value) -> HttpResponse {
     let mut response = text_response(status, value.to_string());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

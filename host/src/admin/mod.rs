@@ -155,6 +155,11 @@ impl AdminServer {
                     };
                 }
                 if let (false, Err(refused)) = (liveness, guard.check(&head)) {
+                    // Readiness without the token is one bit (kubelets cannot send a secret
+                    // header); which check failed, and why, needs the token.
+                    if head.method == http::Method::GET && head.uri.path() == "/readyz" {
+                        return ready_bit(&app).await;
+                    }
                     return refused.into_response();
                 }
                 if head.method == http::Method::GET && head.uri.path() == "/_wasmfn/logs" {
@@ -190,6 +195,16 @@ impl AdminServer {
         }
         Ok(())
     }
+}
+
+/// `GET /readyz` without the token: `200 {"ready": true}` or `503 {"ready": false}`.
+async fn ready_bit(app: &App) -> wasmfn_host_core::HttpResponse {
+    let ready = crate::telemetry::health::readiness(app).await.ready;
+    let status = match ready {
+        true => http::StatusCode::OK,
+        false => http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    crate::app::json_text(status, serde_json::json!({ "ready": ready }))
 }
 
 /// `GET /_wasmfn/logs[?function=NAME&level=warn&since=SEQ&rate=N]`: the live log tail as
