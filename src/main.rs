@@ -50,6 +50,16 @@ struct Cli {
     #[arg(long, global = true)]
     no_cache: bool,
 
+    /// Only read `--cache-dir`, never compile or write there: a folder shared by several hosts,
+    /// filled beforehand by `wasmfn compile` (a component missing from it fails to load).
+    #[arg(
+        long,
+        global = true,
+        requires = "cache_dir",
+        conflicts_with = "no_cache"
+    )]
+    read_only_cache: bool,
+
     /// Instance allocator: `pooling` (default; falls back to on-demand if the address space
     /// cannot be reserved) or `on-demand`.
     #[arg(long, global = true, value_enum, default_value_t = AllocatorArg::Pooling)]
@@ -223,7 +233,10 @@ fn host_builder(cli: &Cli) -> HostBuilder {
     if cli.no_cache {
         builder = builder.disable_cache();
     } else if let Some(dir) = &cli.cache_dir {
-        builder = builder.cache_dir(dir);
+        builder = match cli.read_only_cache {
+            true => builder.read_only_cache(dir),
+            false => builder.cache_dir(dir),
+        };
     }
     builder
 }
