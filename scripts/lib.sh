@@ -155,6 +155,12 @@ ensure_test_servers() {
         say "installing moto (S3-compatible test server) from PyPI"
         python3 -m pip install --quiet 'moto[server]==5.*'
     }
+    # The cluster's deployment examples (tests/cluster_deploy.rs): Kubernetes schemas, systemd.
+    command -v kubernetes-validate >/dev/null 2>&1 || {
+        say "installing kubernetes-validate (Kubernetes schemas) from PyPI"
+        python3 -m pip install --quiet 'kubernetes-validate==1.37.0'
+    }
+    command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
     # SAM's translator and cfn-lint check the generated Lambda templates (scripts/validate-sam-template).
     { python3 -c 'import samtranslator' && command -v cfn-lint; } >/dev/null 2>&1 || {
         say "installing aws-sam-translator and cfn-lint from PyPI"

@@ -34,6 +34,7 @@
 
 pub mod admin;
 mod app;
+pub mod cluster;
 pub mod console;
 mod control_api;
 mod host;

@@ -57,6 +57,8 @@ pub(crate) fn trigger_sections() -> Vec<Arc<dyn ManifestSection>> {
         Arc::new(wasmfn_host_orchestration::eventbus::EventSection),
         #[cfg(feature = "otlp")]
         Arc::new(crate::telemetry::otlp::TelemetrySection),
+        // Last: it checks what the others parsed.
+        Arc::new(crate::cluster::ClusterSection),
     ]
 }
 

@@ -37,6 +37,17 @@ fn report(app: &mut App, problems: Vec<String>) {
     }
 }
 
+/// Run `connect` on the long-lived runtime (a backend client's tasks must live there).
+#[cfg(any(feature = "postgres", feature = "nats"))]
+fn block_on_runtime<T>(
+    what: &str,
+    connect: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| anyhow::anyhow!("{what} need a tokio runtime"))?;
+    tokio::task::block_in_place(|| handle.block_on(connect))
+}
+
 #[cfg(any(feature = "schedules", feature = "streams"))]
 fn create_state_dir(state: &Path) -> Result<()> {
     use anyhow::Context as _;
@@ -52,8 +63,38 @@ fn schedules(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
     if m.schedules.is_empty() {
         return Ok(());
     }
-    create_state_dir(state)?;
-    let mut scheduler = Scheduler::new(m.schedules.clone(), state.join("schedules.json"));
+    let ticks: Arc<dyn wasmfn_host_triggers::schedule::Ticks> =
+        match manifest.get::<crate::cluster::ClusterConfig>() {
+            None => {
+                create_state_dir(state)?;
+                Arc::new(wasmfn_host_triggers::schedule::LocalTicks::new(
+                    state.join("schedules.json"),
+                ))
+            }
+            #[cfg(feature = "postgres")]
+            Some(cluster) => {
+                let url = cluster
+                    .url
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("[cluster] url: {e}"))?;
+                let ticks = block_on_runtime(
+                    "the cluster's schedule ticks",
+                    wasmfn_host_triggers::schedule::PostgresTicks::connect(
+                        url.expose(),
+                        &cluster.namespace,
+                        cluster.lease,
+                    ),
+                )
+                .map_err(|e| e.context("[cluster]: connecting to PostgreSQL"))?;
+                tracing::info!(namespace = %cluster.namespace, "schedules: ticks claimed in PostgreSQL (cluster)");
+                Arc::new(ticks)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => anyhow::bail!(
+                "[cluster]: this wasmfn was built without PostgreSQL, where a cluster's schedules are claimed; rebuild wasmfn-host with the `postgres` feature"
+            ),
+        };
+    let mut scheduler = Scheduler::new(m.schedules.clone(), ticks);
     let problems = scheduler.validate(app);
     report(app, problems);
     let scheduler = Arc::new(scheduler);
@@ -117,16 +158,10 @@ fn queues(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
                     ]
                 })
                 .collect();
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| anyhow::anyhow!("the NATS queue backend needs a tokio runtime"))?;
-            // The client's tasks must live on the long-lived runtime, so connect on it.
-            let nats = tokio::task::block_in_place(|| {
-                handle.block_on(wasmfn_host_triggers::queue::NatsQueues::connect(
-                    url,
-                    stream,
-                    &visibility,
-                ))
-            })?;
+            let nats = block_on_runtime(
+                "the NATS queue backend",
+                wasmfn_host_triggers::queue::NatsQueues::connect(url, stream, &visibility),
+            )?;
             let url = wasmfn_host_core::secrets::redact_url(url);
             tracing::info!(%url, %stream, "queues: NATS JetStream backend");
             Arc::new(nats)
@@ -167,18 +202,13 @@ fn workflows(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
             let url = url
                 .resolve()
                 .map_err(|e| anyhow::anyhow!("[workflow-store] url: {e}"))?;
-            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-                anyhow::anyhow!("the PostgreSQL workflow store needs a tokio runtime")
-            })?;
-            // The pool's connections must live on the long-lived runtime.
-            let pg = tokio::task::block_in_place(|| {
-                handle.block_on(
-                    wasmfn_host_orchestration::workflow::PostgresExecutions::connect(
-                        url.expose(),
-                        *lease,
-                    ),
-                )
-            })
+            let pg = block_on_runtime(
+                "the PostgreSQL workflow store",
+                wasmfn_host_orchestration::workflow::PostgresExecutions::connect(
+                    url.expose(),
+                    *lease,
+                ),
+            )
             .map_err(|e| e.context("[workflow-store]: connecting to PostgreSQL"))?;
             tracing::info!(
                 lease_ms = lease.as_millis() as u64,

@@ -5,7 +5,7 @@
 //! set up at load, and every backend the app uses answering now (each asked with a timeout,
 //! so a hung backend makes the host unready instead of hanging the probe).
 
-#[cfg(any(feature = "queues", feature = "workflows"))]
+#[cfg(any(feature = "queues", feature = "workflows", feature = "schedules"))]
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,13 +13,14 @@ use serde::Serialize;
 use crate::app::App;
 
 /// How long a backend may take to answer a readiness probe.
-#[cfg(any(feature = "queues", feature = "workflows"))]
+#[cfg(any(feature = "queues", feature = "workflows", feature = "schedules"))]
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One readiness check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
-    /// What was checked: `functions`, `bindings`, `queues`, `workflows`, `streams`.
+    /// What was checked: `functions`, `bindings`, `queues`, `workflows`, `streams`,
+    /// `schedules`.
     pub name: &'static str,
     /// Whether it passed.
     pub ok: bool,
@@ -89,6 +90,17 @@ pub async fn readiness(app: &App) -> Readiness {
             })
             .collect();
         checks.push(check("streams", problems));
+    }
+    #[cfg(feature = "schedules")]
+    if let Some(scheduler) = app.scheduler() {
+        let problems = match tokio::time::timeout(PROBE_TIMEOUT, scheduler.probe()).await {
+            Ok(Ok(())) => Vec::new(),
+            Ok(Err(e)) => vec![format!("the schedules' tick store failed: {e:#}")],
+            Err(_) => vec![format!(
+                "the schedules' tick store did not answer within {PROBE_TIMEOUT:?}"
+            )],
+        };
+        checks.push(check("schedules", problems));
     }
     Readiness {
         ready: checks.iter().all(|c| c.ok),

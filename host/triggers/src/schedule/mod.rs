@@ -1,15 +1,15 @@
 //! The schedule trigger: cron (5 or 6 fields, parsed by `croner`) and `rate(N unit)` schedules
 //! that invoke `schedule` functions, in UTC or a named time zone, without overlapping runs
-//! unless allowed, with a stated policy for runs missed while the host was down.
+//! unless allowed, with a stated policy for runs missed while the host was down. Each due
+//! tick is claimed first ([`Ticks`]): locally on one host, in PostgreSQL across a cluster, so
+//! a tick fires once however many hosts run the schedule.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
-use chrono::{DateTime, TimeZone as _, Utc};
+use anyhow::Result;
+use chrono::{DateTime, SubsecRound as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Year};
 use croner::Cron;
@@ -19,17 +19,24 @@ use wasmfn_host_core::schedule::ScheduledEvent;
 use wasmfn_host_core::{InvokeError, Invoker, Service, World};
 
 pub mod manifest;
+#[cfg(feature = "schedules-postgres")]
+mod postgres;
 mod runs;
+mod ticks;
 
 pub use manifest::{ScheduleManifest, ScheduleSection};
+#[cfg(feature = "schedules-postgres")]
+pub use postgres::PostgresTicks;
 pub use runs::Run;
+pub use ticks::{Claim, LocalTicks, TickFuture, Ticks};
 
 /// When a schedule fires.
 #[derive(Clone, Debug)]
 pub enum Expression {
     /// A cron expression evaluated in a time zone.
     Cron(Box<Cron>, Tz),
-    /// Every fixed interval.
+    /// Every fixed interval, counted from the Unix epoch (`rate(5 minutes)` fires at :00,
+    /// :05, ...).
     Rate(Duration),
 }
 
@@ -62,12 +69,35 @@ impl Expression {
         Ok(Expression::Cron(Box::new(cron), tz))
     }
 
+    /// The last firing at or before `at`.
+    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Expression::Rate(d) => {
+                let every = d.as_millis().max(1) as i64;
+                Utc.timestamp_millis_opt(at.timestamp_millis().div_euclid(every) * every)
+                    .single()
+            }
+            Expression::Cron(cron, tz) => cron
+                .find_previous_occurrence(&at.trunc_subsecs(0).with_timezone(tz), true)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
     /// The first firing strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Expression::Rate(d) => Some(after + chrono::Duration::from_std(*d).ok()?),
+            // Aligned on the epoch, not on when the host started: every host of a cluster
+            // computes the same ticks, so their claims meet on one row.
+            Expression::Rate(d) => {
+                let every = d.as_millis().max(1) as i64;
+                let next = (after.timestamp_millis().div_euclid(every) + 1) * every;
+                Utc.timestamp_millis_opt(next).single()
+            }
+            // From the whole second: croner keeps the fraction of `after` in what it finds,
+            // which would give every host (and every start) ticks of its own.
             Expression::Cron(cron, tz) => cron
-                .find_next_occurrence(&after.with_timezone(tz), false)
+                .find_next_occurrence(&after.trunc_subsecs(0).with_timezone(tz), false)
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
         }
@@ -106,7 +136,8 @@ pub enum MissedRuns {
     /// Forget them; the next run is the next one due from now (default).
     #[default]
     Skip,
-    /// Run once at start-up for everything missed (like `anacron`), then continue on schedule.
+    /// Run once at start-up for everything missed (like `anacron`), as the latest missed
+    /// tick, then continue on schedule.
     RunOnce,
 }
 
@@ -130,23 +161,17 @@ pub struct ScheduleConfig {
 /// The schedules of an app.
 pub struct Scheduler {
     schedules: BTreeMap<String, ScheduleConfig>,
-    running: BTreeMap<String, Arc<AtomicBool>>,
-    state_file: PathBuf,
+    ticks: Arc<dyn Ticks>,
     runs: Arc<runs::RunLog>,
 }
 
 impl Scheduler {
-    /// Schedules whose last firing times are kept in `state_file`.
-    pub fn new(configs: Vec<ScheduleConfig>, state_file: PathBuf) -> Self {
-        let running = configs
-            .iter()
-            .map(|c| (c.name.clone(), Arc::default()))
-            .collect();
+    /// Schedules whose ticks are claimed in `ticks` ([`LocalTicks`] on one host).
+    pub fn new(configs: Vec<ScheduleConfig>, ticks: Arc<dyn Ticks>) -> Self {
         let runs = Arc::new(runs::RunLog::new(configs.iter().map(|c| c.name.as_str())));
         Self {
             schedules: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            running,
-            state_file,
+            ticks,
             runs,
         }
     }
@@ -182,6 +207,11 @@ impl Scheduler {
         self.runs.of(name)
     }
 
+    /// Whether the ticks' store answers (a cluster's database; the state file on one host).
+    pub async fn probe(&self) -> Result<()> {
+        self.ticks.last_fired().await.map(drop)
+    }
+
     /// Run schedule `name` once now, whatever its expression says.
     pub async fn trigger(
         &self,
@@ -202,60 +232,86 @@ impl Scheduler {
     ) {
         let now = Utc::now();
         let last = last_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        // The made-up run is the latest missed tick: every host of a cluster that starts
+        // after the gap computes the same one, so it is claimed (and run) once.
         let mut due = match (c.missed, last) {
-            (MissedRuns::RunOnce, Some(last)) => match c.expression.next_after(last) {
-                Some(missed) if missed <= now => {
-                    tracing::info!(schedule = %c.name, missed_since = %missed, "running once for firings missed while the host was down");
-                    Some(missed)
+            (MissedRuns::RunOnce, Some(last)) => match c.expression.latest_at_or_before(now) {
+                Some(latest) if latest > last => {
+                    let since = c.expression.next_after(last).unwrap_or(latest);
+                    tracing::info!(schedule = %c.name, missed_since = %since, "running once for firings missed while the host was down");
+                    Some(latest)
                 }
                 _ => c.expression.next_after(now),
             },
             _ => c.expression.next_after(now),
         };
-        let running = self.running[&c.name].clone();
         while let Some(at) = due {
             let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
-            self.save_state(&c.name, at);
-            if !c.overlap && running.swap(true, Ordering::AcqRel) {
-                metrics::counter!("wasmfn_schedule_skipped_total", "schedule" => c.name.clone())
-                    .increment(1);
-                tracing::warn!(schedule = %c.name, scheduled_time = %at, "skipped: the previous run is still running (set `overlap = true` to allow)");
-            } else {
-                let (functions, c2, running) = (functions.clone(), c.clone(), running.clone());
-                let log = self.runs.clone();
-                tokio::spawn(async move {
-                    let _ = fire(&*functions, &c2, at, Utc::now(), &log, "timer").await;
-                    running.store(false, Ordering::Release);
-                });
-            }
+            self.tick(&functions, &c, at).await;
             due = c
                 .expression
                 .next_after(at.max(Utc::now() - chrono::Duration::milliseconds(1)));
         }
     }
 
-    fn load_state(&self) -> BTreeMap<String, i64> {
-        std::fs::read(&self.state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn save_state(&self, name: &str, at: DateTime<Utc>) {
-        let mut state = self.load_state();
-        state.insert(name.to_string(), at.timestamp_millis());
-        let write = || -> Result<()> {
-            let tmp = self.state_file.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&state)?)?;
-            std::fs::rename(&tmp, &self.state_file).context("saving schedule state")
-        };
-        if let Err(e) = write() {
-            tracing::warn!(file = %self.state_file.display(), error = %format!("{e:#}"), "cannot record the schedule's last run");
+    /// Claim the tick `at` of `c` and, when this host won it, run it in the background.
+    async fn tick(&self, functions: &Arc<dyn Invoker>, c: &ScheduleConfig, at: DateTime<Utc>) {
+        let tick = at.timestamp_millis();
+        match self.ticks.claim(&c.name, tick, !c.overlap).await {
+            Ok(Claim::Fire) => {}
+            Ok(Claim::Elsewhere) => {
+                tracing::debug!(schedule = %c.name, scheduled_time = %at, "fired by another host");
+                return;
+            }
+            Ok(Claim::Busy) => {
+                metrics::counter!("wasmfn_schedule_skipped_total", "schedule" => c.name.clone())
+                    .increment(1);
+                tracing::warn!(schedule = %c.name, scheduled_time = %at, "skipped: the previous run is still running (set `overlap = true` to allow)");
+                return;
+            }
+            Err(e) => {
+                // Firing without a claim could fire it twice in a cluster: skip and say so.
+                metrics::counter!("wasmfn_schedule_unclaimed_total", "schedule" => c.name.clone())
+                    .increment(1);
+                tracing::error!(schedule = %c.name, scheduled_time = %at, error = %format!("{e:#}"), "skipped: cannot claim the tick");
+                return;
+            }
         }
+        let (functions, c, ticks, log) = (
+            functions.clone(),
+            c.clone(),
+            self.ticks.clone(),
+            self.runs.clone(),
+        );
+        tokio::spawn(async move {
+            let run = fire(&*functions, &c, at, Utc::now(), &log, "timer");
+            match ticks.renew_every().filter(|_| !c.overlap) {
+                None => drop(run.await),
+                Some(every) => {
+                    // The run lease outlives a slow run only while this host renews it.
+                    tokio::pin!(run);
+                    let mut renew =
+                        tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    loop {
+                        tokio::select! {
+                            _ = &mut run => break,
+                            _ = renew.tick() => {
+                                if let Err(e) = ticks.renew(&c.name, tick).await {
+                                    tracing::warn!(schedule = %c.name, error = %format!("{e:#}"), "cannot renew the run lease");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let Err(e) = ticks.finish(&c.name, tick).await {
+                tracing::warn!(schedule = %c.name, error = %format!("{e:#}"), "cannot end the run lease; the next run waits for it to expire");
+            }
+        });
     }
 }
 
@@ -267,14 +323,22 @@ impl Service for Scheduler {
         functions: Arc<dyn Invoker>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
-        let last = self.load_state();
         self.schedules
             .values()
             .map(|c| {
                 let (me, functions, c, mut shutdown) =
                     (self.clone(), functions.clone(), c.clone(), shutdown.clone());
-                let last = last.get(&c.name).copied();
-                tokio::spawn(async move { me.run(functions, c, last, &mut shutdown).await })
+                tokio::spawn(async move {
+                    // Read per schedule, at start: in a cluster, the last tick any host fired.
+                    let last = match me.ticks.last_fired().await {
+                        Ok(last) => last.get(&c.name).copied(),
+                        Err(e) => {
+                            tracing::warn!(schedule = %c.name, error = %format!("{e:#}"), "cannot read the last tick; missed runs are not made up");
+                            None
+                        }
+                    };
+                    me.run(functions, c, last, &mut shutdown).await
+                })
             })
             .collect()
     }
@@ -348,12 +412,39 @@ mod tests {
             every_second.next_after(at("2026-01-01T10:00:00Z")),
             Some(at("2026-01-01T10:00:01Z"))
         );
+        // Whole seconds, whatever the fraction of the time asked from.
+        assert_eq!(
+            every_second.next_after(at("2026-01-01T10:00:00.731Z")),
+            Some(at("2026-01-01T10:00:01Z"))
+        );
+        assert_eq!(
+            every_5_min.next_after(at("2026-01-01T10:04:59.999Z")),
+            Some(at("2026-01-01T10:05:00Z"))
+        );
         let rate = Expression::parse("rate(5 minutes)", None).unwrap();
         assert_eq!(
             rate.next_after(at("2026-01-01T10:00:00Z")),
             Some(at("2026-01-01T10:05:00Z"))
         );
+        // Rates count from the epoch, so every host of a cluster has the same ticks.
+        assert_eq!(
+            rate.next_after(at("2026-01-01T10:02:30Z")),
+            Some(at("2026-01-01T10:05:00Z"))
+        );
         assert!(Expression::parse("rate(1 hour)", None).is_ok());
+        // The latest tick up to a time, for making up missed runs.
+        assert_eq!(
+            every_5_min.latest_at_or_before(at("2026-01-01T10:07:30.5Z")),
+            Some(at("2026-01-01T10:05:00Z"))
+        );
+        assert_eq!(
+            every_5_min.latest_at_or_before(at("2026-01-01T10:05:00Z")),
+            Some(at("2026-01-01T10:05:00Z"))
+        );
+        assert_eq!(
+            rate.latest_at_or_before(at("2026-01-01T10:07:30Z")),
+            Some(at("2026-01-01T10:05:00Z"))
+        );
     }
 
     #[test]

@@ -1,0 +1,337 @@
+//! Cluster mode through the real binary: three `wasmfn serve` hosts of one app sharing a real
+//! PostgreSQL (the `[cluster]` database, where schedule ticks are claimed) and a real NATS
+//! JetStream (the queues). One host is killed with SIGKILL in the middle and started again, and
+//! another is paused (SIGSTOP, as a partition would) and resumed; recorders outside the hosts
+//! count what every function did. Also: `wasmfn check` refuses a cluster that keeps shared
+//! state in an embedded store, naming the setting.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::servers::{postgres, Nats};
+use common::{collector, wait_until, wasmfn, Fixture, Server};
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
+
+fn signal(server: &Server, sig: i32) {
+    // SAFETY: kill(2) on a child process this test started.
+    assert_eq!(unsafe { kill(server.child.id() as i32, sig) }, 0);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One app folder for every host; each host gets its own state folder (as on its own machine)
+/// and they share the compile cache (a read-only precompiled folder would do as well).
+fn cluster_app(database: &str, nats_port: u16, jobs: &str, ticks: &str) -> Fixture {
+    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder"]);
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "[cluster]\nurl = \"{database}\"\nlease = \"3s\"\n\n\
+             [queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{nats_port}\"\n\n\
+             [functions.queue-recorder]\ntimeout = \"1s\"\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
+             [functions.queue-recorder.config]\ncollector = \"{jobs}\"\n\n\
+             [functions.schedule-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
+             [functions.schedule-recorder.config]\ncollector = \"{ticks}\"\n\n\
+             [queues.jobs]\nfunction = \"queue-recorder\"\nbatch-size = 10\nconcurrency = 2\nvisibility-timeout = \"2s\"\n\n\
+             [schedules.tick]\nfunction = \"schedule-recorder\"\nexpression = \"* * * * * *\"\n"
+        ),
+    );
+    // The hosts share one compile cache, filled once beforehand and read-only to them.
+    let out = wasmfn()
+        .arg("compile")
+        .arg("--cache-dir")
+        .arg(f.cache.path())
+        .arg(f.dir.path().join("queue-recorder.wasm"))
+        .arg(f.dir.path().join("schedule-recorder.wasm"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f
+}
+
+fn host(f: &Fixture, n: usize) -> Server {
+    let state = f.dir.path().join(format!("host-{n}"));
+    f.serve_with(
+        &["--state-dir", state.to_str().unwrap(), "--read-only-cache"],
+        &[],
+    )
+}
+
+fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> usize {
+    let messages: Vec<_> = bodies
+        .iter()
+        .map(|b| serde_json::json!({ "body": b }))
+        .collect();
+    let r = server
+        .admin_post(&format!("queues/{queue}/batch"))
+        .json(&serde_json::json!({ "messages": messages }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+    let v: serde_json::Value = r.json().unwrap();
+    v["ids"].as_array().unwrap().len()
+}
+
+/// How often each tick of `tick` fired, by scheduled time, counted over every host.
+fn tick_counts(lines: &Mutex<Vec<String>>) -> BTreeMap<i64, usize> {
+    let mut counts = BTreeMap::new();
+    for l in lines.lock().unwrap().iter() {
+        let mut parts = l.split_whitespace();
+        if parts.next() != Some("tick") {
+            continue;
+        }
+        let at: i64 = parts.next().unwrap().parse().unwrap();
+        *counts.entry(at).or_default() += 1;
+    }
+    counts
+}
+
+/// Distinct bodies the queue recorder reported, and every report.
+fn handled(lines: &Mutex<Vec<String>>) -> (HashSet<String>, usize) {
+    let lines = lines.lock().unwrap();
+    let bodies = lines
+        .iter()
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
+        .collect();
+    (bodies, lines.len())
+}
+
+#[test]
+fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_pause() {
+    let nats = Nats::start();
+    let database = postgres().database();
+    // 2 ms per report keeps delivery slower than sending, so the kill lands mid-processing.
+    let (jobs_url, jobs) = collector(Duration::from_millis(2));
+    let (ticks_url, ticks) = collector(Duration::ZERO);
+    let f = cluster_app(&database, nats.port, &jobs_url, &ticks_url);
+    let mut hosts: Vec<Option<Server>> = (0..3).map(|n| Some(host(&f, n))).collect();
+    let started = now_ms();
+
+    // 20,000 messages sent through every host in turn.
+    let total = 20_000;
+    let mut accepted = 0;
+    for (i, chunk) in (0..total).collect::<Vec<_>>().chunks(200).enumerate() {
+        let bodies: Vec<String> = chunk.iter().map(|i| format!("m-{i}")).collect();
+        accepted += send_batch(hosts[i % 3].as_ref().unwrap(), "jobs", &bodies);
+    }
+    assert_eq!(accepted, total);
+    wait_until(
+        "processing to be under way",
+        Duration::from_secs(60),
+        || handled(&jobs).0.len() >= 4_000,
+    );
+
+    // SIGKILL host 0 mid-processing: its batches in flight come back to the others.
+    let mut dead = hosts[0].take().unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed_at = now_ms();
+    let at_kill = handled(&jobs).0.len();
+    assert!(
+        at_kill < total,
+        "the kill came after everything was handled"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    hosts[0] = Some(host(&f, 0));
+
+    // Pause host 1 longer than the visibility timeout and the lease, then let it go on.
+    std::thread::sleep(Duration::from_secs(1));
+    let paused = hosts[1].as_ref().unwrap();
+    signal(paused, SIGSTOP);
+    let paused_at = now_ms();
+    std::thread::sleep(Duration::from_secs(4));
+    signal(paused, SIGCONT);
+    let resumed_at = now_ms();
+
+    wait_until(
+        "every message to be handled",
+        Duration::from_secs(180),
+        || handled(&jobs).0.len() == total,
+    );
+    // A few more ticks with all three hosts back.
+    std::thread::sleep(Duration::from_secs(3));
+    let ended = now_ms();
+
+    let (bodies, reports) = handled(&jobs);
+    for i in 0..total {
+        assert!(bodies.contains(&format!("m-{i}")), "message m-{i} was lost");
+    }
+    let duplicates = reports - total;
+    eprintln!(
+        "queue: {total} messages over 3 hosts, kill -9 of one after {at_kill} handled and a 4 s \
+         pause of another: none lost, {duplicates} duplicate deliveries (batches in flight on \
+         the killed and the paused host, redelivered after their visibility timeout)"
+    );
+    assert!(
+        duplicates <= 400,
+        "far more duplicates than batches in flight: {duplicates}"
+    );
+
+    // Every tick from the first whole second to the last, once on the whole cluster. Around
+    // the kill a tick may be missing (claimed by the host that died before its run reported).
+    let counts = tick_counts(&ticks);
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "ticks fired more than once: {twice:?}");
+    let first = (started / 1000 + 1) * 1000;
+    let last = (ended / 1000 - 2) * 1000;
+    let near = |t: i64, at: i64| (at - 1000..=at + 2000).contains(&t);
+    let mut missing = Vec::new();
+    for t in (first..=last).step_by(1000) {
+        if !counts.contains_key(&t) {
+            missing.push(t);
+        }
+    }
+    eprintln!(
+        "schedule: {} ticks from {first} to {last} on 3 hosts, each fired once; missing: \
+         {missing:?} (kill at {killed_at}, pause {paused_at}..{resumed_at})",
+        (last - first) / 1000 + 1
+    );
+    assert!(
+        missing.iter().all(|t| near(*t, killed_at)),
+        "ticks missing away from the kill: {missing:?} (kill at {killed_at}); fired: {counts:?}"
+    );
+    assert!(
+        missing.len() <= 1,
+        "more than one tick lost to the kill: {missing:?}"
+    );
+    // The paused host did not fire the ticks it slept through when it woke up.
+    for (t, _) in counts.range(paused_at..resumed_at + 1000) {
+        assert!(*t >= paused_at - 1000);
+    }
+    drop(dead);
+}
+
+#[test]
+fn a_missed_run_is_made_up_once_by_the_whole_cluster() {
+    let nats = Nats::start();
+    let database = postgres().database();
+    let (jobs_url, _jobs) = collector(Duration::ZERO);
+    let (ticks_url, ticks) = collector(Duration::ZERO);
+    let f = cluster_app(&database, nats.port, &jobs_url, &ticks_url);
+    // An hourly schedule that makes up missed runs: the first host to start after a missed
+    // hour runs it once, the others see it claimed.
+    let manifest = std::fs::read_to_string(f.dir.path().join("wasmfn.toml")).unwrap();
+    f.write(
+        "wasmfn.toml",
+        format!("{manifest}\n[schedules.hourly]\nfunction = \"schedule-recorder\"\nexpression = \"0 * * * *\"\nmissed = \"run-once\"\n"),
+    );
+    // Pretend the cluster last fired `hourly` three hours ago.
+    let three_hours_ago = ((now_ms() - 3 * 3600 * 1000) / 3_600_000) * 3_600_000;
+    let first = host(&f, 0);
+    wait_until("the first tick", Duration::from_secs(10), || {
+        !tick_counts(&ticks).is_empty()
+    });
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([&database, "-qAtc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql(&format!(
+        "INSERT INTO wasmfn_schedule_ticks (schedule, last_tick) VALUES ('default/hourly', {three_hours_ago}) \
+         ON CONFLICT (schedule) DO UPDATE SET last_tick = excluded.last_tick"
+    ));
+    drop(first);
+    let hosts: Vec<Server> = (0..3).map(|n| host(&f, n)).collect();
+    let t0 = Instant::now();
+    wait_until("the missed hourly run", Duration::from_secs(20), || {
+        ticks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("hourly "))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let hourly: Vec<String> = ticks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("hourly "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        hourly.len(),
+        1,
+        "the missed run ran {} times: {hourly:?}",
+        hourly.len()
+    );
+    eprintln!(
+        "missed hourly run made up once across 3 hosts, {:?} after they started",
+        t0.elapsed()
+    );
+
+    let counts = tick_counts(&ticks);
+    assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+    drop(hosts);
+}
+
+#[test]
+fn check_refuses_a_cluster_that_keeps_shared_state_in_an_embedded_store() {
+    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder"]);
+    let check = |manifest: &str| {
+        f.write("wasmfn.toml", manifest);
+        let out = wasmfn().arg("check").arg(f.dir.path()).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let cluster = "[cluster]\nurl = \"postgres://u@127.0.0.1:1/x\"\n\n";
+    let queue = "[queues.jobs]\nfunction = \"queue-recorder\"\n";
+    let (ok, text) = check(&format!("{cluster}{queue}"));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("queue `jobs`") && text.contains("[queue-backend] kind = \"nats\""),
+        "{text}"
+    );
+    let (ok, text) = check(&format!(
+        "{cluster}[functions.schedule-recorder]\nkv = [\"default\"]\n"
+    ));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("key-value store `default`")
+            && text.contains("[kv.default] backend = \"redis\""),
+        "{text}"
+    );
+    // Moved to distributed backends (real ones: `check` opens what the app uses), it passes.
+    let nats = Nats::start();
+    let (ok, text) = check(&format!(
+        "{cluster}[kv.cache]\nbackend = \"redis\"\nurl = \"{}\"\n\n\
+         [functions.schedule-recorder]\nkv = [\"cache\"]\n\n\
+         [queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n{queue}",
+        common::servers::redis().url(),
+        nats.port
+    ));
+    assert!(ok, "{text}");
+    let (ok, text) = check("[cluster]\nlease = \"10s\"\n");
+    assert!(!ok && text.contains("url-env"), "{text}");
+    let (ok, text) = check("[cluster]\nurl-env = \"DATABASE_URL\"\nlease = \"10ms\"\n");
+    assert!(!ok && text.contains("cluster.lease"), "{text}");
+}
