@@ -25,13 +25,18 @@ bench_scratch
 
 # PostgreSQL and NATS of the run's own, on loopback.
 PG_PORT=55432 NATS_PORT=54222
-"$(pg_bindir)/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
-"$(pg_bindir)/pg_ctl" -D "$WORK/pg" -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off" -l "$WORK/pg.log" start >/dev/null
-trap '"$(pg_bindir)/pg_ctl" -D "$WORK/pg" stop -m fast >/dev/null 2>&1 || true; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+# PostgreSQL refuses to run as root: then it runs as `postgres`, in a folder of its own.
+PG="$WORK/pg"
+mkdir -p "$PG"
+pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$(pg_bindir)/$1" "${@:2}"; else "$(pg_bindir)/$1" "${@:2}"; fi; }
+if [ "$(id -u)" = 0 ]; then chmod 755 "$WORK"; chown postgres "$PG"; fi
+pg initdb -D "$PG/data" -U postgres -A trust --no-sync >/dev/null
+pg pg_ctl -D "$PG/data" -o "-p $PG_PORT -k $PG -c listen_addresses=127.0.0.1 -c fsync=off" -l "$PG/log" start >/dev/null
+trap 'pg pg_ctl -D "$PG/data" stop -m fast >/dev/null 2>&1 || true; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 & PIDS+=($!)
 sleep 1
 
-# app N: a fresh database and JetStream stream per host count, so runs do not share a backlog.
+# app N: a fresh database and queue (jobsN) per host count, so runs do not share a backlog.
 app() {
     local n="$1" dir="$WORK/app$1"
     mkdir -p "$dir"
@@ -44,9 +49,8 @@ url = "postgres://postgres@127.0.0.1:$PG_PORT/bench$n"
 [queue-backend]
 kind = "nats"
 url = "nats://127.0.0.1:$NATS_PORT"
-stream = "BENCH$n"
 
-[queues.jobs]
+[queues.jobs$n]
 function = "queue-worker"
 batch-size = 10
 concurrency = 4
@@ -55,13 +59,13 @@ concurrency = 4
 function = "cron-job"
 expression = "* * * * * *"
 EOF
-    "$WASMFN" compile --cache-dir "$WORK/compiled" "$dir"/*.wasm >/dev/null
+    "$WASMFN" compile --cache-dir "$WORK/compiled" "$dir"/*.wasm >/dev/null 2>&1
 }
 
 # host N I: host I of the N-host app, on port 3200+10N+I (admin on +100).
 host() {
     local n="$1" i="$2" port=$((3200 + 10 * $1 + $2))
-    WASMFN_LOG=warn,wasmfn::guest=info "$WASMFN" serve "$WORK/app$n" --listen "127.0.0.1:$port" \
+    WASMFN_LOG=warn,guest=info "$WASMFN" serve "$WORK/app$n" --listen "127.0.0.1:$port" \
         --admin-listen "127.0.0.1:$((port + 100))" --state-dir "$WORK/state$n-$i" \
         --cache-dir "$WORK/compiled" --read-only-cache >"$WORK/host$n-$i.log" 2>&1 &
     PIDS+=($!)
@@ -72,10 +76,10 @@ host() {
 
 token() { cat "$WORK/state$1-$2/admin-token"; }
 
-# waiting N: messages waiting or in flight in `jobs`, as host N-0 sees them.
+# waiting N: messages waiting or in flight in `jobsN`, as host N-0 sees them.
 waiting() {
     curl -sf -H "Authorization: Bearer $(token "$1" 0)" "http://127.0.0.1:$((3300 + 10 * $1))/_wasmfn/queues" |
-        python3 -c 'import json,sys; q=[q for q in json.load(sys.stdin)["queues"] if q["name"]=="jobs"][0]; print(q["waiting"]+q["inFlight"])'
+        python3 -c 'import json,sys; q=[q for q in json.load(sys.stdin)["queues"] if q["name"]=="jobs'"$1"'"][0]; print(q["waiting"]+q["inFlight"])'
 }
 
 now() { date +%s.%N; }
@@ -101,7 +105,7 @@ tokens = [open(f"{work}/state{n}-{i}/admin-token").read().strip() for i in range
 for b, first in enumerate(range(0, total, 200)):
     i = b % n
     body = json.dumps({"messages": [{"body": f"m-{k}"} for k in range(first, min(first + 200, total))]}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{3300 + 10 * n + i}/_wasmfn/queues/jobs/batch", body,
+    req = urllib.request.Request(f"http://127.0.0.1:{3300 + 10 * n + i}/_wasmfn/queues/jobs{n}/batch", body,
                                  {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"})
     assert urllib.request.urlopen(req).status == 202
 PY
@@ -114,7 +118,8 @@ done
 # Schedule failover on the 3-host app: kill the host whose log has the newest firing.
 sleep 3
 newest=$(for i in 0 1 2; do printf '%s %s\n' "$(grep -h 'tick (\* \* \* \* \* \*) ran' "$WORK/host3-$i.log" | tail -1 | cut -c1-27)" "$i"; done | sort | tail -1 | awk '{print $2}')
-pkill -9 -f "state3-$newest" || true
+[ -n "$newest" ] || { echo "no host logged a firing" >&2; exit 1; }
+pkill -9 -f "state3-$newest " || true
 killed=$(date -u +%Y-%m-%dT%H:%M:%S.%N)
 sleep 5
 python3 - "$WORK" "$killed" <<'PY'
