@@ -44,7 +44,7 @@ pub struct App {
     pub(crate) scheduler: Option<Arc<wasmfn_host_triggers::schedule::Scheduler>>,
     /// The app's change feed, when the manifest declares streams.
     #[cfg(feature = "streams")]
-    pub(crate) streams: Option<Arc<wasmfn_host_triggers::stream::StreamFeed>>,
+    pub(crate) streams: Option<Arc<dyn wasmfn_host_triggers::stream::Feed>>,
     /// The app's workflows, when the manifest declares any.
     #[cfg(feature = "workflows")]
     pub(crate) workflows: Option<Arc<wasmfn_host_orchestration::workflow::Workflows>>,
@@ -206,7 +206,7 @@ impl App {
 
     /// The app's change feed, when the manifest declares streams.
     #[cfg(feature = "streams")]
-    pub fn streams(&self) -> Option<&Arc<wasmfn_host_triggers::stream::StreamFeed>> {
+    pub fn streams(&self) -> Option<&Arc<dyn wasmfn_host_triggers::stream::Feed>> {
         self.streams.as_ref()
     }
 

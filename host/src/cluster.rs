@@ -1,6 +1,7 @@
 //! `[cluster]` of `wasmfn.toml`: several `wasmfn serve` hosts sharing distributed backends
 //! act as one platform. The table names the PostgreSQL database where the hosts coordinate
-//! (each schedule tick is claimed there, so it fires once across the cluster), and turns on a
+//! (each schedule tick is claimed there, so it fires once across the cluster; the streams'
+//! change feed lives there, its key partitions leased to hosts), and turns on a
 //! check: no state the hosts must share may stay in an embedded store, where each host would
 //! keep its own copy. The check names the setting to change.
 //!
@@ -126,20 +127,6 @@ fn shared_state_kept_locally(cx: &mut ParseContext<'_>) -> Option<String> {
                      and `url-env = \"DATABASE_URL\"`"
                         .into(),
                 );
-            }
-        }
-    }
-    #[cfg(feature = "streams")]
-    {
-        use wasmfn_host_triggers::stream::StreamManifest;
-        if let Some(s) = cx.get::<StreamManifest>() {
-            if let Some(first) = s.streams.first() {
-                return Some(format!(
-                    "stream `{}` has its feed in a local SQLite file and this version has no \
-                     shared feed yet; remove `[streams.{}]` from a cluster's manifest, or serve the \
-                     stream's consumers from one host",
-                    first.name, first.name
-                ));
             }
         }
     }

@@ -106,18 +106,47 @@ fn schedules(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
 #[cfg(feature = "streams")]
 fn streams(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
     use wasmfn_host_capabilities::changes::ChangeRecorder;
-    use wasmfn_host_triggers::stream::{StreamFeed, StreamManifest};
+    use wasmfn_host_triggers::stream::{Feed, StreamFeed, StreamManifest};
     let Some(m) = manifest.get::<StreamManifest>() else {
         return Ok(());
     };
     if m.streams.is_empty() {
         return Ok(());
     }
-    create_state_dir(state)?;
-    let mut feed = StreamFeed::open(&state.join("streams.sqlite"), m.streams.clone())?;
-    let problems = feed.validate(app);
-    report(app, problems);
-    let feed = Arc::new(feed);
+    let feed: Arc<dyn Feed> = match manifest.get::<crate::cluster::ClusterConfig>() {
+        None => {
+            create_state_dir(state)?;
+            let mut feed = StreamFeed::open(&state.join("streams.sqlite"), m.streams.clone())?;
+            let problems = feed.validate(app);
+            report(app, problems);
+            Arc::new(feed)
+        }
+        #[cfg(feature = "postgres")]
+        Some(cluster) => {
+            let url = cluster
+                .url
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("[cluster] url: {e}"))?;
+            let mut feed = block_on_runtime(
+                "the cluster's stream feed",
+                wasmfn_host_triggers::stream::PostgresFeed::connect(
+                    url.expose(),
+                    &cluster.namespace,
+                    cluster.lease,
+                    m.streams.clone(),
+                ),
+            )
+            .map_err(|e| e.context("[cluster]: connecting to PostgreSQL"))?;
+            let problems = feed.validate(app);
+            report(app, problems);
+            tracing::info!(namespace = %cluster.namespace, "streams: feed in PostgreSQL, key partitions leased to hosts (cluster)");
+            Arc::new(feed)
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => anyhow::bail!(
+            "[cluster]: this wasmfn was built without PostgreSQL, where a cluster's stream feed lives; rebuild wasmfn-host with the `postgres` feature"
+        ),
+    };
     app.services.provide::<dyn ChangeRecorder>(feed.clone());
     app.background.push(feed.clone());
     app.streams = Some(feed);

@@ -26,15 +26,20 @@ impl ChangeSink {
 
     /// Append events; a failure is logged, never surfaced to the writer whose write succeeded.
     pub fn emit(&self, events: Vec<StreamEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let result = match self.recorder.get() {
-            Some(recorder) => recorder.append(&self.stream, events),
-            None => Err(anyhow::anyhow!("this app has no stream feed")),
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.try_emit(events) {
             tracing::error!(stream = %self.stream, "recording store changes failed: {e:#}");
+        }
+    }
+
+    /// Append events, saying whether they were recorded (a relay that keeps its own change
+    /// log deletes from it only what was).
+    pub fn try_emit(&self, events: Vec<StreamEvent>) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        match self.recorder.get() {
+            Some(recorder) => recorder.append(&self.stream, events).map(drop),
+            None => Err(anyhow::anyhow!("this app has no stream feed")),
         }
     }
 }

@@ -82,7 +82,9 @@ pub async fn readiness(app: &App) -> Readiness {
     #[cfg(feature = "streams")]
     if let Some(feed) = app.streams() {
         let problems = feed
-            .names()
+            .configs()
+            .iter()
+            .map(|c| c.name.as_str())
             .filter_map(|s| {
                 feed.backlog(s)
                     .err()

@@ -45,7 +45,7 @@ pub async fn sample_gauges(app: &App) {
     }
     #[cfg(feature = "streams")]
     if let Some(feed) = app.streams() {
-        for stream in feed.names() {
+        for stream in feed.configs().iter().map(|c| c.name.as_str()) {
             let Ok(backlog) = feed.backlog(stream) else {
                 continue;
             };

@@ -12,6 +12,8 @@
 //!   functions (the stores' [`ChangeRecorder`](wasmfn_host_capabilities::changes::ChangeRecorder)).
 //! - [`schedule`]: cron and rate schedules that run `schedule` functions.
 
+#[cfg(any(feature = "schedules-postgres", feature = "streams-postgres"))]
+mod postgres;
 #[cfg(feature = "queues")]
 pub mod queue;
 #[cfg(feature = "schedules")]

@@ -34,7 +34,9 @@ BEGIN
 END $$;
 CREATE OR REPLACE FUNCTION wasmfn_attach(target regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF target::text <> 'wasmfn_changes' AND NOT EXISTS (
+    -- wasmfn's own tables (this outbox, and the workflow, schedule and stream tables of a
+    -- cluster sharing the database) are never captured: their writes are not the app's.
+    IF target::text NOT LIKE 'wasmfn\_%' AND NOT EXISTS (
         SELECT 1 FROM pg_trigger WHERE tgrelid = target AND tgname = 'wasmfn_capture') THEN
         EXECUTE format('CREATE TRIGGER wasmfn_capture AFTER INSERT OR UPDATE OR DELETE ON %s
                         FOR EACH ROW EXECUTE FUNCTION wasmfn_capture()', target);
@@ -58,6 +60,15 @@ END $$;
 SELECT wasmfn_attach(c.oid::regclass) FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND n.nspname = current_schema();
+-- Databases set up before wasmfn's own tables were left out.
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT t.tgrelid::regclass AS tbl FROM pg_trigger t
+             WHERE t.tgname = 'wasmfn_capture' AND t.tgrelid::regclass::text LIKE 'wasmfn\_%' LOOP
+        EXECUTE format('DROP TRIGGER wasmfn_capture ON %s', r.tbl);
+    END LOOP;
+END $$;
 "#;
 
 /// Move committed changes from the outbox to the stream feed, woken by NOTIFY (and every
@@ -109,11 +120,22 @@ async fn relay_once(
     client.batch_execute("SET statement_timeout = 0").await?;
     loop {
         let tx = client.transaction().await?;
-        // SKIP LOCKED: several hosts sharing the database relay disjoint rows.
+        // One relay at a time over the hosts sharing the database: two relaying disjoint
+        // rows at once could append a key's later change before its earlier one.
+        let mine: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtext('wasmfn_changes relay'))",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !mine {
+            return Ok(());
+        }
         let rows = tx
             .query(
                 "SELECT id, tbl, op, old_row::text, new_row::text FROM wasmfn_changes
-                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
+                 ORDER BY id LIMIT 500",
                 &[],
             )
             .await?;
@@ -145,7 +167,8 @@ async fn relay_once(
                 timestamp: now_ms(),
             }));
         }
-        sink.emit(events);
+        // Deleted only once recorded: a feed that is down keeps the changes here.
+        sink.try_emit(events)?;
         tx.execute(
             "DELETE FROM wasmfn_changes WHERE id = ANY(SELECT id FROM wasmfn_changes WHERE id <= $1
              ORDER BY id LIMIT 500)",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 
 use super::ticks::{Claim, TickFuture, Ticks};
 
@@ -22,8 +22,7 @@ CREATE TABLE IF NOT EXISTS wasmfn_schedule_ticks (
 );
 ";
 
-/// The database's clock in milliseconds since the epoch.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+use crate::postgres::NOW_MS;
 
 /// Schedule ticks shared by the hosts of one cluster.
 pub struct PostgresTicks {
@@ -45,25 +44,8 @@ impl PostgresTicks {
     /// schedules apart from other apps' in the same database; `lease` is how long a run
     /// lease lasts without renewal (a dead host's run stops blocking the next tick after it).
     pub async fn connect(url: &str, namespace: &str, lease: Duration) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
-        let tls = wasmfn_host_capabilities::backend_tls::postgres(&mut config)?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
         // One claim per due tick and schedule: two connections are plenty.
-        let pool = Pool::builder(manager).max_size(2).build()?;
-        let client = tokio::time::timeout(Duration::from_secs(5), pool.get())
-            .await
-            .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within 5 s"))?
-            .context("connecting to PostgreSQL")?;
-        client
-            .batch_execute(SCHEMA)
-            .await
-            .context("creating the schedule table")?;
+        let pool = crate::postgres::pool(url, 2, SCHEMA).await?;
         // $1 schedule, $2 tick, $3 owner, $4 exclusive, $5 lease (ms). The row comes back
         // only to the host whose tick is newer than the last one claimed; `mine` says whether
         // it also holds the run lease (always, without `exclusive`).
@@ -84,23 +66,13 @@ impl PostgresTicks {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                owner: host_id(),
+                owner: crate::postgres::host_id(),
                 namespace: namespace.to_string(),
                 lease,
                 claim_sql,
             }),
         })
     }
-}
-
-/// This host in the run leases: its name, process and start time (unique across restarts).
-fn host_id() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}:{}:{started:x}", name.trim(), std::process::id())
 }
 
 impl Inner {

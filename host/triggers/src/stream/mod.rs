@@ -12,6 +12,8 @@
 
 pub mod manifest;
 mod operator;
+#[cfg(feature = "streams-postgres")]
+mod postgres;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,47 @@ use wasmfn_host_core::{Function, Invoker, Service, World};
 
 pub use manifest::{StreamManifest, StreamSection};
 pub use operator::ParkedRecord;
+#[cfg(feature = "streams-postgres")]
+pub use postgres::PostgresFeed;
+
+/// A stream feed as the admin API, the metrics and readiness see it: the embedded one
+/// ([`StreamFeed`], SQLite) or a cluster's (`PostgresFeed`). Producers append through
+/// [`ChangeRecorder`]; [`Service::start`] runs the consumers.
+pub trait Feed: ChangeRecorder + Service {
+    /// The declared (valid) streams.
+    fn configs(&self) -> &[StreamConfig];
+    /// Whether `stream` is declared (and valid).
+    fn has_stream(&self, stream: &str) -> bool {
+        self.configs().iter().any(|c| c.name == stream)
+    }
+    /// How far `stream`'s consumers are behind, and what they set aside.
+    fn backlog(&self, stream: &str) -> Result<Backlog>;
+    /// Records appended to `stream` and not yet delivered.
+    fn lag(&self, stream: &str) -> Result<u64> {
+        Ok(self.backlog(stream)?.records)
+    }
+    /// Where `stream`'s consumers are: the last sequence finished with (one per partition
+    /// on a partitioned feed).
+    fn checkpoint(&self, stream: &str) -> Result<String>;
+    /// Records set aside on `stream`, with their events.
+    fn parked_records(&self, stream: &str) -> Result<Vec<ParkedRecord>>;
+    /// Take parked record `sequence` out of the parked set and append its event again;
+    /// `Ok(None)`: no such parked record.
+    fn redeliver(&self, stream: &str, sequence: &str) -> Result<Option<String>>;
+}
+
+/// Where a consumer records its progress through one run of records (a stream, or one
+/// partition of it).
+pub(crate) trait Cursor: Send + Sync {
+    /// Every record up to `to` is done.
+    fn advance(&self, to: i64) -> futures::future::BoxFuture<'_, Result<()>>;
+    /// `records` kept failing with `reason`: set them aside.
+    fn park<'a>(
+        &'a self,
+        records: &'a [Record],
+        reason: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>>;
+}
 
 /// What to do with a batch that still fails after its retries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,23 +205,7 @@ impl StreamFeed {
 
     /// Disable (and report) streams whose function is missing or not of the `stream` world.
     pub fn validate(&mut self, functions: &dyn Invoker) -> Vec<String> {
-        let mut errors = Vec::new();
-        self.configs.retain(|c| {
-            let problem = match functions.function(&c.function) {
-                None => Some(format!("function `{}` is not loaded", c.function)),
-                Some(f) if f.world() != World::Stream => Some(format!(
-                    "function `{}` implements world `{}`, but a stream consumer must implement world `stream`",
-                    c.function,
-                    f.world()
-                )),
-                Some(_) => None,
-            };
-            if let Some(p) = &problem {
-                errors.push(format!("[streams.{}]: {p}; records are kept but not delivered until this is fixed", c.name));
-            }
-            problem.is_none()
-        });
-        errors
+        validate_configs(&mut self.configs, functions)
     }
 
     /// Whether `stream` is declared (and valid).
@@ -353,73 +380,104 @@ impl StreamFeed {
                     .await;
                 continue;
             }
-            if let Err(e) = self.process(&function, &c, batch).await {
+            let cursor = LocalCursor {
+                feed: self,
+                stream: &c.name,
+            };
+            if let Err(e) = process(&cursor, &function, &c, batch).await {
                 tracing::error!(stream = %c.name, error = %format!("{e:#}"), "recording stream progress failed; the batch will be delivered again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
+}
 
-    /// Deliver `batch` until every record in it is processed or parked.
-    async fn process(
-        &self,
-        function: &Function,
-        c: &StreamConfig,
-        batch: Vec<Record>,
-    ) -> Result<()> {
-        // Work list of slices still to deliver, in order; bisecting replaces one with two halves.
-        let mut pending: Vec<Vec<Record>> = vec![batch];
-        while let Some(mut slice) = pending.pop() {
-            let mut attempt = 0;
-            loop {
-                let events: Vec<StreamEvent> = slice.iter().map(|(_, e, _)| e.clone()).collect();
-                let deliver = delivery_span(&c.name, &slice);
-                let failure = match function.invoke_stream(&events).instrument(deliver).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(BatchFailure {
-                        reason,
-                        first_failed_sequence,
-                    })) => Some((reason, first_failed_sequence)),
-                    Err(e) => Some((e.to_string(), None)),
-                };
-                let Some((reason, first_failed)) = failure else {
-                    self.advance(&c.name, slice.last().expect("slices are never empty").0)?;
-                    break;
-                };
-                // Records before the first failed one are done: checkpoint them, keep the rest.
-                if let Some(first) = first_failed.and_then(|s| s.parse::<i64>().ok()) {
-                    let done: Vec<_> = slice
-                        .iter()
-                        .take_while(|(seq, _, _)| *seq < first)
-                        .map(|(s, _, _)| *s)
-                        .collect();
-                    if let Some(last_done) = done.last() {
-                        self.advance(&c.name, *last_done)?;
-                        slice.drain(..done.len());
-                        attempt = 0;
-                        continue;
-                    }
-                }
-                attempt += 1;
-                if attempt <= c.max_retries {
-                    tracing::warn!(stream = %c.name, attempt, records = slice.len(), "stream batch failed; retrying: {reason}");
-                    tokio::time::sleep(c.retry_backoff * (1 << (attempt - 1).min(10))).await;
+/// Deliver `batch` until every record in it is processed or parked, recording progress in
+/// `cursor`.
+pub(crate) async fn process(
+    cursor: &dyn Cursor,
+    function: &Function,
+    c: &StreamConfig,
+    batch: Vec<Record>,
+) -> Result<()> {
+    // Work list of slices still to deliver, in order; bisecting replaces one with two halves.
+    let mut pending: Vec<Vec<Record>> = vec![batch];
+    while let Some(mut slice) = pending.pop() {
+        let mut attempt = 0;
+        loop {
+            let events: Vec<StreamEvent> = slice.iter().map(|(_, e, _)| e.clone()).collect();
+            let deliver = delivery_span(&c.name, &slice);
+            let failure = match function.invoke_stream(&events).instrument(deliver).await {
+                Ok(Ok(())) => None,
+                Ok(Err(BatchFailure {
+                    reason,
+                    first_failed_sequence,
+                })) => Some((reason, first_failed_sequence)),
+                Err(e) => Some((e.to_string(), None)),
+            };
+            let Some((reason, first_failed)) = failure else {
+                cursor
+                    .advance(slice.last().expect("slices are never empty").0)
+                    .await?;
+                break;
+            };
+            // Records before the first failed one are done: checkpoint them, keep the rest.
+            if let Some(first) = first_failed.and_then(|s| s.parse::<i64>().ok()) {
+                let done: Vec<_> = slice
+                    .iter()
+                    .take_while(|(seq, _, _)| *seq < first)
+                    .map(|(s, _, _)| *s)
+                    .collect();
+                if let Some(last_done) = done.last() {
+                    cursor.advance(*last_done).await?;
+                    slice.drain(..done.len());
+                    attempt = 0;
                     continue;
                 }
-                if c.on_failure == OnFailure::Bisect && slice.len() > 1 {
-                    let second = slice.split_off(slice.len() / 2);
-                    // The first half goes next, then the second: order is kept.
-                    pending.push(second);
-                    pending.push(slice);
-                } else {
-                    tracing::error!(stream = %c.name, first = slice[0].0, records = slice.len(), "parking records that keep failing: {reason}");
-                    self.park(&c.name, &slice, &reason)?;
-                    self.advance(&c.name, slice.last().expect("slices are never empty").0)?;
-                }
-                break;
             }
+            attempt += 1;
+            if attempt <= c.max_retries {
+                tracing::warn!(stream = %c.name, attempt, records = slice.len(), "stream batch failed; retrying: {reason}");
+                tokio::time::sleep(c.retry_backoff * (1 << (attempt - 1).min(10))).await;
+                continue;
+            }
+            if c.on_failure == OnFailure::Bisect && slice.len() > 1 {
+                let second = slice.split_off(slice.len() / 2);
+                // The first half goes next, then the second: order is kept.
+                pending.push(second);
+                pending.push(slice);
+            } else {
+                tracing::error!(stream = %c.name, first = slice[0].0, records = slice.len(), "parking records that keep failing: {reason}");
+                cursor.park(&slice, &reason).await?;
+                cursor
+                    .advance(slice.last().expect("slices are never empty").0)
+                    .await?;
+            }
+            break;
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// The embedded feed's progress through one stream.
+struct LocalCursor<'a> {
+    feed: &'a StreamFeed,
+    stream: &'a str,
+}
+
+impl Cursor for LocalCursor<'_> {
+    fn advance(&self, to: i64) -> futures::future::BoxFuture<'_, Result<()>> {
+        let r = self.feed.advance(self.stream, to);
+        Box::pin(async move { r })
+    }
+
+    fn park<'a>(
+        &'a self,
+        records: &'a [Record],
+        reason: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        let r = self.feed.park(self.stream, records, reason);
+        Box::pin(async move { r })
     }
 }
 
@@ -441,18 +499,69 @@ impl Service for StreamFeed {
     }
 }
 
+impl Feed for StreamFeed {
+    fn configs(&self) -> &[StreamConfig] {
+        StreamFeed::configs(self)
+    }
+
+    fn backlog(&self, stream: &str) -> Result<Backlog> {
+        StreamFeed::backlog(self, stream)
+    }
+
+    fn lag(&self, stream: &str) -> Result<u64> {
+        StreamFeed::lag(self, stream)
+    }
+
+    fn checkpoint(&self, stream: &str) -> Result<String> {
+        StreamFeed::checkpoint(self, stream)
+    }
+
+    fn parked_records(&self, stream: &str) -> Result<Vec<ParkedRecord>> {
+        StreamFeed::parked_records(self, stream)
+    }
+
+    fn redeliver(&self, stream: &str, sequence: &str) -> Result<Option<String>> {
+        StreamFeed::redeliver(self, stream, sequence)
+    }
+}
+
 impl ChangeRecorder for StreamFeed {
     fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
         StreamFeed::append(self, stream, events)
     }
 }
 
+/// Drop (and report) the streams of `configs` whose function is missing or not of the
+/// `stream` world.
+pub(crate) fn validate_configs(
+    configs: &mut Vec<StreamConfig>,
+    functions: &dyn Invoker,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    configs.retain(|c| {
+        let problem = match functions.function(&c.function) {
+            None => Some(format!("function `{}` is not loaded", c.function)),
+            Some(f) if f.world() != World::Stream => Some(format!(
+                "function `{}` implements world `{}`, but a stream consumer must implement world `stream`",
+                c.function,
+                f.world()
+            )),
+            Some(_) => None,
+        };
+        if let Some(p) = &problem {
+            errors.push(format!("[streams.{}]: {p}; records are kept but not delivered until this is fixed", c.name));
+        }
+        problem.is_none()
+    });
+    errors
+}
+
 /// A record as read for delivery: its sequence, the event, its writer's `traceparent`.
-type Record = (i64, StreamEvent, Option<String>);
+pub(crate) type Record = (i64, StreamEvent, Option<String>);
 
 /// The span of delivering `records` of `stream`: it continues the first writer's trace and
 /// links to every writer (nothing when tracing is off).
-fn delivery_span(stream: &str, records: &[Record]) -> tracing::Span {
+pub(crate) fn delivery_span(stream: &str, records: &[Record]) -> tracing::Span {
     use wasmfn_host_core::trace;
     if !trace::enabled() {
         return tracing::Span::none();
