@@ -479,3 +479,116 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
 fn json_sql(sql: &str, id: usize, n: usize) -> String {
     serde_json::json!({ "sql": sql, "params": [id, n] }).to_string()
 }
+
+#[test]
+fn two_hundred_orders_through_rules_topics_and_sagas_finish_on_a_cluster_that_loses_a_host() {
+    use common::orders::{get_json, order_app, post, slow_saga};
+    let nats = Nats::start();
+    let database = postgres().database();
+    let f = order_app("");
+    // A 3 s Wait between payment and shipping: the killed host dies holding executions, which
+    // the others take over once its leases lapse.
+    f.write("order-saga.asl.json", slow_saga());
+    // The order example as a cluster: its KV on Redis, queues on NATS, sagas on PostgreSQL.
+    let manifest = std::fs::read_to_string(f.dir.path().join("wasmfn.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "[kv.orders]\n",
+        &format!(
+            "[kv.orders]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}:\"\n",
+            common::servers::redis().url(),
+            common::servers::unique("o")
+        ),
+        1,
+    );
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "[cluster]\nurl = \"{database}\"\nlease = \"3s\"\n\n\
+             [queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n\
+             [workflow-store]\nbackend = \"postgres\"\nurl = \"{database}\"\nlease = \"3s\"\n\n{manifest}",
+            nats.port
+        ),
+    );
+    let components: Vec<String> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".wasm").map(str::to_string)
+        })
+        .collect();
+    compile_into_cache(
+        &f,
+        &components.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut hosts: Vec<Option<Server>> = (0..3).map(|n| Some(host(&f, n))).collect();
+    let total = 200;
+    let mut dead = None;
+    for i in 0..total {
+        if i == 70 {
+            let mut h = hosts[1].take().unwrap();
+            h.child.kill().unwrap();
+            h.child.wait().unwrap();
+            dead = Some(h);
+        }
+        if i == 140 {
+            hosts[1] = Some(host(&f, 1));
+        }
+        let h = (i..i + 3)
+            .map(|j| j % 3)
+            .find_map(|j| hosts[j].as_ref())
+            .unwrap();
+        let (status, body) = post(
+            h,
+            "/orders",
+            &format!(r#"{{"orderId": "o-{i}", "total": 5}}"#),
+        );
+        assert_eq!(status, 202, "{body}");
+    }
+    let h = hosts[0].as_ref().unwrap();
+    let order = |i: usize| get_json(h, &format!("/orders/o-{i}"));
+    wait_until(
+        "every saga and every subscriber",
+        Duration::from_secs(120),
+        || {
+            (0..total).all(|i| {
+                let o = order(i);
+                o["runs"]["ship"].as_u64() >= Some(1)
+                    && o["seen"]["email"].as_u64() >= Some(1)
+                    && o["seen"]["analytics"].as_u64() >= Some(1)
+            })
+        },
+    );
+    let (mut reruns, mut redelivered) = (0, 0);
+    for i in 0..total {
+        let o = order(i);
+        for step in ["reserve", "pay", "ship"] {
+            reruns += o["runs"][step].as_u64().unwrap() - 1;
+        }
+        for step in ["refund", "release"] {
+            assert_eq!(o["runs"][step], 0, "o-{i} compensated: {o}");
+        }
+        for consumer in ["email", "analytics"] {
+            redelivered += o["seen"][consumer].as_u64().unwrap() - 1;
+        }
+    }
+    let resumed: usize = hosts
+        .iter()
+        .flatten()
+        .map(|h| h.logs().matches("resuming unfinished executions").count())
+        .sum();
+    assert!(
+        resumed > 0,
+        "no host took over the killed host's executions"
+    );
+    eprintln!(
+        "orders: {total} orders over 3 hosts, one killed with SIGKILL and restarted: every saga \
+         finished, {reruns} step runs repeated (steps in flight on the killed host, run again \
+         by the host that took their execution over), {redelivered} topic deliveries repeated"
+    );
+    assert!(
+        reruns <= 20,
+        "{reruns} repeated steps: more than were in flight"
+    );
+    assert!(redelivered <= 60, "{redelivered} repeated deliveries");
+    drop(dead);
+}
