@@ -320,7 +320,7 @@ pub fn stream(
     stop: watch::Receiver<bool>,
 ) -> impl futures::Stream<Item = Bytes> + Send {
     let tail = tail();
-    let (backlog, live) = {
+    let (backlog, live, last) = {
         let ring = tail.ring.lock().unwrap_or_else(|p| p.into_inner());
         let backlog: Vec<Bytes> = ring
             .records
@@ -328,15 +328,10 @@ pub fn stream(
             .filter(|r| filter.wants(r))
             .map(|r| r.frame.clone())
             .collect();
-        (backlog, tail.live.subscribe())
+        (backlog, tail.live.subscribe(), ring.next - 1)
     };
     // A reconnect may come a while later: keep recording meanwhile.
-    let keep = || {
-        tail.recording_until.store(
-            now_ms() + KEEP_RECORDING.as_millis() as u64,
-            Ordering::Relaxed,
-        )
-    };
+    let keep = keep_recording;
     keep();
     let reader = Reader {
         budgets: filter.rate.map(|r| (Budget::new(r), Budget::new(r))),
@@ -346,6 +341,12 @@ pub fn stream(
     // Tells the client how long to wait before reconnecting.
     let opening = std::iter::once(Bytes::from_static(b"retry: 1000\n\n"));
     let first = futures::stream::iter(opening.chain(backlog));
+    if reader.budgets.is_some() {
+        return futures::StreamExt::boxed(futures::StreamExt::chain(
+            first,
+            sampled(reader, live, stop, last),
+        ));
+    }
     let rest = futures::stream::unfold((live, reader), move |(mut live, mut reader)| {
         let mut stop = stop.clone();
         async move {
@@ -362,34 +363,111 @@ pub fn stream(
                     }
                 };
                 let mut chunk = BytesMut::new();
-                match next {
-                    Ok(r) if reader.admit(&r) => {
-                        // Lines come in bursts under load: gather what arrives in the next few
-                        // milliseconds into one chunk, so a busy host writes tens of chunks a
-                        // second to each tail rather than one per line.
-                        chunk.extend_from_slice(&r.frame);
-                        tokio::time::sleep(COALESCE).await;
-                        for _ in 0..MAX_BATCH {
-                            match live.try_recv() {
-                                Ok(r) if reader.admit(&r) => chunk.extend_from_slice(&r.frame),
-                                Ok(_) => {}
-                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                                    gap(&mut chunk, n)
-                                }
-                                Err(_) => break,
-                            }
+                let mut first = match next {
+                    Ok(r) => Some(r).filter(|r| reader.admit(r)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        gap(&mut chunk, n);
+                        None
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                // A sampled tail leaves most lines out: pass over those already waiting here,
+                // rather than going back to the select (and its heartbeat timer) per line.
+                while first.is_none() && chunk.is_empty() {
+                    match live.try_recv() {
+                        Ok(r) => first = Some(r).filter(|r| reader.admit(r)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => gap(&mut chunk, n),
+                        Err(_) => break,
+                    }
+                }
+                if let Some(r) = first {
+                    // Lines come in bursts under load: gather what arrives in the next few
+                    // milliseconds into one chunk, so a busy host writes tens of chunks a
+                    // second to each tail rather than one per line.
+                    chunk.extend_from_slice(&r.frame);
+                    tokio::time::sleep(COALESCE).await;
+                    for _ in 0..MAX_BATCH {
+                        match live.try_recv() {
+                            Ok(r) if reader.admit(&r) => chunk.extend_from_slice(&r.frame),
+                            Ok(_) => {}
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => gap(&mut chunk, n),
+                            Err(_) => break,
                         }
                     }
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(n)) => gap(&mut chunk, n),
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+                if chunk.is_empty() {
+                    continue;
                 }
                 reader.notice(&mut chunk);
                 return Some((chunk.freeze(), (live, reader)));
             }
         }
     });
-    futures::StreamExt::chain(first, rest)
+    futures::StreamExt::boxed(futures::StreamExt::chain(first, rest))
+}
+
+/// How often a sampled tail reads the ring.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A sampled tail: it reads the ring every [`POLL`] instead of being woken for every line (a
+/// busy host logs tens of thousands a second, of which it keeps a few hundred). Lines that
+/// left the ring between two reads are counted as left out, like the sample's. `live` is
+/// held unread, only to keep the ring recording; `sent_up_to` is the last record the
+/// backlog covered.
+fn sampled(
+    reader: Reader,
+    live: broadcast::Receiver<Arc<LogRecord>>,
+    stop: watch::Receiver<bool>,
+    sent_up_to: u64,
+) -> impl futures::Stream<Item = Bytes> + Send {
+    let state = (sent_up_to, live, stop, Instant::now());
+    futures::stream::unfold(
+        (reader, state),
+        |(mut reader, (mut after, live, mut stop, mut sent))| async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    keep_recording();
+                    return None;
+                }
+                let window: Vec<Arc<LogRecord>> = {
+                    let ring = tail().ring.lock().unwrap_or_else(|p| p.into_inner());
+                    let front = ring.records.front().map_or(ring.next, |r| r.seq);
+                    // Gone from the ring before this read: left out of the sample.
+                    reader.skipped += front.saturating_sub(after + 1);
+                    let start = (after + 1).saturating_sub(front) as usize;
+                    ring.records.iter().skip(start).cloned().collect()
+                };
+                let mut chunk = BytesMut::new();
+                for r in &window {
+                    after = r.seq;
+                    if reader.admit(r) {
+                        chunk.extend_from_slice(&r.frame);
+                    }
+                }
+                reader.notice(&mut chunk);
+                if chunk.is_empty() {
+                    if sent.elapsed() < HEARTBEAT {
+                        continue;
+                    }
+                    chunk.extend_from_slice(b": keep-alive\n\n");
+                }
+                sent = Instant::now();
+                return Some((chunk.freeze(), (reader, (after, live, stop, sent))));
+            }
+        },
+    )
+}
+
+/// Keep the ring filling for [`KEEP_RECORDING`] from now (a reconnect may come a while later).
+fn keep_recording() {
+    tail().recording_until.store(
+        now_ms() + KEEP_RECORDING.as_millis() as u64,
+        Ordering::Relaxed,
+    );
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 import { authHeaders, el, hasToken, status } from "./app.js";
 
 const KEEP = 2000;
-/// Lines a second the page asks for (and as many warnings and errors besides).
-export const RATE = 200;
+/// Lines a second the page asks for (and as many warnings and errors besides): more than anyone
+/// reads, few enough that drawing them costs the browser little.
+export const RATE = 50;
 
 class LogTail {
   constructor() {
@@ -63,8 +64,17 @@ class LogTail {
         else if (frame.includes("event: sampled")) { this.skipped += JSON.parse(data).skipped; counted = true; }
         else if (frame.includes("event: gap")) { this.missed += JSON.parse(data).missed; counted = true; }
       }
-      if (counted) this.notify();
+      // The counts change with nearly every chunk of a sampled tail: redrawn once a second,
+      // not per chunk (each redraw costs the page a layout).
+      if (counted) this.notifySoon();
     }
+  }
+
+  notifySoon() {
+    this.noteTimer ||= setTimeout(() => {
+      this.noteTimer = 0;
+      this.notify();
+    }, 1000);
   }
 
   push(record) {
@@ -99,6 +109,9 @@ class LogTail {
 
 export const tail = new LogTail();
 
+// One formatter for every line: `toLocaleTimeString` builds a new one per call.
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
 /// One log record as a list item: time, level, function, message, then the ids.
 export function logLine(r) {
   const f = r.fields || {};
@@ -109,7 +122,7 @@ export function logLine(r) {
   return el(
     "li",
     { class: `log ${r.level.toLowerCase()}` },
-    el("time", { datetime: new Date(r.time_ms).toISOString() }, new Date(r.time_ms).toLocaleTimeString()),
+    el("time", { datetime: new Date(r.time_ms).toISOString() }, clock.format(r.time_ms)),
     el("span", { class: "level" }, r.level),
     el("span", { class: "fn" }, r.function || r.target),
     el("span", { class: "msg" }, r.message),
@@ -138,17 +151,19 @@ export async function logsView() {
     return (!fn || r.function === fn) && LEVELS[r.level] <= LEVELS[levelFilter.value];
   };
   const sampling = el("p", { id: "log-sampling", class: "notice", role: "status", hidden: true });
+  // Only what changed is written: an unchanged text or class still invalidates the layout.
+  const set = (node, key, value) => { if (node[key] !== value) node[key] = value; };
   const drawState = () => {
-    state.textContent = tail.connected ? "live" : "reconnecting…";
-    state.className = `tail-state ${tail.connected ? "on" : "off"}`;
+    set(state, "textContent", tail.connected ? "live" : "reconnecting…");
+    set(state, "className", `tail-state ${tail.connected ? "on" : "off"}`);
     const notes = [];
     if (tail.skipped) {
       notes.push(`Sampled: ${tail.skipped.toLocaleString()} lines not shown (the host logs more than ${RATE} a second; ` +
         "warnings and errors are sampled apart). `wasmfn logs --follow` prints every line.");
     }
     if (tail.missed) notes.push(`${tail.missed.toLocaleString()} lines lost: this page read more slowly than the host logged.`);
-    sampling.textContent = notes.join(" ");
-    sampling.hidden = !notes.length;
+    set(sampling, "textContent", notes.join(" "));
+    set(sampling, "hidden", !notes.length);
   };
   const suggest = () => {
     const fns = [...new Set(tail.lines.map((r) => r.function).filter(Boolean))].sort();
@@ -158,13 +173,13 @@ export async function logsView() {
     list.replaceChildren(...tail.lines.filter(shown).slice(-500).map(logLine));
     suggest();
     drawState();
-    if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
+    if (follow.checked) list.scrollTop = list.scrollHeight;
   };
   fnFilter.addEventListener("input", redraw);
   fnFilter.addEventListener("focus", suggest);
   levelFilter.addEventListener("change", redraw);
-  // New lines are drawn a few times a second, at most the last 200 each time: a host logging
-  // thousands of lines a second costs the page a few small DOM updates, not one per line.
+  // New lines are drawn twice a second, at most the last 200 each time: a host logging
+  // thousands of lines a second costs the page two small DOM updates, not one per line.
   let pending = [];
   let frame = 0;
   const flush = () => {
@@ -172,15 +187,21 @@ export async function logsView() {
     const lines = pending.slice(-200);
     pending = [];
     list.append(...lines.map(logLine));
-    while (list.childElementCount > 500) list.firstElementChild.remove();
-    if (follow.checked) list.lastElementChild?.scrollIntoView({ block: "nearest" });
+    // Trimmed in steps of 250 rows: removing rows above shifts every row below.
+    if (list.childElementCount > 750) {
+      const range = document.createRange();
+      range.setStartBefore(list.firstElementChild);
+      range.setEndBefore(list.children[list.childElementCount - 500]);
+      range.deleteContents();
+    }
+    if (follow.checked) list.scrollTop = list.scrollHeight;
   };
   const unsubscribe = tail.subscribe((r) => {
     if (r === null) return drawState();
     if (!shown(r)) return;
     pending.push(r);
     if (pending.length > 400) pending = pending.slice(-200);
-    frame ||= setTimeout(flush, 200);
+    frame ||= setTimeout(flush, 500);
   });
   redraw();
   if (!tail.started) status("log tail not started", true);
