@@ -592,3 +592,71 @@ fn two_hundred_orders_through_rules_topics_and_sagas_finish_on_a_cluster_that_lo
     assert!(redelivered <= 60, "{redelivered} repeated deliveries");
     drop(dead);
 }
+
+#[test]
+fn a_message_put_back_for_want_of_capacity_keeps_its_attempt_number_on_any_host() {
+    // An http function that runs one request at a time, fed by a rule's delivery queue with two
+    // consumers on each of two hosts: many deliveries find it busy and are put back. A put-back
+    // counted as a delivery anywhere would show as attempt 2.
+    let nats = Nats::start();
+    let f = Fixture::with_guests(&["attempt-logger"]);
+    f.write(
+        "wasmfn.toml",
+        format!(
+            "[queue-backend]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\n\
+             [functions.attempt-logger]\nconcurrency = 1\ntimeout = \"5s\"\n\n\
+             [rules.jobs]\npattern = {{ source = [\"test.jobs\"] }}\ntargets = [\"function:attempt-logger\"]\n",
+            nats.port
+        ),
+    );
+    compile_into_cache(&f, &["attempt-logger"]);
+    let hosts: Vec<Server> = (0..2).map(|n| host(&f, n)).collect();
+    // Through a rule: an http function's deliveries queue (on NATS, consumed on both hosts).
+    for i in 0..12 {
+        let r = hosts[i % 2]
+            .admin_post("events")
+            .body(format!(
+                r#"{{"source": "test.jobs", "type": "Job", "detail": {{"n": {i}}}}}"#
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+    }
+    let handled = || -> Vec<String> {
+        hosts
+            .iter()
+            .flat_map(|h| {
+                h.logs()
+                    .lines()
+                    .filter_map(|l| l.split_once("handled ").map(|(_, r)| r.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handled().len() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "{} deliveries; host logs:\n{}\n{}",
+            handled().len(),
+            hosts[0].logs(),
+            hosts[1].logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lines = handled();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.split_whitespace().nth(2) == Some("1")),
+        "a put-back was counted: {lines:?}"
+    );
+    let put_back = hosts.iter().any(|h| {
+        h.logs()
+            .contains("messages put back without counting a delivery")
+    });
+    assert!(
+        put_back,
+        "no delivery found the function busy: the test proves nothing"
+    );
+}

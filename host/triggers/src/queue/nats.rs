@@ -5,7 +5,10 @@
 //! acknowledgement and `ack_wait` = the queue's visibility timeout. A publish is acknowledged by
 //! the server only once stored, so an accepted message is durable as with the embedded backend.
 //! A failure naks with the backoff as delay; at the maximum receive count the message is
-//! republished to the dead-letter queue's subject (with its last error) and acknowledged.
+//! republished to the dead-letter queue's subject (with its last error) and acknowledged. A
+//! message put back for want of capacity is not naked (that would count a delivery): it stays
+//! held on this host, its `ack_wait` restarted, and is handed out again here when due, so the
+//! attempt number is JetStream's delivery count on every host.
 //!
 //! Each host reads each queue through one long-lived pull subscription (`consumer.stream()`),
 //! which keeps a pull request open on the server and renews it as messages are taken: every
@@ -58,12 +61,14 @@ struct Inner {
     js: jetstream::Context,
     stream: String,
     visibility: HashMap<String, Duration>,
-    /// Delivered, not yet settled messages by id, to ack or nak them later.
-    held: Mutex<HashMap<String, jetstream::Message>>,
-    /// Deliveries JetStream counted that wasmfn does not (messages released because the
-    /// function had no capacity), by message id. Kept by this host only: with several hosts,
-    /// a message released on one and failed on another counts the released delivery.
-    uncounted: Mutex<HashMap<String, u32>>,
+    /// Delivered, not yet settled messages by id, to ack or nak them later, with what the
+    /// consumer was handed.
+    held: Mutex<HashMap<String, (jetstream::Message, Received)>>,
+    /// Messages put back for want of capacity, by queue, with when they are due again. They
+    /// stay held here (their visibility timeout renewed) instead of going back to the server,
+    /// which would count another delivery: so a message's attempt number is JetStream's
+    /// delivery count, the same on whichever host it ends up.
+    put_back: Mutex<HashMap<String, std::collections::VecDeque<(tokio::time::Instant, Received)>>>,
     /// Each queue's subscription, by queue name.
     subscriptions: Mutex<HashMap<String, Subscription>>,
 }
@@ -105,7 +110,7 @@ impl NatsQueues {
                 stream: stream_name.to_string(),
                 visibility: queues.iter().cloned().collect(),
                 held: Mutex::new(HashMap::new()),
-                uncounted: Mutex::new(HashMap::new()),
+                put_back: Mutex::new(HashMap::new()),
                 subscriptions: Mutex::new(HashMap::new()),
             }),
         })
@@ -210,6 +215,20 @@ impl Inner {
     /// Take up to `max` messages from `queue`'s subscription: wait up to [`FETCH_WAIT`] for
     /// the first, then take what has already arrived.
     async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
+        // Messages put back here and due again come first.
+        let due: Vec<Received> = {
+            let mut put_back = self.put_back.lock().unwrap();
+            let waiting = put_back.entry(queue.to_string()).or_default();
+            let now = tokio::time::Instant::now();
+            let mut due = Vec::new();
+            while due.len() < max && waiting.front().is_some_and(|(at, _)| *at <= now) {
+                due.push(waiting.pop_front().expect("checked").1);
+            }
+            due
+        };
+        if !due.is_empty() {
+            return Ok(due);
+        }
         let subscription = self
             .subscriptions
             .lock()
@@ -312,24 +331,16 @@ impl Inner {
             id: id.clone(),
             body: message.payload.to_vec(),
             attributes: attributes_of(headers),
-            attempt: self.attempt(&id, delivered),
+            attempt: delivered.max(1),
             enqueued_at: header(headers, ENQUEUED_AT)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
         };
-        self.held.lock().unwrap().insert(id, message);
+        self.held
+            .lock()
+            .unwrap()
+            .insert(id, (message, received.clone()));
         Ok(Some(received))
-    }
-
-    /// wasmfn's attempt number of a delivery JetStream numbered `delivered`.
-    fn attempt(&self, id: &str, delivered: u32) -> u32 {
-        let uncounted = self.uncounted.lock().unwrap().get(id).copied();
-        delivered.saturating_sub(uncounted.unwrap_or(0)).max(1)
-    }
-
-    /// Forget a settled message's uncounted deliveries.
-    fn settled(&self, id: &str) {
-        self.uncounted.lock().unwrap().remove(id);
     }
 }
 
@@ -387,8 +398,7 @@ impl QueueBackend for NatsQueues {
         Box::pin(async move {
             for id in ids {
                 let held = this.held.lock().unwrap().remove(&id);
-                this.settled(&id);
-                if let Some(m) = held {
+                if let Some((m, _)) = held {
                     m.double_ack()
                         .await
                         .map_err(|e| anyhow!("acknowledging message {id}: {e}"))?;
@@ -403,18 +413,20 @@ impl QueueBackend for NatsQueues {
         let this = self.inner.clone();
         Box::pin(async move {
             for id in ids {
-                let Some(m) = this.held.lock().unwrap().remove(&id) else {
+                let Some((m, received)) = this.held.lock().unwrap().get(&id).cloned() else {
                     continue;
                 };
-                *this
-                    .uncounted
+                // Kept here, its visibility timeout started again, and handed out again when
+                // due: the server counts no delivery for it.
+                m.ack_with(AckKind::Progress)
+                    .await
+                    .map_err(|e| anyhow!("keeping {id} of {queue}: {e}"))?;
+                this.put_back
                     .lock()
                     .unwrap()
-                    .entry(id.clone())
-                    .or_default() += 1;
-                m.ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(|e| anyhow!("nak of {id} on {queue}: {e}"))?;
+                    .entry(queue.clone())
+                    .or_default()
+                    .push_back((tokio::time::Instant::now() + delay, received));
             }
             Ok(())
         })
@@ -437,11 +449,10 @@ impl QueueBackend for NatsQueues {
         );
         let this = self.inner.clone();
         Box::pin(async move {
-            let Some(m) = this.held.lock().unwrap().remove(&id) else {
+            let Some((m, received)) = this.held.lock().unwrap().remove(&id) else {
                 return Ok(FailOutcome::Retried);
             };
-            let delivered = m.info().map(|i| i.delivered as u32).unwrap_or(1);
-            let delivered = this.attempt(&id, delivered);
+            let delivered = received.attempt;
             if delivered < max_receives {
                 m.ack_with(AckKind::Nak(Some(backoff)))
                     .await
@@ -463,7 +474,6 @@ impl QueueBackend for NatsQueues {
             m.double_ack()
                 .await
                 .map_err(|e| anyhow!("acknowledging dead-lettered {id}: {e}"))?;
-            this.settled(&id);
             Ok(FailOutcome::DeadLettered)
         })
     }
@@ -561,7 +571,7 @@ impl QueueBackend for NatsQueues {
                     };
                     this.publish(&to, copy, &[]).await?;
                     let held = this.held.lock().unwrap().remove(&m.id);
-                    if let Some(h) = held {
+                    if let Some((h, _)) = held {
                         h.double_ack().await.map_err(|e| anyhow!("{e}"))?;
                     }
                     moved += 1;
