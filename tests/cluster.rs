@@ -383,11 +383,13 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
     );
     compile_into_cache(&f, &["stream-recorder", "caps"]);
     let mut hosts: Vec<Option<Server>> = (0..3).map(|n| Some(host(&f, n))).collect();
-    let on = |hosts: &[Option<Server>], i: usize| -> usize {
-        // The next live host from `i` on.
+    // Host 2 is paused (SIGSTOP) for longer than the lease in the middle of the writes.
+    let mut paused_at: Option<Instant> = None;
+    let on = |hosts: &[Option<Server>], paused: bool, i: usize| -> usize {
+        // The next live (and running) host from `i` on.
         (i..i + 3)
             .map(|j| j % 3)
-            .find(|j| hosts[*j].is_some())
+            .find(|j| hosts[*j].is_some() && !(paused && *j == 2))
             .unwrap()
     };
     let first = hosts[0].as_ref().unwrap();
@@ -401,7 +403,8 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
         200
     );
     // 1,000 KV writes and 1,000 SQL writes on 10 keys each, spread over the hosts in turn;
-    // one host is killed after a third of them and started again after two thirds.
+    // one host is killed after a third of them and started again after two thirds, another
+    // is paused near the end.
     let total = 2_000;
     let mut dead = None;
     for i in 0..1_000usize {
@@ -414,7 +417,18 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
         if i == 666 {
             hosts[1] = Some(host(&f, 1));
         }
-        let h = hosts[on(&hosts, i)].as_ref().unwrap();
+        if i == 800 {
+            signal(hosts[2].as_ref().unwrap(), SIGSTOP);
+            paused_at = Some(Instant::now());
+        }
+        if i == 950 {
+            // Paused past its leases (3 s): the others took its partitions over.
+            let since = paused_at.unwrap().elapsed();
+            std::thread::sleep(Duration::from_secs(5).saturating_sub(since));
+            signal(hosts[2].as_ref().unwrap(), SIGCONT);
+            paused_at = None;
+        }
+        let h = hosts[on(&hosts, paused_at.is_some(), i)].as_ref().unwrap();
         assert_eq!(
             call(
                 h,
@@ -429,7 +443,9 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
         } else {
             json_sql("UPDATE items SET n = $2 WHERE id = $1", i % 10, i)
         };
-        let h = hosts[on(&hosts, i + 1)].as_ref().unwrap();
+        let h = hosts[on(&hosts, paused_at.is_some(), i + 1)]
+            .as_ref()
+            .unwrap();
         assert_eq!(call(h, "POST", "/sql/default", sql), 200);
     }
     let distinct = || {
@@ -468,8 +484,24 @@ fn stream_records_from_kv_and_sql_writes_on_any_host_are_delivered_once_in_order
     let duplicates = lines.len() - seen.len();
     eprintln!(
         "stream: {total} records from KV and SQL writes on 3 hosts, one killed with SIGKILL and \
-         restarted: none lost, in order per key, {duplicates} delivered twice"
+         restarted, another paused 5 s: none lost, in order per key, {duplicates} delivered twice"
     );
+    let paused = hosts[2].as_ref().unwrap();
+    assert!(
+        paused.logs().contains("lease moved to another host"),
+        "the paused host did not notice it lost its partitions:\n{}",
+        paused.logs()
+    );
+    // The partitions spread over the hosts: each live one, the restarted one included,
+    // consumes some (the first host took all 16 and gave back the surplus as others joined).
+    for (n, h) in hosts.iter().enumerate() {
+        let h = h.as_ref().unwrap();
+        wait_until(
+            &format!("host {n} to consume a partition"),
+            Duration::from_secs(15),
+            || h.logs().contains("consuming partition"),
+        );
+    }
     let h = hosts[0].as_ref().unwrap();
     let streams: serde_json::Value = h.admin_get("streams").send().unwrap().json().unwrap();
     assert_eq!(streams["streams"][0]["undelivered"], 0, "{streams}");

@@ -418,6 +418,13 @@ impl Inner {
                     for part in give_back {
                         w.remove(&part);
                     }
+                    // Leases that lapsed (this host paused, or lost the database, longer than
+                    // the lease) and went to another host: their workers stop.
+                    for part in held.iter().filter(|p| !owned.contains(p)) {
+                        if w.remove(part) {
+                            tracing::warn!(stream = %c.name, part, "the partition's lease moved to another host; it delivers from the checkpoint");
+                        }
+                    }
                     for part in owned {
                         if !held.contains(&part) && w.insert(part) {
                             tracing::info!(stream = %c.name, part, "consuming partition");
