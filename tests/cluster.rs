@@ -692,3 +692,75 @@ fn a_message_put_back_for_want_of_capacity_keeps_its_attempt_number_on_any_host(
         "no delivery found the function busy: the test proves nothing"
     );
 }
+
+#[test]
+fn a_rolling_restart_never_serves_two_versions_of_a_function_on_one_host() {
+    // Version 1 of `greet` is the hello component, version 2 the echo component: their
+    // answers tell them apart. Three hosts serve one folder under load; the component file is
+    // replaced, then the hosts restart one at a time.
+    let f = Fixture::with_guests(&[]);
+    f.copy_guest("hello", "greet");
+    let mut hosts: Vec<Server> = (0..3).map(|n| host_compiling(&f, n)).collect();
+    let version = |body: &str| if body.contains("Hello") { 1 } else { 2 };
+    let seen: std::sync::Arc<Mutex<Vec<(usize, u8)>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addrs: std::sync::Arc<Mutex<Vec<String>>> =
+        std::sync::Arc::new(Mutex::new(hosts.iter().map(|h| h.url("/greet")).collect()));
+    let load: Vec<_> = (0..3)
+        .map(|n| {
+            let (seen, stop, addrs) = (seen.clone(), stop.clone(), addrs.clone());
+            std::thread::spawn(move || {
+                let client = common::client();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let url = addrs.lock().unwrap()[n].clone();
+                    // A restarting host refuses connections for a moment: that is not a version.
+                    if let Ok(r) = client.post(&url).body("x").send() {
+                        if let Ok(body) = r.text() {
+                            seen.lock().unwrap().push((n, version(&body)));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    f.copy_guest("echo", "greet");
+    for n in 0..3 {
+        let old = std::mem::replace(&mut hosts[n], host_compiling(&f, 10 + n));
+        addrs.lock().unwrap()[n] = hosts[n].url("/greet");
+        drop(old);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    for n in 0..3 {
+        let versions: Vec<u8> = seen
+            .iter()
+            .filter(|(h, _)| *h == n)
+            .map(|(_, v)| *v)
+            .collect();
+        let switched = versions
+            .iter()
+            .position(|v| *v == 2)
+            .expect("version 2 was served");
+        assert!(
+            versions[switched..].iter().all(|v| *v == 2),
+            "host slot {n} served version 1 after version 2"
+        );
+        assert!(switched > 0, "host slot {n} never served version 1");
+        eprintln!(
+            "host slot {n}: {} answers from version 1, then {} from version 2, never mixed",
+            switched,
+            versions.len() - switched
+        );
+    }
+}
+
+/// A host with its own compile cache (the component changes under it in the test).
+fn host_compiling(f: &Fixture, n: usize) -> Server {
+    let state = f.dir.path().join(format!("host-{n}"));
+    f.serve_with(&["--state-dir", state.to_str().unwrap()], &[])
+}
