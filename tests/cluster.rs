@@ -725,9 +725,9 @@ fn a_rolling_restart_never_serves_two_versions_of_a_function_on_one_host() {
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     f.copy_guest("echo", "greet");
-    for n in 0..3 {
-        let old = std::mem::replace(&mut hosts[n], host_compiling(&f, 10 + n));
-        addrs.lock().unwrap()[n] = hosts[n].url("/greet");
+    for (n, slot) in hosts.iter_mut().enumerate() {
+        let old = std::mem::replace(slot, host_compiling(&f, 10 + n));
+        addrs.lock().unwrap()[n] = slot.url("/greet");
         drop(old);
         std::thread::sleep(Duration::from_millis(500));
     }
