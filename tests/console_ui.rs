@@ -52,7 +52,8 @@ fn the_console_shows_and_drives_the_order_example() {
         "[schedules.nightly]\nfunction = \"cron-job\"\nexpression = \"0 30 3 * * *\"\n\n\
          [streams.audit]\nfunction = \"stream-audit\"\nmax-retries = 1\n\
          retry-backoff = \"50ms\"\non-failure = \"bisect\"\n\n\
-         [workflows.fanout]\ndefinition = \"fanout.asl.json\"\n",
+         [workflows.fanout]\ndefinition = \"fanout.asl.json\"\n\n\
+         [queues.outbox]\n",
     );
     f.write("fanout.asl.json", FANOUT);
     f.copy_guest("cron-job", "cron-job");
@@ -148,6 +149,19 @@ fn the_console_shows_and_drives_the_order_example() {
     b.goto(&format!("{ui}#/queues"));
     b.wait_text("#view table", |t| t.contains("1 in email-queue-dlq"));
     b.screenshot(&shots().join("03-queues.png"));
+    // A live queue's waiting messages (`outbox` has no consumer, so they stay).
+    let r = server
+        .admin_post("queues/outbox/messages")
+        .header("x-wasmfn-attr-kind", "invoice")
+        .body("invoice 42 for ada")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    b.goto(&format!("{ui}#/queues/outbox"));
+    b.wait_text("#queue-messages", |t| t.contains("invoice 42 for ada"));
+    b.click("#queue-messages summary");
+    let opened = b.wait_text("#queue-messages", |t| t.contains("kind=invoice"));
+    assert!(opened.contains("Attempts"), "{opened}");
     b.goto(&format!("{ui}#/queues/email-queue-dlq"));
     let letters = b.wait_text("#dead-letters", |t| t.contains("poison1"));
     assert!(letters.contains("#"), "{letters}");

@@ -1,4 +1,5 @@
-// Queues (depth, in flight, oldest age, dead letters; browse a dead-letter queue and redrive
+// Queues (depth, in flight, oldest age, dead letters; browse a queue's or a dead-letter
+// queue's messages, and redrive
 // it, after a confirmation) and streams (lag, checkpoint, parked records; re-deliver one).
 
 import { api, el, table, link, confirmAction, actionButton, status, every, pretty } from "./app.js";
@@ -77,8 +78,18 @@ export async function queueView([, name]) {
           ? el("ol", { class: "messages", id: "dead-letters" }, messages.map(message))
           : el("p", { class: "empty", id: "dead-letters" }, "No dead letters."),
       );
-    } else if (q.deadLetterQueue) {
-      parts.push(el("p", {}, "Messages that fail too often go to ", link(`queues/${encodeURIComponent(q.deadLetterQueue)}`, q.deadLetterQueue), "."));
+    } else {
+      if (q.deadLetterQueue) {
+        parts.push(el("p", {}, "Messages that fail too often go to ", link(`queues/${encodeURIComponent(q.deadLetterQueue)}`, q.deadLetterQueue), "."));
+      }
+      // The messages waiting (and in flight), oldest first: what a consumer will get next.
+      const messages = (await api(`queues/${encodeURIComponent(name)}/messages?limit=100`)).messages;
+      parts.push(
+        el("h3", {}, `Messages (${messages.length === 100 ? "the first 100" : messages.length})`),
+        messages.length
+          ? el("ol", { class: "messages", id: "queue-messages" }, messages.map(message))
+          : el("p", { class: "empty", id: "queue-messages" }, "No messages waiting."),
+      );
     }
     holder.replaceChildren(...parts);
   };
