@@ -264,7 +264,7 @@ fn a_missed_run_is_made_up_once_by_the_whole_cluster() {
     ));
     drop(first);
     let hosts: Vec<Server> = (0..3).map(|n| host(&f, n)).collect();
-    let t0 = Instant::now();
+    let (t0, hour_at_start) = (Instant::now(), now_ms() / 3_600_000);
     wait_until("the missed hourly run", Duration::from_secs(20), || {
         ticks
             .lock()
@@ -280,9 +280,15 @@ fn a_missed_run_is_made_up_once_by_the_whole_cluster() {
         .filter(|l| l.starts_with("hourly "))
         .cloned()
         .collect();
+    // An hour that begins during the test brings its own (regular) run.
+    let expected = if now_ms() / 3_600_000 == hour_at_start {
+        1
+    } else {
+        2
+    };
     assert_eq!(
         hourly.len(),
-        1,
+        expected,
         "the missed run ran {} times: {hourly:?}",
         hourly.len()
     );
