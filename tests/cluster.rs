@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::cluster::{compile_into_cache, host, now_ms, send_batch, signal, SIGCONT, SIGSTOP};
+use common::cluster::{compile_into_cache, host, now_ms, signal, SIGCONT, SIGSTOP};
 use common::servers::{postgres, Nats};
-use common::{collector, wait_until, wasmfn, Fixture, Server};
+use common::{collector, send_batch, wait_until, wasmfn, Fixture, Server};
 
 /// One app folder for every host; each host gets its own state folder (as on its own machine)
 /// and they share the compile cache (a read-only precompiled folder would do as well).
@@ -77,7 +77,7 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     let mut accepted = 0;
     for (i, chunk) in (0..total).collect::<Vec<_>>().chunks(200).enumerate() {
         let bodies: Vec<String> = chunk.iter().map(|i| format!("m-{i}")).collect();
-        accepted += send_batch(hosts[i % 3].as_ref().unwrap(), "jobs", &bodies);
+        accepted += send_batch(hosts[i % 3].as_ref().unwrap(), "jobs", &bodies).len();
     }
     assert_eq!(accepted, total);
     wait_until(

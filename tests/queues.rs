@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::servers::Nats;
-use common::{client, wait_until, Fixture, Server};
+use common::{client, send_batch, wait_until, Fixture, Server};
 
 /// One line the recorder guest reported: (message id, attempt, body).
 type Seen = Arc<Mutex<Vec<(String, u32, String)>>>;
@@ -70,26 +70,6 @@ fn fixture_on(backend: &Backend, collector_url: &str, queue_settings: &str) -> F
 
 fn fixture(collector_url: &str, queue_settings: &str) -> Fixture {
     fixture_on(&Backend::Sqlite, collector_url, queue_settings)
-}
-
-fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
-    let messages: Vec<_> = bodies
-        .iter()
-        .map(|b| serde_json::json!({ "body": b }))
-        .collect();
-    let r = server
-        .admin_post(&format!("queues/{queue}/batch"))
-        .json(&serde_json::json!({ "messages": messages }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
-    let v: serde_json::Value = r.json().unwrap();
-    v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_str().unwrap().to_string())
-        .collect()
 }
 
 fn admin_json(server: &Server, path: &str) -> serde_json::Value {

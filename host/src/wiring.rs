@@ -48,6 +48,24 @@ fn block_on_runtime<T>(
     tokio::task::block_in_place(|| handle.block_on(connect))
 }
 
+/// Connect `what` to the `[cluster]` database with `connect(url)`, on the long-lived runtime.
+#[cfg(feature = "postgres")]
+fn on_cluster<T, F>(
+    cluster: &crate::cluster::ClusterConfig,
+    what: &str,
+    connect: impl FnOnce(String) -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let url = cluster
+        .url
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("[cluster] url: {e}"))?;
+    block_on_runtime(what, connect(url.expose().to_string()))
+        .map_err(|e| e.context("[cluster]: connecting to PostgreSQL"))
+}
+
 #[cfg(any(feature = "schedules", feature = "streams"))]
 fn create_state_dir(state: &Path) -> Result<()> {
     use anyhow::Context as _;
@@ -73,19 +91,14 @@ fn schedules(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
             }
             #[cfg(feature = "postgres")]
             Some(cluster) => {
-                let url = cluster
-                    .url
-                    .resolve()
-                    .map_err(|e| anyhow::anyhow!("[cluster] url: {e}"))?;
-                let ticks = block_on_runtime(
-                    "the cluster's schedule ticks",
+                let ticks = on_cluster(cluster, "the cluster's schedule ticks", |url| async move {
                     wasmfn_host_triggers::schedule::PostgresTicks::connect(
-                        url.expose(),
+                        &url,
                         &cluster.namespace,
                         cluster.lease,
-                    ),
-                )
-                .map_err(|e| e.context("[cluster]: connecting to PostgreSQL"))?;
+                    )
+                    .await
+                })?;
                 tracing::info!(namespace = %cluster.namespace, "schedules: ticks claimed in PostgreSQL (cluster)");
                 Arc::new(ticks)
             }
@@ -123,20 +136,15 @@ fn streams(app: &mut App, manifest: &Manifest, state: &Path) -> Result<()> {
         }
         #[cfg(feature = "postgres")]
         Some(cluster) => {
-            let url = cluster
-                .url
-                .resolve()
-                .map_err(|e| anyhow::anyhow!("[cluster] url: {e}"))?;
-            let mut feed = block_on_runtime(
-                "the cluster's stream feed",
+            let mut feed = on_cluster(cluster, "the cluster's stream feed", |url| async move {
                 wasmfn_host_triggers::stream::PostgresFeed::connect(
-                    url.expose(),
+                    &url,
                     &cluster.namespace,
                     cluster.lease,
                     m.streams.clone(),
-                ),
-            )
-            .map_err(|e| e.context("[cluster]: connecting to PostgreSQL"))?;
+                )
+                .await
+            })?;
             let problems = feed.validate(app);
             report(app, problems);
             tracing::info!(namespace = %cluster.namespace, "streams: feed in PostgreSQL, key partitions leased to hosts (cluster)");

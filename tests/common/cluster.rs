@@ -53,22 +53,6 @@ pub fn host(f: &Fixture, n: usize) -> Server {
     )
 }
 
-/// Send `bodies` to `queue` through `server`'s host API; how many it accepted.
-pub fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> usize {
-    let messages: Vec<_> = bodies
-        .iter()
-        .map(|b| serde_json::json!({ "body": b }))
-        .collect();
-    let r = server
-        .admin_post(&format!("queues/{queue}/batch"))
-        .json(&serde_json::json!({ "messages": messages }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
-    let v: serde_json::Value = r.json().unwrap();
-    v["ids"].as_array().unwrap().len()
-}
-
 /// A host with its own compile cache (the component changes under it in the test).
 pub fn host_compiling(f: &Fixture, n: usize) -> Server {
     let state = f.dir.path().join(format!("host-{n}"));

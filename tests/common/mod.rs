@@ -426,3 +426,25 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Send `bodies` to `queue` through `server`'s host API (one batch), which must accept them
+/// all; their message ids.
+pub fn send_batch(server: &Server, queue: &str, bodies: &[String]) -> Vec<String> {
+    let messages: Vec<_> = bodies
+        .iter()
+        .map(|b| serde_json::json!({ "body": b }))
+        .collect();
+    let r = server
+        .admin_post(&format!("queues/{queue}/batch"))
+        .json(&serde_json::json!({ "messages": messages }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+    let v: serde_json::Value = r.json().unwrap();
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}

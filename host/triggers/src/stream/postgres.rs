@@ -124,20 +124,17 @@ impl PostgresFeed {
         let client = pool.get().await.context("no PostgreSQL connection")?;
         for c in &configs {
             let stream = format!("{namespace}/{}", c.name);
-            client
-                .execute(
-                    "INSERT INTO wasmfn_stream_heads (stream, part) SELECT $1, p FROM generate_series(0, $2 - 1) p \
-                     ON CONFLICT DO NOTHING",
-                    &[&stream, &PARTITIONS],
-                )
-                .await?;
-            client
-                .execute(
-                    "INSERT INTO wasmfn_stream_leases (stream, part) SELECT $1, p FROM generate_series(0, $2 - 1) p \
-                     ON CONFLICT DO NOTHING",
-                    &[&stream, &PARTITIONS],
-                )
-                .await?;
+            for table in ["wasmfn_stream_heads", "wasmfn_stream_leases"] {
+                client
+                    .execute(
+                        &format!(
+                            "INSERT INTO {table} (stream, part) SELECT $1, p FROM generate_series(0, $2 - 1) p \
+                             ON CONFLICT DO NOTHING"
+                        ),
+                        &[&stream, &PARTITIONS],
+                    )
+                    .await?;
+            }
         }
         Ok(Self {
             inner: Arc::new(Inner {
