@@ -71,6 +71,38 @@ pub fn postgres(
     ))
 }
 
+/// A pool of up to `size` connections to the PostgreSQL database at `url` (TLS as
+/// [`postgres`] decides), with `schema` run on its first connection, which must answer
+/// within 5 s: the shared setup of wasmfn's own tables (workflows, schedule ticks, streams).
+#[cfg(feature = "sql-postgres")]
+pub async fn postgres_pool(
+    url: &str,
+    size: usize,
+    schema: &str,
+) -> Result<deadpool_postgres::Pool> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+    let mut config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
+    let tls = postgres(&mut config)?;
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            // A cheap check that a recycled connection is still alive after an idle period.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager).max_size(size).build()?;
+    let client = tokio::time::timeout(std::time::Duration::from_secs(5), pool.get())
+        .await
+        .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within 5 s"))?
+        .context("connecting to PostgreSQL")?;
+    client
+        .batch_execute(schema)
+        .await
+        .context("creating wasmfn's tables")?;
+    Ok(pool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

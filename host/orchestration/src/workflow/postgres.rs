@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
 use super::now_ms;
@@ -70,25 +70,10 @@ impl PostgresExecutions {
     /// Connect to `url`, create the tables if needed; `lease` is how long a claim lasts
     /// without renewal (a crashed host's executions move to another host after it).
     pub async fn connect(url: &str, lease: Duration) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().context("invalid PostgreSQL URL")?;
-        let tls = wasmfn_host_capabilities::backend_tls::postgres(&mut config)?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
         // Steps of concurrent executions write at once; a handful of connections serve them.
-        let pool = Pool::builder(manager).max_size(8).build()?;
-        let client = tokio::time::timeout(Duration::from_secs(5), pool.get())
+        let pool = wasmfn_host_capabilities::backend_tls::postgres_pool(url, 8, SCHEMA)
             .await
-            .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within 5 s"))?
-            .context("connecting to PostgreSQL")?;
-        client
-            .batch_execute(SCHEMA)
-            .await
-            .context("creating the workflow tables")?;
+            .context("setting up the workflow tables")?;
         Ok(Self {
             pool,
             owner: crate::new_id(),
