@@ -218,11 +218,12 @@ impl Inner {
         // Messages put back here and due again come first.
         let due: Vec<Received> = {
             let mut put_back = self.put_back.lock().unwrap();
-            let waiting = put_back.entry(queue.to_string()).or_default();
             let now = tokio::time::Instant::now();
             let mut due = Vec::new();
-            while due.len() < max && waiting.front().is_some_and(|(at, _)| *at <= now) {
-                due.push(waiting.pop_front().expect("checked").1);
+            if let Some(waiting) = put_back.get_mut(queue) {
+                while due.len() < max && waiting.front().is_some_and(|(at, _)| *at <= now) {
+                    due.push(waiting.pop_front().expect("checked").1);
+                }
             }
             due
         };

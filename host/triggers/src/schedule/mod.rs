@@ -323,20 +323,29 @@ impl Service for Scheduler {
         functions: Arc<dyn Invoker>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
+        // The last ticks (in a cluster, the last any host fired) are read once, by whichever
+        // schedule's task gets there first, and shared by the others.
+        let last: Arc<tokio::sync::OnceCell<BTreeMap<String, i64>>> = Arc::default();
         self.schedules
             .values()
             .map(|c| {
-                let (me, functions, c, mut shutdown) =
-                    (self.clone(), functions.clone(), c.clone(), shutdown.clone());
+                let (me, functions, c, mut shutdown, last) = (
+                    self.clone(),
+                    functions.clone(),
+                    c.clone(),
+                    shutdown.clone(),
+                    last.clone(),
+                );
                 tokio::spawn(async move {
-                    // Read per schedule, at start: in a cluster, the last tick any host fired.
-                    let last = match me.ticks.last_fired().await {
-                        Ok(last) => last.get(&c.name).copied(),
-                        Err(e) => {
-                            tracing::warn!(schedule = %c.name, error = %format!("{e:#}"), "cannot read the last tick; missed runs are not made up");
-                            None
-                        }
-                    };
+                    let ticks = last
+                        .get_or_init(|| async {
+                            me.ticks.last_fired().await.unwrap_or_else(|e| {
+                                tracing::warn!(error = %format!("{e:#}"), "cannot read the schedules' last ticks; missed runs are not made up");
+                                BTreeMap::new()
+                            })
+                        })
+                        .await;
+                    let last = ticks.get(&c.name).copied();
                     me.run(functions, c, last, &mut shutdown).await
                 })
             })

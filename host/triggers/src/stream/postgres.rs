@@ -149,6 +149,19 @@ impl PostgresFeed {
         })
     }
 
+    /// Run `f(inner, stream)` to completion for a synchronous caller ([`Inner::blocking`]).
+    fn on_stream<T: Send + 'static, F>(
+        &self,
+        stream: &str,
+        f: impl FnOnce(Arc<Inner>, String) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        self.inner
+            .blocking(f(self.inner.clone(), stream.to_string()))
+    }
+
     /// Disable (and report) streams whose function is missing or not of the `stream` world.
     pub fn validate(&mut self, functions: &dyn Invoker) -> Vec<String> {
         let inner = Arc::get_mut(&mut self.inner).expect("validated before it is shared");
@@ -539,9 +552,9 @@ impl Service for PostgresFeed {
 
 impl ChangeRecorder for PostgresFeed {
     fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
-        let (inner, stream) = (self.inner.clone(), stream.to_string());
-        self.inner
-            .blocking(async move { inner.append(&stream, events).await })
+        self.on_stream(stream, move |inner, stream| async move {
+            inner.append(&stream, events).await
+        })
     }
 }
 
@@ -551,8 +564,7 @@ impl Feed for PostgresFeed {
     }
 
     fn backlog(&self, stream: &str) -> Result<Backlog> {
-        let (inner, stream) = (self.inner.clone(), stream.to_string());
-        self.inner.blocking(async move {
+        self.on_stream(stream, move |inner, stream| async move {
             let stream = stream.as_str();
             let client = inner.client().await?;
             let key = inner.key(stream);
@@ -582,8 +594,7 @@ impl Feed for PostgresFeed {
     }
 
     fn checkpoint(&self, stream: &str) -> Result<String> {
-        let (inner, stream) = (self.inner.clone(), stream.to_string());
-        self.inner.blocking(async move {
+        self.on_stream(stream, move |inner, stream| async move {
             let stream = stream.as_str();
             let rows = inner
                 .client()
@@ -603,8 +614,7 @@ impl Feed for PostgresFeed {
     }
 
     fn parked_records(&self, stream: &str) -> Result<Vec<ParkedRecord>> {
-        let (inner, stream) = (self.inner.clone(), stream.to_string());
-        self.inner.blocking(async move {
+        self.on_stream(stream, move |inner, stream| async move {
             let stream = stream.as_str();
             let rows = inner
                 .client()
@@ -636,8 +646,7 @@ impl Feed for PostgresFeed {
             return Ok(None);
         };
         let (part, seq) = split_id(id);
-        let (inner, stream) = (self.inner.clone(), stream.to_string());
-        self.inner.blocking(async move {
+        self.on_stream(stream, move |inner, stream| async move {
             let stream = stream.as_str();
             let key = inner.key(stream);
             // Appended again first, then taken out of the parked set: a failure in between
