@@ -171,6 +171,93 @@ fn partial_failure(backend: Backend) {
 }
 
 #[test]
+fn delayed_messages_wait_then_count_attempts_from_one() {
+    delayed_messages(Backend::Sqlite);
+}
+
+#[test]
+fn nats_delayed_messages_wait_then_count_attempts_from_one() {
+    delayed_messages(Backend::Nats(Nats::start()));
+}
+
+/// A message sent with a delay is not delivered before it is due, counts as waiting
+/// meanwhile, and its first delivery is attempt 1 (on NATS too, where the wait must not count
+/// as a delivery).
+fn delayed_messages(backend: Backend) {
+    let (url, seen) = collector(Duration::ZERO);
+    let f = fixture_on(
+        &backend,
+        &url,
+        "max-receive-count = 3\nretry-backoff = \"50ms\"\nbatch-window = \"50ms\"",
+    );
+    let server = f.serve();
+    let sent = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for body in ["ok-late", "fail-late"] {
+        let r = server
+            .admin_post("queues/jobs/messages")
+            .header("x-wasmfn-delay-ms", "2000")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+        let v: serde_json::Value = r.json().unwrap();
+        ids.push(v["ids"][0].as_str().unwrap().to_string());
+    }
+    let jobs = || {
+        admin_json(&server, "queues")["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "jobs")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(jobs()["waiting"], 2, "delayed messages count as waiting");
+    let peeked = admin_json(&server, "queues/jobs/messages");
+    assert_eq!(peeked["messages"].as_array().unwrap().len(), 2, "{peeked}");
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(sent.elapsed()));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing is delivered before its delay: {:?}",
+        seen.lock().unwrap()
+    );
+    wait_until(
+        "the failing one dead-lettered",
+        Duration::from_secs(30),
+        || {
+            admin_json(&server, "queues/jobs-dlq/messages")["messages"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 1
+        },
+    );
+    assert!(sent.elapsed() >= Duration::from_millis(2000));
+    let seen = seen.lock().unwrap().clone();
+    let attempts = |body: &str| {
+        let mut a: Vec<u32> = seen
+            .iter()
+            .filter(|(_, _, b)| b == body)
+            .map(|(_, a, _)| *a)
+            .collect();
+        a.sort();
+        a
+    };
+    assert_eq!(attempts("ok-late"), [1], "{seen:?}");
+    assert_eq!(attempts("fail-late"), [1, 2, 3], "{seen:?}");
+    // The id a sender got is the id the function sees.
+    let ok_id = &seen.iter().find(|(_, _, b)| b == "ok-late").unwrap().0;
+    assert_eq!(ok_id, &ids[0], "{seen:?}");
+    let dead = admin_json(&server, "queues/jobs-dlq/messages");
+    assert_eq!(dead["messages"][0]["receive_count"], 3, "{dead}");
+    wait_until("the queue empty", Duration::from_secs(10), || {
+        let j = jobs();
+        j["waiting"] == 0 && j["inFlight"] == 0
+    });
+}
+
+#[test]
 fn ten_thousand_messages_survive_kill_9() {
     survive_kill_9(Backend::Sqlite);
 }

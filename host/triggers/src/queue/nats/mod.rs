@@ -16,9 +16,8 @@
 //! can race a delivery (the server counts it, the client never sees it, and it only comes back
 //! after `ack_wait`). Several hosts on one durable consumer share its messages.
 //!
-//! Difference from the embedded backend: JetStream 2.9 has no delayed publish, so a delayed
-//! message is held back with a nak-with-delay when first fetched; that wait counts as one
-//! delivery in its attempt number.
+//! A message sent with a delay waits in a side stream until due ([`delayed`]), so the wait
+//! counts no delivery either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,12 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull, stream, AckKind};
 use async_nats::HeaderMap;
-use futures::StreamExt as _;
+
+mod delayed;
+mod receive;
+
+use delayed::Delayed;
+use receive::Subscription;
 
 use super::{
     now_ms, BackendFuture, DeadLetter, FailOutcome, NewMessage, QueueBackend, QueueStats, Received,
@@ -39,18 +43,6 @@ const ENQUEUED_AT: &str = "Wasmfn-Enqueued-At";
 const LAST_ERROR: &str = "Wasmfn-Last-Error";
 const RECEIVE_COUNT: &str = "Wasmfn-Receive-Count";
 const ATTRIBUTE: &str = "Wasmfn-Attr-";
-/// How long a receive waits for a first message before answering with none (the consumer
-/// loop then asks again; the subscription stays open meanwhile).
-const FETCH_WAIT: Duration = Duration::from_secs(1);
-/// How long each pull request of a subscription stays open on the server before the client
-/// renews it; a renewal never loses a message, the subscription's inbox stays the same.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
-/// The server's idle heartbeat on an open pull request: two missed ones mean the connection
-/// is gone, and the subscription is opened again.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// One queue's long-lived subscription, opened on first receive.
-type Subscription = Arc<tokio::sync::Mutex<Option<pull::Stream>>>;
 
 /// Queues in a NATS JetStream stream.
 pub struct NatsQueues {
@@ -71,6 +63,8 @@ struct Inner {
     put_back: Mutex<HashMap<String, std::collections::VecDeque<(tokio::time::Instant, Received)>>>,
     /// Each queue's subscription, by queue name.
     subscriptions: Mutex<HashMap<String, Subscription>>,
+    /// Messages sent with a delay, until they are due.
+    delayed: Delayed,
 }
 
 impl NatsQueues {
@@ -88,22 +82,15 @@ impl NatsQueues {
             )
         })?;
         let js = jetstream::new(client);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: stream_name.to_string(),
-                subjects: vec![format!("{SUBJECT_PREFIX}>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| anyhow!("creating JetStream stream {stream_name}: {e}"))?;
+        let stream = work_queue_stream(&js, stream_name, SUBJECT_PREFIX).await?;
         for (name, visibility) in queues {
             stream
                 .get_or_create_consumer(name, consumer_config(name, *visibility))
                 .await
                 .map_err(|e| anyhow!("creating JetStream consumer for queue {name}: {e}"))?;
         }
+        let delayed =
+            Delayed::ensure(&js, stream_name, queues.iter().map(|(q, _)| q.as_str())).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 js,
@@ -112,9 +99,27 @@ impl NatsQueues {
                 held: Mutex::new(HashMap::new()),
                 put_back: Mutex::new(HashMap::new()),
                 subscriptions: Mutex::new(HashMap::new()),
+                delayed,
             }),
         })
     }
+}
+
+/// The durable work-queue stream `name` over the subjects under `prefix`, made if missing.
+async fn work_queue_stream(
+    js: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+) -> Result<jetstream::stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{prefix}>")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow!("creating JetStream stream {name}: {e}"))
 }
 
 fn consumer_config(queue: &str, visibility: Duration) -> pull::Config {
@@ -152,6 +157,24 @@ fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
     headers?.get(name).map(|v| v.as_str().to_string())
 }
 
+/// A sent message whose storage the server has yet to confirm.
+struct Sent {
+    ack: jetstream::context::PublishAckFuture,
+    /// Put before the stream sequence to make the message's id.
+    id_prefix: &'static str,
+}
+
+impl Sent {
+    /// The message's id, once the server stored it.
+    async fn id(self, queue: &str) -> Result<String> {
+        let ack = self
+            .ack
+            .await
+            .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
+        Ok(format!("{}{}", self.id_prefix, ack.sequence))
+    }
+}
+
 impl Inner {
     async fn consumer(&self, queue: &str) -> Result<jetstream::consumer::Consumer<pull::Config>> {
         let stream = self
@@ -177,20 +200,13 @@ impl Inner {
         extra: &[(&str, String)],
     ) -> Result<String> {
         let pending = self.send(queue, m, extra).await?;
-        let ack = pending
-            .await
-            .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
-        Ok(ack.sequence.to_string())
+        pending.id(queue).await
     }
 
-    /// Send one message; the returned future resolves once the server stored it. Sending a
-    /// whole batch before awaiting any acknowledgement pipelines it.
-    async fn send(
-        &self,
-        queue: &str,
-        m: NewMessage,
-        extra: &[(&str, String)],
-    ) -> Result<jetstream::context::PublishAckFuture> {
+    /// Send one message (one with a delay to the side stream); the returned future resolves
+    /// once the server stored it. Sending a whole batch before awaiting any acknowledgement
+    /// pipelines it.
+    async fn send(&self, queue: &str, m: NewMessage, extra: &[(&str, String)]) -> Result<Sent> {
         let mut headers = HeaderMap::new();
         let now = now_ms();
         headers.insert(ENQUEUED_AT, now.to_string().as_str());
@@ -206,142 +222,62 @@ impl Inner {
         for (k, v) in extra {
             headers.insert(*k, v.as_str());
         }
-        self.js
-            .publish_with_headers(format!("{SUBJECT_PREFIX}{queue}"), headers, m.body.into())
+        let (subject, id_prefix) = if m.delay.is_zero() {
+            (format!("{SUBJECT_PREFIX}{queue}"), "")
+        } else {
+            (
+                format!("{}{queue}", delayed::DELAYED_PREFIX),
+                delayed::ID_PREFIX,
+            )
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, m.body.into())
             .await
-            .map_err(|e| anyhow!("publishing to {queue}: {e}"))
+            .map_err(|e| anyhow!("publishing to {queue}: {e}"))?;
+        Ok(Sent { ack, id_prefix })
     }
 
-    /// Take up to `max` messages from `queue`'s subscription: wait up to [`FETCH_WAIT`] for
-    /// the first, then take what has already arrived.
-    async fn do_receive(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
-        // Messages put back here and due again come first.
-        let due: Vec<Received> = {
-            let mut put_back = self.put_back.lock().unwrap();
-            let now = tokio::time::Instant::now();
-            let mut due = Vec::new();
-            if let Some(waiting) = put_back.get_mut(queue) {
-                while due.len() < max && waiting.front().is_some_and(|(at, _)| *at <= now) {
-                    due.push(waiting.pop_front().expect("checked").1);
-                }
-            }
-            due
-        };
-        if !due.is_empty() {
-            return Ok(due);
-        }
-        let subscription = self
-            .subscriptions
-            .lock()
-            .unwrap()
-            .entry(queue.to_string())
-            .or_default()
+    /// Add up to `limit` messages in total on `subject` of stream `name` to `out`, oldest
+    /// first, without taking them.
+    async fn peek_stream(
+        &self,
+        name: &str,
+        subject: &str,
+        id_prefix: &str,
+        limit: usize,
+        out: &mut Vec<DeadLetter>,
+    ) -> Result<()> {
+        let mut stream = self.js.get_stream(name).await.map_err(|e| anyhow!("{e}"))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+            .state
             .clone();
-        let mut open = subscription.lock().await;
-        if open.is_none() {
-            let consumer = self.consumer(queue).await?;
-            let stream = consumer
-                .stream()
-                // About one batch buffered here while the last one runs: what waits on this
-                // host counts down its visibility timeout, so keep it small.
-                .max_messages_per_batch(max.max(1))
-                .expires(PULL_EXPIRES)
-                .heartbeat(PULL_HEARTBEAT)
-                .messages()
-                .await
-                .map_err(|e| anyhow!("subscribing to {queue}: {e}"))?;
-            *open = Some(stream);
-        }
-        let stream = open.as_mut().expect("opened above");
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + FETCH_WAIT;
-        while out.len() < max {
-            // The first message is waited for; after it, only what is already here.
-            let next = if out.is_empty() {
-                match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                }
-            } else {
-                match futures::FutureExt::now_or_never(stream.next()) {
-                    Some(next) => next,
-                    None => break,
-                }
-            };
-            let message = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    // A lost connection or missed heartbeats: open a new subscription next
-                    // time. Messages taken so far are returned; the rest come back after
-                    // their visibility timeout.
-                    *open = None;
-                    if out.is_empty() {
-                        return Err(anyhow!("reading {queue}: {e}"));
-                    }
-                    tracing::warn!(queue, error = %e, "queue subscription ended; opening a new one");
-                    break;
-                }
-                None => {
-                    *open = None;
-                    break;
-                }
-            };
-            if let Some(r) = self.take(message).await? {
-                out.push(r);
+        for seq in state.first_sequence..=state.last_sequence {
+            if out.len() >= limit {
+                break;
             }
-        }
-        Ok(out)
-    }
-
-    /// Take messages of `queue` that are there now, without a subscription (a redrive of a
-    /// dead-letter queue, which nobody consumes).
-    async fn fetch_now(&self, queue: &str, max: usize) -> Result<Vec<Received>> {
-        let consumer = self.consumer(queue).await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(max)
-            .messages()
-            .await
-            .map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
-        let mut out = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow!("fetching from {queue}: {e}"))?;
-            if let Some(r) = self.take(message).await? {
-                out.push(r);
+            let Ok(m) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            if m.subject.as_str() != subject {
+                continue;
             }
+            let id = header(Some(&m.headers), delayed::ORIGINAL_ID)
+                .unwrap_or_else(|| format!("{id_prefix}{seq}"));
+            out.push(DeadLetter {
+                id,
+                body: String::from_utf8_lossy(&m.payload).into_owned(),
+                attributes: attributes_of(Some(&m.headers)),
+                receive_count: header(Some(&m.headers), RECEIVE_COUNT)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                last_error: header(Some(&m.headers), LAST_ERROR),
+            });
         }
-        Ok(out)
-    }
-
-    /// A delivered message as received (held for its settlement), or `None` when it is
-    /// delayed and was put back until it is due.
-    async fn take(&self, message: jetstream::Message) -> Result<Option<Received>> {
-        let info = message.info().map_err(|e| anyhow!("{e}"))?;
-        let (id, delivered) = (info.stream_sequence.to_string(), info.delivered as u32);
-        let headers = message.headers.as_ref();
-        let not_before: u64 = header(headers, NOT_BEFORE)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let now = now_ms();
-        if not_before > now {
-            let wait = Duration::from_millis(not_before - now);
-            let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
-            return Ok(None);
-        }
-        let received = Received {
-            id: id.clone(),
-            body: message.payload.to_vec(),
-            attributes: attributes_of(headers),
-            attempt: delivered.max(1),
-            enqueued_at: header(headers, ENQUEUED_AT)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        };
-        self.held
-            .lock()
-            .unwrap()
-            .insert(id, (message, received.clone()));
-        Ok(Some(received))
+        Ok(())
     }
 }
 
@@ -373,11 +309,8 @@ impl QueueBackend for NatsQueues {
                 pending.push(this.send(&queue, m, &[]).await?);
             }
             let mut ids = Vec::with_capacity(pending.len());
-            for ack in pending {
-                let ack = ack
-                    .await
-                    .map_err(|e| anyhow!("JetStream did not store the message for {queue}: {e}"))?;
-                ids.push(ack.sequence.to_string());
+            for sent in pending {
+                ids.push(sent.id(&queue).await?);
             }
             Ok(ids)
         })
@@ -485,7 +418,8 @@ impl QueueBackend for NatsQueues {
         Box::pin(async move {
             let mut consumer = this.consumer(&queue).await?;
             let info = consumer.info().await.map_err(|e| anyhow!("{e}"))?;
-            let (waiting, in_flight) = (info.num_pending, info.num_ack_pending as u64);
+            let delayed = this.delayed.waiting(&this.js, &queue).await?;
+            let (waiting, in_flight) = (info.num_pending + delayed, info.num_ack_pending as u64);
             // Work-queue retention drops acknowledged messages: the first message left on
             // the queue's subject is its oldest.
             let mut oldest_age = None;
@@ -517,39 +451,14 @@ impl QueueBackend for NatsQueues {
         let queue = queue.to_string();
         let this = self.inner.clone();
         Box::pin(async move {
-            let mut stream = this
-                .js
-                .get_stream(&this.stream)
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            let state = stream
-                .info()
-                .await
-                .map_err(|e| anyhow!("{e}"))?
-                .state
-                .clone();
-            let subject = format!("{SUBJECT_PREFIX}{queue}");
             let mut out = Vec::new();
-            for seq in state.first_sequence..=state.last_sequence {
-                if out.len() >= limit {
-                    break;
-                }
-                let Ok(m) = stream.get_raw_message(seq).await else {
-                    continue;
-                };
-                if m.subject.as_str() != subject {
-                    continue;
-                }
-                out.push(DeadLetter {
-                    id: seq.to_string(),
-                    body: String::from_utf8_lossy(&m.payload).into_owned(),
-                    attributes: attributes_of(Some(&m.headers)),
-                    receive_count: header(Some(&m.headers), RECEIVE_COUNT)
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                    last_error: header(Some(&m.headers), LAST_ERROR),
-                });
-            }
+            let subject = format!("{SUBJECT_PREFIX}{queue}");
+            this.peek_stream(&this.stream, &subject, "", limit, &mut out)
+                .await?;
+            let subject = format!("{}{queue}", delayed::DELAYED_PREFIX);
+            let prefix = delayed::ID_PREFIX;
+            this.peek_stream(&this.delayed.stream, &subject, prefix, limit, &mut out)
+                .await?;
             Ok(out)
         })
     }
