@@ -1,7 +1,8 @@
 //! Cluster mode through the real binary: three `wasmfn serve` hosts of one app sharing a real
 //! PostgreSQL (the `[cluster]` database, where schedule ticks are claimed) and a real NATS
-//! JetStream (the queues). One host is killed with SIGKILL in the middle and started again, and
-//! another is paused (SIGSTOP, as a partition would) and resumed; recorders outside the hosts
+//! JetStream (the queues, fed directly, by events through a rule and a topic, and by topic
+//! publishes). One host is killed with SIGKILL in the middle and started again, and another
+//! is paused (SIGSTOP, as a partition would) and resumed; recorders outside the hosts
 //! count what every function did. Also: `wasmfn check` refuses a cluster that keeps shared
 //! state in an embedded store, naming the setting; a put-back keeps its attempt number on any
 //! host. Streams, sagas and rolling restarts are in `cluster_workloads.rs`.
@@ -30,7 +31,9 @@ fn cluster_app(database: &str, nats_port: u16, jobs: &str, ticks: &str) -> Fixtu
              [functions.schedule-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
              [functions.schedule-recorder.config]\ncollector = \"{ticks}\"\n\n\
              [queues.jobs]\nfunction = \"queue-recorder\"\nbatch-size = 10\nconcurrency = 2\nvisibility-timeout = \"2s\"\n\n\
-             [schedules.tick]\nfunction = \"schedule-recorder\"\nexpression = \"* * * * * *\"\n"
+             [schedules.tick]\nfunction = \"schedule-recorder\"\nexpression = \"* * * * * *\"\n\n\
+             [topics.news]\nsubscriptions = [{{ queue = \"jobs\" }}]\n\n\
+             [rules.orders]\npattern = {{ source = [\"test.orders\"] }}\ntargets = [\"topic:news\"]\n"
         ),
     );
     compile_into_cache(&f, &["queue-recorder", "schedule-recorder"]);
@@ -72,14 +75,16 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     let mut hosts: Vec<Option<Server>> = (0..3).map(|n| Some(host(&f, n))).collect();
     let started = now_ms();
 
-    // 20,000 messages sent through every host in turn.
-    let total = 20_000;
+    // 20,000 messages sent through every host in turn; after the kill, 300 events (through a
+    // rule to a topic whose subscription is the same queue) and 300 messages published to the
+    // topic, through the two hosts left.
+    let (messages, events, published) = (20_000, 300, 300);
+    let total = messages + events + published;
     let mut accepted = 0;
-    for (i, chunk) in (0..total).collect::<Vec<_>>().chunks(200).enumerate() {
+    for (i, chunk) in (0..messages).collect::<Vec<_>>().chunks(200).enumerate() {
         let bodies: Vec<String> = chunk.iter().map(|i| format!("m-{i}")).collect();
         accepted += send_batch(hosts[i % 3].as_ref().unwrap(), "jobs", &bodies).len();
     }
-    assert_eq!(accepted, total);
     wait_until(
         "processing to be under way",
         Duration::from_secs(60),
@@ -96,6 +101,22 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
         at_kill < total,
         "the kill came after everything was handled"
     );
+    for j in 0..events {
+        let through = hosts[1 + j % 2].as_ref().unwrap();
+        let event = format!(
+            r#"{{"source": "test.orders", "type": "Order", "detail": {{"n": "e-{j}-end"}}}}"#
+        );
+        let r = through.admin_post("events").body(event).send().unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+        let r = through
+            .admin_post("topics/news/messages")
+            .body(format!("t-{j}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
+        accepted += 2;
+    }
+    assert_eq!(accepted, total);
     std::thread::sleep(Duration::from_secs(3));
     hosts[0] = Some(host(&f, 0));
 
@@ -118,14 +139,37 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     let ended = now_ms();
 
     let (bodies, reports) = handled(&jobs);
-    for i in 0..total {
+    for i in 0..messages {
         assert!(bodies.contains(&format!("m-{i}")), "message m-{i} was lost");
+    }
+    for i in 0..published {
+        assert!(
+            bodies.contains(&format!("t-{i}")),
+            "topic message t-{i} was lost"
+        );
+    }
+    let envelopes: Vec<&String> = bodies
+        .iter()
+        .filter(|b| b.contains("test.orders"))
+        .collect();
+    assert_eq!(
+        envelopes.len(),
+        events,
+        "one delivery per event through the rule"
+    );
+    for i in 0..events {
+        let marker = format!("\"e-{i}-end\"");
+        assert!(
+            envelopes.iter().any(|b| b.contains(&marker)),
+            "event e-{i} was lost"
+        );
     }
     let duplicates = reports - total;
     eprintln!(
-        "queue: {total} messages over 3 hosts, kill -9 of one after {at_kill} handled and a 4 s \
-         pause of another: none lost, {duplicates} duplicate deliveries (batches in flight on \
-         the killed and the paused host, redelivered after their visibility timeout)"
+        "queue: {messages} messages, {events} events through a rule and a topic and \
+         {published} topic messages over 3 hosts, kill -9 of one after {at_kill} handled and a \
+         4 s pause of another: none lost, {duplicates} duplicate deliveries (batches in flight \
+         on the killed and the paused host, redelivered after their visibility timeout)"
     );
     assert!(
         duplicates <= 400,
