@@ -4,7 +4,8 @@
 # its Logs view (tailing every invocation's log line over /_wasmfn/logs and polling the
 # functions API), one without; in alternating rounds on the same machine. The medians and
 # their ratio are printed (target >= 0.95). `CLIENT=curl` tails with curl instead of the
-# browser, which separates the host's cost from the browser's (both share this machine's cores).
+# browser, asking for the same sample as the page (`rate=50`), which separates the host's cost
+# from the browser's (both share this machine's cores).
 #
 #   benches/load/console.sh                      # 5 rounds x 10 s, 16 wrk connections
 #   ROUNDS=7 DURATION=15s benches/load/console.sh
@@ -31,7 +32,7 @@ serve_hello "$PLAIN" plain
 TOKEN="$(cat "$WORK/watched/.wasmfn/admin-token")"
 # NICE=19 runs the browser at the lowest CPU priority: what the host keeps when the browser's
 # drawing does not compete with it for this machine's two cores (as on an operator's laptop).
-if [ "${CLIENT:-chromium}" = curl ]; then curl -sN -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((WATCHED + 100))/_wasmfn/logs" >/dev/null & else nice -n "${NICE:-0}" chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+if [ "${CLIENT:-chromium}" = curl ]; then curl -sN -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((WATCHED + 100))/_wasmfn/logs?rate=50" >/dev/null & else nice -n "${NICE:-0}" chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
     --user-data-dir="$WORK/profile" \
     "http://127.0.0.1:$((WATCHED + 100))/ui/#token=$TOKEN&/logs" >/dev/null 2>&1 & fi
 PIDS+=($!)

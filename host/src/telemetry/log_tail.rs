@@ -433,19 +433,20 @@ fn sampled(
                     keep_recording();
                     return None;
                 }
-                let window: Vec<Arc<LogRecord>> = {
+                // Sampled under the ring's lock, in place: only the few lines admitted are
+                // copied out, not every line the host logged since the last read.
+                let mut chunk = BytesMut::new();
+                {
                     let ring = tail().ring.lock().unwrap_or_else(|p| p.into_inner());
                     let front = ring.records.front().map_or(ring.next, |r| r.seq);
                     // Gone from the ring before this read: left out of the sample.
                     reader.skipped += front.saturating_sub(after + 1);
                     let start = (after + 1).saturating_sub(front) as usize;
-                    ring.records.iter().skip(start).cloned().collect()
-                };
-                let mut chunk = BytesMut::new();
-                for r in &window {
-                    after = r.seq;
-                    if reader.admit(r) {
-                        chunk.extend_from_slice(&r.frame);
+                    for r in ring.records.iter().skip(start) {
+                        after = r.seq;
+                        if reader.admit(r) {
+                            chunk.extend_from_slice(&r.frame);
+                        }
                     }
                 }
                 reader.notice(&mut chunk);

@@ -178,12 +178,15 @@ export async function logsView() {
   fnFilter.addEventListener("input", redraw);
   fnFilter.addEventListener("focus", suggest);
   levelFilter.addEventListener("change", redraw);
-  // New lines are drawn twice a second, at most the last 200 each time: a host logging
-  // thousands of lines a second costs the page two small DOM updates, not one per line.
+  // New lines are drawn at most once a second (at once after a quiet second), at most the
+  // last 200 each time: each draw costs the page a layout and a repaint of the list, so a
+  // busy host costs it one small DOM update a second, not one per line.
   let pending = [];
   let frame = 0;
+  let drawnAt = -1e9;
   const flush = () => {
     frame = 0;
+    drawnAt = performance.now();
     const lines = pending.slice(-200);
     pending = [];
     list.append(...lines.map(logLine));
@@ -201,7 +204,7 @@ export async function logsView() {
     if (!shown(r)) return;
     pending.push(r);
     if (pending.length > 400) pending = pending.slice(-200);
-    frame ||= setTimeout(flush, 500);
+    frame ||= setTimeout(flush, Math.max(0, drawnAt + 1000 - performance.now()));
   });
   redraw();
   if (!tail.started) status("log tail not started", true);
