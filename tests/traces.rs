@@ -250,8 +250,12 @@ fn a_queued_message_carries_its_producers_trace_and_outbound_http_carries_the_co
         Duration::from_secs(10),
         || !seen.lock().unwrap().is_empty(),
     );
+    // The outbound span ends (and may be exported) a batch before its parent, the consumer's
+    // invocation span: wait for both.
     wait_until("the consumer's spans", Duration::from_secs(10), || {
-        receiver.spans().iter().any(|s| s.name.starts_with("POST "))
+        let spans = receiver.spans();
+        spans.iter().any(|s| s.name.starts_with("POST "))
+            && spans.iter().any(|s| s.name == "queue-recorder")
     });
     let spans = receiver.spans();
     let producer = named(&spans, "publisher");
