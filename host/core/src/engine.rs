@@ -126,6 +126,8 @@ impl Drop for HostEngine {
 fn base_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components (async exports, streams, futures) next to 0.2 ones.
+    config.wasm_component_model_async(true);
     // Timeouts and fair scheduling of CPU-bound guests; far cheaper than fuel.
     config.epoch_interruption(true);
     // Map memory images copy-on-write from the compiled artifact instead of copying data segments.

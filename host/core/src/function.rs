@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::bindings::{queue, schedule, stream, task};
 use crate::capability::{AppCapability, FunctionInfo};
@@ -18,6 +19,7 @@ use crate::compile_cache::{CacheOutcome, CompileCache};
 use crate::error::{InvokeError, LoadError};
 use crate::extensions::Extensions;
 use crate::instances::{Handler, Lease};
+use crate::invoke::http_p3::P3Pool;
 use crate::limits::{InstanceMode, Limits};
 use crate::state::InstanceState;
 use crate::usage::{names, FunctionMetrics, UsageTotals};
@@ -30,7 +32,8 @@ pub struct FunctionSettings {
     pub expected_world: Option<World>,
     /// Resource limits.
     pub limits: Limits,
-    /// Fresh instance per invocation, or warm reuse.
+    /// Fresh instance per invocation, warm reuse, or (WASI 0.3 http) concurrent requests per
+    /// instance.
     pub mode: InstanceMode,
     /// The capabilities' settings for it, by type: store bindings, config values and secrets,
     /// outbound hosts (each capability documents its types).
@@ -136,7 +139,21 @@ impl Function {
                 contexts.insert_arc(context, "capability context");
             }
         }
-        let handler = pre_instantiate(world, &component, loader.linker).map_err(fail)?;
+        let contexts = Arc::new(contexts);
+        let handler = if world == World::Http && crate::world::exports_http_p3(engine, &component) {
+            pre_instantiate_p3(name, &component, &settings, contexts.clone(), loader.linker)
+                .map_err(fail)?
+        } else {
+            if matches!(settings.mode, InstanceMode::Concurrent(_)) {
+                return Err(fail(format!(
+                    "`instances = \"concurrent\"` needs a WASI 0.3 http component (exporting \
+                     wasi:http/handler@0.3.x), and this one is a WASI 0.2 `{world}` component; \
+                     use `fresh` or `reuse`, or rebuild it against wasi:http 0.3 \
+                     (`wasmfn new rust-http-p3`)"
+                )));
+            }
+            pre_instantiate(world, &component, loader.linker).map_err(fail)?
+        };
         let cache_result = if cache_outcome == CacheOutcome::Hit {
             "hit"
         } else {
@@ -152,7 +169,7 @@ impl Function {
                 permits: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),
                 limits: settings.limits.clone(),
                 mode: settings.mode.clone(),
-                contexts: Arc::new(contexts),
+                contexts,
                 warm: Mutex::new(Vec::new()),
                 cache_outcome,
                 metrics: FunctionMetrics::register(name, world, settings.limits.memory_bytes),
@@ -174,6 +191,16 @@ impl Function {
     /// The world it implements.
     pub fn world(&self) -> World {
         self.inner.world
+    }
+
+    /// For an `http` function, the `wasi:http` version its component exports: `"0.2"`
+    /// (`incoming-handler`) or `"0.3"` (`handler`); `None` for the other worlds.
+    pub fn wasi_http_version(&self) -> Option<&'static str> {
+        match &self.inner.handler {
+            Handler::Http(_) => Some("0.2"),
+            Handler::HttpP3(_) => Some("0.3"),
+            _ => None,
+        }
     }
 
     /// The component file it was loaded from.
@@ -223,12 +250,12 @@ impl Function {
     }
 }
 
-fn pre_instantiate(
-    world: World,
+/// Check a component's imports against the linker.
+fn link(
     component: &Component,
     linker: &Linker<InstanceState>,
-) -> Result<Handler, String> {
-    let pre = linker.instantiate_pre(component).map_err(|e| {
+) -> Result<wasmtime::component::InstancePre<InstanceState>, String> {
+    linker.instantiate_pre(component).map_err(|e| {
         let text = format!("{e:#}");
         match text.split('`').nth(1) {
             Some(import) if text.contains("matching implementation was not found") => format!(
@@ -237,7 +264,15 @@ fn pre_instantiate(
             ),
             _ => format!("cannot link its imports: {text}"),
         }
-    })?;
+    })
+}
+
+fn pre_instantiate(
+    world: World,
+    component: &Component,
+    linker: &Linker<InstanceState>,
+) -> Result<Handler, String> {
+    let pre = link(component, linker)?;
     let typed = match world {
         World::Http => ProxyPre::new(pre).map(Handler::Http),
         World::Queue => queue::QueueExportsPre::new(pre).map(Handler::Queue),
@@ -246,6 +281,35 @@ fn pre_instantiate(
         World::Task => task::TaskExportsPre::new(pre).map(Handler::Task),
     };
     typed.map_err(|e| format!("its `{world}` export has the wrong type: {e:#}"))
+}
+
+/// A WASI 0.3 http component, served by a worker pool sized by its instance mode.
+fn pre_instantiate_p3(
+    name: &str,
+    component: &Component,
+    settings: &FunctionSettings,
+    contexts: Arc<Extensions>,
+    linker: &Linker<InstanceState>,
+) -> Result<Handler, String> {
+    if let InstanceMode::Reuse(policy) = &settings.mode {
+        if policy.prewarm > 0 {
+            return Err(
+                "`prewarm` is not supported for WASI 0.3 components yet (their instances live \
+                 in a worker pool that starts them on demand); remove `prewarm`"
+                    .into(),
+            );
+        }
+    }
+    let pre = link(component, linker)?;
+    let pre = ServicePre::new(pre)
+        .map_err(|e| format!("its wasi:http/handler@0.3 export has the wrong type: {e:#}"))?;
+    Ok(Handler::HttpP3(P3Pool::new(
+        pre,
+        name.into(),
+        &settings.limits,
+        &settings.mode,
+        contexts,
+    )))
 }
 
 /// Recognise files that are not components before handing them to the compiler, for clearer

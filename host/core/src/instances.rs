@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -13,8 +14,9 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use crate::bindings::{queue, schedule, stream, task};
 use crate::error::InvokeError;
+use crate::extensions::Extensions;
 use crate::function::FunctionInner;
-use crate::limits::InstanceMode;
+use crate::limits::{InstanceMode, Limits};
 use crate::state::InstanceState;
 use crate::usage::{pool_instances, OnThread, Outcome, Usage};
 
@@ -25,6 +27,9 @@ pub(crate) enum Handler {
     Stream(stream::StreamExportsPre<InstanceState>),
     Schedule(schedule::ScheduleExportsPre<InstanceState>),
     Task(task::TaskExportsPre<InstanceState>),
+    /// A `wasi:http/handler@0.3.x` component, served by its own pool of workers (each an
+    /// instance that may take several requests at once).
+    HttpP3(crate::invoke::http_p3::P3Pool),
 }
 
 /// A live instance, typed by world.
@@ -48,10 +53,10 @@ pub(crate) struct Lease {
 }
 
 /// Counts a live instance in the `wasmfn_pool_instances` gauge while it exists.
-struct PoolSlot;
+pub(crate) struct PoolSlot;
 
 impl PoolSlot {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         pool_instances().increment(1.0);
         PoolSlot
     }
@@ -194,25 +199,13 @@ impl FunctionInner {
 
     async fn instantiate(&self, deadline: Instant) -> Result<Lease, InvokeError> {
         let started = Instant::now();
-        let engine = self.handler.engine();
-        let state = InstanceState::new(
-            self.name.clone(),
-            self.limits.memory_bytes,
+        let mut store = new_store(
+            self.handler.engine(),
+            &self.name,
+            &self.limits,
             self.contexts.clone(),
             deadline,
         );
-        let mut store = Store::new(engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        // Each epoch tick, a running guest either yields to the executor (so one CPU-bound
-        // guest cannot starve the others on its thread) or, past its deadline, is interrupted.
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Err(wasmtime::Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
         let bindings = match &self.handler {
             Handler::Http(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Http),
             Handler::Queue(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Queue),
@@ -225,6 +218,7 @@ impl FunctionInner {
                 .await
                 .map(Bindings::Schedule),
             Handler::Task(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Task),
+            Handler::HttpP3(_) => unreachable!("0.3 http functions instantiate in their pool"),
         };
         match bindings {
             Ok(bindings) => Ok(Lease {
@@ -260,44 +254,7 @@ impl FunctionInner {
         store: &Store<InstanceState>,
         error: wasmtime::Error,
     ) -> InvokeError {
-        let function = self.name.to_string();
-        // Every slot of the host's instance pool is taken (by all functions together): the
-        // same condition for the caller as this function's own limit.
-        if error
-            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-            .is_some()
-        {
-            return InvokeError::HostBusy { function };
-        }
-        if store.data().limiter.exceeded {
-            return InvokeError::MemoryLimit {
-                function,
-                limit: self.limits.memory_bytes,
-            };
-        }
-        if matches!(
-            error.downcast_ref::<wasmtime::Trap>(),
-            Some(wasmtime::Trap::Interrupt)
-        ) {
-            return InvokeError::Timeout {
-                function,
-                after: self.limits.timeout,
-            };
-        }
-        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-            let backtrace = error
-                .downcast_ref::<wasmtime::WasmBacktrace>()
-                .map(|bt| bt.to_string());
-            return InvokeError::Trap {
-                function,
-                message: trap.to_string(),
-                backtrace,
-            };
-        }
-        InvokeError::Instantiate {
-            function,
-            message: format!("{error:#}"),
-        }
+        classify(&self.name, &self.limits, store, error)
     }
 
     /// Run `call` on an instance with the function's limits applied, then check the instance
@@ -382,6 +339,79 @@ impl FunctionInner {
     }
 }
 
+/// A store for one instance of function `name`: its state, the memory limiter, and the epoch
+/// callback that yields every tick and interrupts the guest past `store.data().deadline`.
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    name: &Arc<str>,
+    limits: &Limits,
+    contexts: Arc<Extensions>,
+    deadline: Instant,
+) -> Store<InstanceState> {
+    let state = InstanceState::new(name.clone(), limits.memory_bytes, contexts, deadline);
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    // Each epoch tick, a running guest either yields to the executor (so one CPU-bound
+    // guest cannot starve the others on its thread) or, past its deadline, is interrupted.
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Err(wasmtime::Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Turn a wasmtime error from instantiating or calling an instance of function `name` into an
+/// [`InvokeError`].
+pub(crate) fn classify(
+    name: &str,
+    limits: &Limits,
+    store: &Store<InstanceState>,
+    error: wasmtime::Error,
+) -> InvokeError {
+    let function = name.to_string();
+    // Every slot of the host's instance pool is taken (by all functions together): the
+    // same condition for the caller as this function's own limit.
+    if error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return InvokeError::HostBusy { function };
+    }
+    if store.data().limiter.exceeded {
+        return InvokeError::MemoryLimit {
+            function,
+            limit: limits.memory_bytes,
+        };
+    }
+    if matches!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
+        return InvokeError::Timeout {
+            function,
+            after: limits.timeout,
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        let backtrace = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|bt| bt.to_string());
+        return InvokeError::Trap {
+            function,
+            message: trap.to_string(),
+            backtrace,
+        };
+    }
+    InvokeError::Instantiate {
+        function,
+        message: format!("{error:#}"),
+    }
+}
+
 impl Handler {
     fn engine(&self) -> &wasmtime::Engine {
         match self {
@@ -390,6 +420,7 @@ impl Handler {
             Handler::Stream(pre) => pre.engine(),
             Handler::Schedule(pre) => pre.engine(),
             Handler::Task(pre) => pre.engine(),
+            Handler::HttpP3(pool) => pool.engine(),
         }
     }
 }

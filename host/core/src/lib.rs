@@ -53,13 +53,14 @@ pub use invoke::http::{
     RequestBody,
 };
 pub use invoker::{Invoker, Service};
-pub use limits::{parse_duration, parse_size, InstanceMode, Limits, ReusePolicy};
+pub use limits::{parse_duration, parse_size, ConcurrentPolicy, InstanceMode, Limits, ReusePolicy};
 pub use state::InstanceState;
 pub use usage::{Usage, UsageTotals};
 pub use world::{World, WorldError};
 
-/// Build a linker with WASI 0.2 (no preopens, no sockets), `wasi:http` (outbound requests go
-/// through the [`outbound`] gate) and the imports of every capability in `capabilities`.
+/// Build a linker with WASI 0.2 and 0.3 (no preopens, no sockets), `wasi:http` 0.2 and 0.3
+/// (outbound requests go through the [`outbound`] gate) and the imports of every capability in
+/// `capabilities`.
 pub fn build_linker(
     engine: &wasmtime::Engine,
     capabilities: &[std::sync::Arc<dyn Capability>],
@@ -67,6 +68,8 @@ pub fn build_linker(
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     for c in capabilities {
         c.add_to_linker(&mut linker)
             .map_err(|e| e.context(format!("linking the `{}` capability", c.name())))?;

@@ -38,6 +38,32 @@ pub enum InstanceMode {
     /// the same instance. An instance serves one invocation at a time, is retired after
     /// `max_uses` invocations or `idle_timeout` without work, and is never reused after a trap.
     Reuse(ReusePolicy),
+    /// WASI 0.3 http functions only: an instance takes several requests at once (its guest
+    /// awaits I/O for one while it works on another), like `wasmtime serve`'s default for 0.3
+    /// components. An instance that traps is retired with every request still in it.
+    Concurrent(ConcurrentPolicy),
+}
+
+/// Bounds on an instance serving requests concurrently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConcurrentPolicy {
+    /// Requests one instance serves at once (default 16, as Spin and `wasmtime serve`).
+    pub max_concurrent: u32,
+    /// Requests one instance serves in all before it is retired (default 128, as Spin and
+    /// `wasmtime serve`): bounds what a leak in the guest can grow to.
+    pub max_uses: u32,
+    /// An instance idle this long is retired (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConcurrentPolicy {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 16,
+            max_uses: 128,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Bounds on warm-instance reuse.

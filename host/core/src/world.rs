@@ -10,7 +10,7 @@ use wasmtime::Engine;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
-    /// Exports `wasi:http/incoming-handler@0.2.x`.
+    /// Exports `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x`.
     Http,
     /// Exports `wasmfn:platform/queue-handler`.
     Queue,
@@ -81,6 +81,9 @@ impl World {
     }
 
     fn matches_export(self, export: &str) -> bool {
+        if self == World::Http && is_http_p3_export(export) {
+            return true;
+        }
         match export.split_once('@') {
             Some((name, version)) => {
                 name == self.export() && version.starts_with(self.version_prefix())
@@ -88,6 +91,27 @@ impl World {
             None => export == self.export(),
         }
     }
+}
+
+/// The export of a WASI 0.3 http handler, without its version.
+const HTTP_P3_EXPORT: &str = "wasi:http/handler";
+
+/// Versions of [`HTTP_P3_EXPORT`] this host serves: every 0.3.x (a patch release only adds
+/// to 0.3.0, which wasmtime links by the component model's semver rules).
+const HTTP_P3_VERSION_PREFIX: &str = "0.3.";
+
+fn is_http_p3_export(export: &str) -> bool {
+    export.split_once('@').is_some_and(|(name, version)| {
+        name == HTTP_P3_EXPORT && version.starts_with(HTTP_P3_VERSION_PREFIX)
+    })
+}
+
+/// Whether an http component is a WASI 0.3 one (exports `wasi:http/handler@0.3.x`).
+pub(crate) fn exports_http_p3(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| is_http_p3_export(name))
 }
 
 impl fmt::Display for World {
@@ -132,7 +156,7 @@ impl fmt::Display for WorldError {
                 write!(
                     f,
                     "it exports {exported}, but a wasmfn function must export one of: \
-                     wasi:http/incoming-handler@0.2.x (world http), \
+                     wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x (world http), \
                      wasmfn:platform/queue-handler@0.1.x (world queue), \
                      wasmfn:platform/stream-handler@0.1.x (world stream), \
                      wasmfn:platform/schedule-handler@0.1.x (world schedule), \

@@ -1,4 +1,5 @@
-//! Invoking `http` functions through `wasi:http/incoming-handler`.
+//! Invoking `http` functions through `wasi:http/incoming-handler` (0.2), or through the worker
+//! pool of a `wasi:http/handler` (0.3) component (`http_p3`).
 //!
 //! The request body streams into the guest and the response body streams out while the guest
 //! still runs; the guest's task ends (and its instance is freed or returned to the warm pool)
@@ -17,7 +18,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 
 use crate::error::InvokeError;
 use crate::function::{Function, FunctionInner};
-use crate::instances::{next_invocation_id, Bindings, InFlight, Lease};
+use crate::instances::{next_invocation_id, Bindings, Handler, InFlight, Lease};
 use crate::trace;
 use crate::usage::{OnThread, Outcome, Usage};
 use crate::world::World;
@@ -217,6 +218,38 @@ impl Function {
         let permit = inner.admit().map_err(failed)?;
         let in_flight = InFlight::new(inner.clone());
         let deadline = started + inner.limits.timeout;
+        if let Handler::HttpP3(pool) = &inner.handler {
+            let handled = pool
+                .handle(request.map(|b| b.boxed_unsync()), invocation, deadline)
+                .instrument(span.clone())
+                .await;
+            let (response, report) = handled.map_err(failed)?;
+            let usage = Usage {
+                instantiation: *report.instantiated_in.lock().unwrap(),
+                peak_memory: report.memory.load(Ordering::Relaxed),
+                ..Usage::default()
+            };
+            let status = response.status().as_u16();
+            let record = Arc::new(HttpRecord {
+                inner: inner.clone(),
+                invocation,
+                ended: Mutex::new(Some((usage, status))),
+                bytes_out: AtomicU64::new(0),
+                span,
+                streamed: Some(Streamed {
+                    started,
+                    bytes_in,
+                    _held: (permit, in_flight),
+                }),
+            });
+            return Ok(response.map(|body| {
+                CountedBody {
+                    inner: body,
+                    record: Some(record),
+                }
+                .boxed_unsync()
+            }));
+        }
         let mut cpu = Duration::ZERO;
         let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu)
             .instrument(span.clone())
@@ -229,6 +262,7 @@ impl Function {
             ended: Mutex::new(None),
             bytes_out: AtomicU64::new(0),
             span: span.clone(),
+            streamed: None,
         });
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -356,6 +390,20 @@ struct HttpRecord {
     bytes_out: AtomicU64,
     /// The invocation's span: it ends when the last of the task and the body lets go.
     span: tracing::Span,
+    /// For a WASI 0.3 invocation, whose guest task the host does not see end: what the body
+    /// measures and holds until it is done.
+    streamed: Option<Streamed>,
+}
+
+/// What a WASI 0.3 invocation's response body carries until it ends: its wall time and the
+/// request bytes are measured then, and its concurrency slot is held until then.
+struct Streamed {
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    _held: (
+        tokio::sync::OwnedSemaphorePermit,
+        InFlight<Arc<FunctionInner>>,
+    ),
 }
 
 impl Drop for HttpRecord {
@@ -364,6 +412,10 @@ impl Drop for HttpRecord {
             return;
         };
         usage.bytes_out = *self.bytes_out.get_mut();
+        if let Some(streamed) = &self.streamed {
+            usage.wall = streamed.started.elapsed();
+            usage.bytes_in = streamed.bytes_in.load(Ordering::Relaxed);
+        }
         // Formatted once (only when traces are on) for the ring and the log line.
         let trace_id = trace::ids(&self.span).map(|(trace, _)| trace);
         let ended = crate::recent::Ended {
