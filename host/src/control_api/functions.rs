@@ -106,6 +106,10 @@ fn describe(app: &App, rates: &RateWindow, f: &Function, with_recent: bool) -> V
             "kind": "reuse", "maxUses": p.max_uses,
             "idleTimeoutMs": p.idle_timeout.as_millis() as u64, "prewarm": p.prewarm,
         }),
+        InstanceMode::Concurrent(p) => json!({
+            "kind": "concurrent", "maxConcurrent": p.max_concurrent, "maxUses": p.max_uses,
+            "idleTimeoutMs": p.idle_timeout.as_millis() as u64,
+        }),
     };
     let routes: Vec<&str> = app
         .routes()
@@ -127,6 +131,7 @@ fn describe(app: &App, rates: &RateWindow, f: &Function, with_recent: bool) -> V
     let mut out = json!({
         "name": name,
         "world": f.world().name(),
+        "wasiHttp": f.wasi_http_version(),
         "source": f.source().display().to_string(),
         "mode": mode,
         "limits": {

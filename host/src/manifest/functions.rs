@@ -1,13 +1,14 @@
 //! The keys of `wasmfn.toml` that core owns: `[defaults]` and, in `[functions.NAME]`,
 //! `component`, `world`, `routes`, the limits (`memory`, `timeout`, `concurrency`,
 //! `max-request-body`) and the
-//! instance mode (`instances`, `max-uses`, `idle-timeout`, `prewarm`).
+//! instance mode (`instances`, `max-uses`, `idle-timeout`, `prewarm`, `max-concurrent`).
 
 use serde::Deserialize;
 use toml::Spanned;
 use wasmfn_host_core::manifest::ManifestError;
 use wasmfn_host_core::{
-    parse_duration, parse_size, FunctionSettings, InstanceMode, Limits, ReusePolicy,
+    parse_duration, parse_size, ConcurrentPolicy, FunctionSettings, InstanceMode, Limits,
+    ReusePolicy,
 };
 
 pub(super) type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError + 'a;
@@ -24,6 +25,7 @@ pub(super) struct RawSettings {
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
     prewarm: Option<Spanned<i64>>,
+    max_concurrent: Option<Spanned<i64>>,
 }
 
 /// The keys of `[functions.NAME]` that core owns (the rest belong to capabilities).
@@ -43,6 +45,7 @@ pub(super) struct RawFunction {
     max_uses: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
     prewarm: Option<Spanned<i64>>,
+    max_concurrent: Option<Spanned<i64>>,
 }
 
 impl RawFunction {
@@ -56,6 +59,7 @@ impl RawFunction {
             max_uses: self.max_uses.clone(),
             idle_timeout: self.idle_timeout.clone(),
             prewarm: self.prewarm.clone(),
+            max_concurrent: self.max_concurrent.clone(),
         }
     }
 }
@@ -104,7 +108,8 @@ pub(super) fn settings_from(
             .map_err(|e| at(b.span(), &format!("{table}.max-request-body"), e))?;
     }
     let mut policy = ReusePolicy::default();
-    if let Some(u) = pick_int(&own.max_uses, &defaults.max_uses) {
+    let max_uses = pick_int(&own.max_uses, &defaults.max_uses);
+    if let Some(u) = &max_uses {
         let n = *u.get_ref();
         if n < 1 || n > u32::MAX as i64 {
             return Err(at(
@@ -131,20 +136,57 @@ pub(super) fn settings_from(
         }
         policy.prewarm = n as u32;
     }
+    let max_concurrent = pick_int(&own.max_concurrent, &defaults.max_concurrent);
+    let mut concurrent = ConcurrentPolicy {
+        idle_timeout: policy.idle_timeout,
+        ..ConcurrentPolicy::default()
+    };
+    if max_uses.is_some() {
+        concurrent.max_uses = policy.max_uses;
+    }
+    if let Some(c) = &max_concurrent {
+        let n = *c.get_ref();
+        if !(1..=10_000).contains(&n) {
+            return Err(at(
+                c.span(),
+                &format!("{table}.max-concurrent"),
+                format!("{n} is out of range 1..=10000"),
+            ));
+        }
+        concurrent.max_concurrent = n as u32;
+    }
     let mode = match pick(&own.instances, &defaults.instances) {
         None => InstanceMode::Fresh,
         Some(m) => match m.get_ref().as_str() {
             "fresh" => InstanceMode::Fresh,
             "reuse" => InstanceMode::Reuse(policy.clone()),
+            "concurrent" => InstanceMode::Concurrent(concurrent),
             other => {
                 return Err(at(
                     m.span(),
                     &format!("{table}.instances"),
-                    format!("`{other}` is not an instance mode: use \"fresh\" or \"reuse\""),
+                    format!(
+                        "`{other}` is not an instance mode: use \"fresh\", \"reuse\" or \
+                         \"concurrent\" (WASI 0.3 http components)"
+                    ),
                 ))
             }
         },
     };
+    if let (false, Some(c)) = (matches!(mode, InstanceMode::Concurrent(_)), &max_concurrent) {
+        return Err(at(
+            c.span(),
+            &format!("{table}.max-concurrent"),
+            "requests served at once by one instance: also set instances = \"concurrent\"".into(),
+        ));
+    }
+    if let (InstanceMode::Concurrent(_), Some(p)) = (&mode, &prewarm) {
+        return Err(at(
+            p.span(),
+            &format!("{table}.prewarm"),
+            "pre-warming is for instances = \"reuse\"; concurrent instances start on demand".into(),
+        ));
+    }
     if let (InstanceMode::Fresh, Some(p)) = (&mode, &prewarm) {
         if *p.get_ref() > 0 {
             return Err(at(

@@ -480,6 +480,39 @@ greeting = "hi"
     }
 
     #[test]
+    fn concurrent_mode_takes_its_bounds_and_defaults_like_wasmtime_serve() {
+        let m = parse("[functions.a]\ninstances = \"concurrent\"\n").unwrap();
+        let InstanceMode::Concurrent(p) = &m.functions["a"].settings.mode else {
+            panic!("not concurrent");
+        };
+        assert_eq!((p.max_concurrent, p.max_uses), (16, 128));
+        let m = parse(
+            "[functions.a]\ninstances = \"concurrent\"\nmax-concurrent = 4\nmax-uses = 9\n\
+             idle-timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let InstanceMode::Concurrent(p) = &m.functions["a"].settings.mode else {
+            panic!("not concurrent");
+        };
+        assert_eq!((p.max_concurrent, p.max_uses), (4, 9));
+        assert_eq!(p.idle_timeout, Duration::from_secs(5));
+        let e = parse("[functions.a]\nmax-concurrent = 4\n").unwrap_err().0;
+        assert!(
+            e.contains(":2: `functions.a.max-concurrent`")
+                && e.contains("instances = \"concurrent\""),
+            "{e}"
+        );
+        let e = parse("[functions.a]\ninstances = \"concurrent\"\nmax-concurrent = 0\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("out of range"), "{e}");
+        let e = parse("[functions.a]\ninstances = \"shared\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("\"concurrent\""), "{e}");
+    }
+
+    #[test]
     #[cfg(feature = "redis")] // the overlaid store is a Redis one
     fn environments_overlay_by_shape_and_are_all_checked() {
         let text = r#"
