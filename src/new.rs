@@ -16,9 +16,8 @@ use anyhow::{bail, Context as _, Result};
 /// Arguments of `wasmfn new`.
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// Template: LANGUAGE-WORLD (`rust-http`, `js-queue`, `python-schedule`, `c-stream`,
-    /// `go-http`, ...);
-    /// `--list` shows them all.
+    /// Template: LANGUAGE-WORLD (`rust-http`, `rust-http-p3` for WASI 0.3, `js-queue`,
+    /// `python-schedule`, `c-stream`, `go-http`, ...); `--list` shows them all.
     #[arg(required_unless_present = "list")]
     template: Option<String>,
     /// The function's name (also its folder's).
@@ -62,6 +61,13 @@ const TEMPLATES: &[Template] = &[
         "http",
         None,
         [("src/lib.rs", "rust/http/src/lib.rs")]
+    ),
+    // WASI 0.3: `wasi:http/handler` with async `handle` (the http world's newer export).
+    t!(
+        "rust",
+        "http-p3",
+        None,
+        [("src/lib.rs", "rust/http-p3/src/lib.rs")]
     ),
     t!(
         "rust",
@@ -238,6 +244,9 @@ pub fn create(template: &str, name: &str, dir: &Path) -> Result<PathBuf> {
     if t.language == "rust" {
         let dependency = if t.world == "http" {
             "wasi = { version = \"0.14.7\", features = [\"std\"] }"
+        } else if t.world == "http-p3" {
+            // `async-spawn`: `spawn_local`, to go on writing a body after `handle` returns.
+            "wasip3 = { version = \"0.10\", features = [\"async-spawn\"] }"
         } else {
             "wit-bindgen = \"0.63\""
         };

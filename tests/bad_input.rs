@@ -37,7 +37,7 @@ fn broken_components_are_refused_by_name_and_the_rest_is_served() {
         ),
         (
             "not-a-function.wasm",
-            "wasi:http/incoming-handler@0.2.x (world http)",
+            "wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x (world http)",
         ),
         ("misdeclared.wasm", "expected a component of world `http`"),
     ];

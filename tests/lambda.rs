@@ -660,3 +660,30 @@ fn an_invocation_continues_the_x_ray_trace_lambda_gives_it() {
     assert_eq!(invocation.attr("wasmfn.outcome"), Some("ok"));
     assert!(boot.log().contains(&lambda.trace_id), "{}", boot.log());
 }
+
+/// A WASI 0.3 http component runs in the Lambda bootstrap as it does on the local host (the
+/// bootstrap is the same host library): status, headers and the streamed body come back.
+#[test]
+fn a_wasi_0_3_http_component_runs_on_lambda() {
+    let (_f, emu, _boot) = run("http-p3", "http-p3", "");
+    let r = emu
+        .invoke(&apigw_v2("/http-p3/status/201", "", json!([])))
+        .unwrap();
+    assert_eq!(r["statusCode"], 201, "{r}");
+    assert_eq!(r["headers"]["x-p3"], "yes", "{r}");
+    let r = emu
+        .invoke(&apigw_v2("/http-p3/echo", "", json!([])))
+        .unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    // The v2 event's body is `{"a":1}`, base64-encoded; it comes back as sent.
+    let body = r["body"].as_str().unwrap();
+    let decoded = if r["isBase64Encoded"] == true {
+        String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap(),
+        )
+        .unwrap()
+    } else {
+        body.to_string()
+    };
+    assert_eq!(decoded, "{\"a\":1}", "{r}");
+}

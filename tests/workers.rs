@@ -78,6 +78,15 @@ fn imports_workers_cannot_provide_are_refused_at_packaging() {
             && stderr.contains("`wasi:filesystem/preopens`"),
         "{stderr}"
     );
+    // A WASI 0.3 component: refused with the reason (jco's shims are WASI 0.2 only).
+    let (_f, _bundle, output) = package("http-p3", "p3");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains("`p3` is a WASI 0.3 component")
+            && stderr.contains("wasi:http/handler@0.3"),
+        "{stderr}"
+    );
     let (_f, _bundle, output) = package("stream-audit", "audit");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

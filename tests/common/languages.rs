@@ -49,3 +49,34 @@ pub fn component(lang: &str, world: &str) -> PathBuf {
     let name = format!("{lang}-{world}");
     templates().join(&name).join(format!("{name}.wasm"))
 }
+
+/// The `rust-http-p3` template (WASI 0.3 echo), made by `wasmfn new` and built by
+/// `wasmfn build`. Built once per test process.
+pub fn p3_template() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &BUILT
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let guests = dir.path().join("guests");
+            let out = super::wasmfn()
+                .args(["new", "rust-http-p3", "echo-p3", "--dir"])
+                .arg(&guests)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "wasmfn new rust-http-p3: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = super::wasmfn().arg("build").arg(&guests).output().unwrap();
+            assert!(
+                out.status.success(),
+                "wasmfn build:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let built = guests.join("echo-p3/echo-p3.wasm");
+            (dir, built)
+        })
+        .1
+}

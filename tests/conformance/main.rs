@@ -137,3 +137,34 @@ fn guests_in_every_language_pass_the_echo_and_queue_scenarios() {
         });
     }
 }
+
+/// WASI 0.3 guests pass the http scenarios that need no platform import, on the local host:
+/// the echo with the `rust-http-p3` template, traps, timeouts and the memory limit with the
+/// test guest `http-p3`, in the default fresh mode and in concurrent mode.
+#[test]
+fn wasi_0_3_guests_pass_the_http_scenarios_on_the_local_host() {
+    for concurrent in [false, true] {
+        let mut chosen = Vec::new();
+        for mut s in scenarios() {
+            s.guest = match s.file.as_str() {
+                "http-echo.json" => common::languages::p3_template()
+                    .to_string_lossy()
+                    .into_owned(),
+                "http-failures.json" | "http-timeout.json" | "http-memory.json" => "http-p3".into(),
+                _ => continue,
+            };
+            if concurrent {
+                let table = format!("[functions.{}]", s.function);
+                let mode = format!("{table}\ninstances = \"concurrent\"");
+                s.manifest = if s.manifest.contains(&table) {
+                    s.manifest.replace(&table, &mode)
+                } else {
+                    format!("{}\n{mode}\n", s.manifest)
+                };
+            }
+            chosen.push(s);
+        }
+        let target = format!("local host, WASI 0.3 guests, concurrent = {concurrent}");
+        run_scenarios(&target, &chosen, 9, |s| Box::new(local::Local::start(s)));
+    }
+}

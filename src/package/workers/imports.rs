@@ -158,6 +158,55 @@ const SUSPENDING_IO: &[&str] = &[
     "wasi:io/streams#[method]output-stream.blocking-splice",
 ];
 
+/// Refuse a WASI 0.3 component: the bundle's transpiler (jco 1.11, the last for the Node 20
+/// that Miniflare runs on here) and its preview2-shim provide WASI 0.2 only, with no async
+/// component model (streams, futures, async exports) and no `wasi:*@0.3` interfaces.
+fn refuse_wasi_p3(name: &str, bytes: &[u8]) -> Result<()> {
+    let mut p3 = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let mut note = |name: &str| {
+            if name.starts_with("wasi:")
+                && name
+                    .split_once('@')
+                    .is_some_and(|(_, v)| v.starts_with("0.3."))
+            {
+                p3.push(format!("`{name}`"));
+            }
+        };
+        match payload? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    note(import?.name.name);
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    note(export?.name.name);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(first) = p3.first() {
+        bail!(
+            "`{name}` is a WASI 0.3 component ({first}{}), which Workers bundles cannot carry \
+             yet: the transpiler they are built with (jco 1.11 and its preview2-shim) provides \
+             WASI 0.2 only, without the async component model; build it against wasi:http 0.2 \
+             (`wasmfn new rust-http`) for Workers, or deploy it to `wasmfn serve` or Lambda",
+            if p3.len() > 1 {
+                format!(" and {} more", p3.len() - 1)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
 /// The component's imported interfaces, without versions (`wasi:http/types`).
 fn imports_of(bytes: &[u8]) -> Result<Vec<String>> {
     let mut names = Vec::new();
@@ -183,6 +232,7 @@ fn imports_of(bytes: &[u8]) -> Result<Vec<String>> {
 pub fn supported_imports(name: &str, component: &Path) -> Result<Vec<String>> {
     let bytes =
         std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    refuse_wasi_p3(name, &bytes)?;
     let imports = imports_of(&bytes)?;
     let unsupported: Vec<String> = imports
         .iter()
