@@ -191,6 +191,8 @@ fn refuse_wasi_p3(name: &str, bytes: &[u8]) -> Result<()> {
             _ => {}
         }
     }
+    // Name the handler it exports first: that is what makes it a 0.3 function.
+    p3.sort_by_key(|name| !name.contains("wasi:http/handler@"));
     if let Some(first) = p3.first() {
         bail!(
             "`{name}` is a WASI 0.3 component ({first}{}), which Workers bundles cannot carry \
