@@ -10,17 +10,16 @@ use wasmfn_host_core::manifest::Sections;
 use wasmfn_host_core::services::Services;
 use wasmfn_host_core::{
     Allocator, AppCapability, AppContext, CacheOutcome, Capability, CompileCache, EngineOptions,
-    Function, FunctionSettings, HostEngine, InstanceState, LoadError, Loader,
+    Function, FunctionSettings, LoadError, Loader, Runtimes, Wasi,
 };
-use wasmtime::component::Linker;
 
 use crate::app::App;
 
 /// The wasmfn host: create one per process and load functions with it. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
-    pub(crate) engine: HostEngine,
-    pub(crate) linker: Arc<Linker<InstanceState>>,
+    /// The engines and linkers for WASI 0.2 and (on demand) 0.3 components.
+    pub(crate) runtimes: Arc<Runtimes>,
     pub(crate) cache: CompileCache,
     pub(crate) capabilities: Arc<[Arc<dyn Capability>]>,
     pub(crate) state_dir: Option<PathBuf>,
@@ -111,16 +110,16 @@ impl HostBuilder {
 
     /// Create the engine, and the linker with every capability of this build.
     pub fn build(self) -> Result<Host> {
-        let engine = HostEngine::new(&self.engine)?;
-        let capabilities = crate::registry::capabilities(&crate::registry::Options {
-            config_env_prefix: self.config_env_prefix,
-        });
-        let linker = wasmfn_host_core::build_linker(engine.engine(), &capabilities)?;
+        let capabilities: Arc<[Arc<dyn Capability>]> =
+            crate::registry::capabilities(&crate::registry::Options {
+                config_env_prefix: self.config_env_prefix,
+            })
+            .into();
+        let runtimes = Runtimes::new(self.engine, capabilities.clone())?;
         Ok(Host {
-            engine,
-            linker: Arc::new(linker),
+            runtimes: Arc::new(runtimes),
             cache: self.cache,
-            capabilities: capabilities.into(),
+            capabilities,
             state_dir: self.state_dir,
             environment: self.environment,
             dev: self.dev,
@@ -136,7 +135,7 @@ impl Host {
 
     /// The allocator in use (pooling unless it fell back to on-demand).
     pub fn allocator(&self) -> Allocator {
-        self.engine.allocator()
+        self.runtimes.p2().engine.allocator()
     }
 
     /// The compile cache.
@@ -144,9 +143,9 @@ impl Host {
         &self.cache
     }
 
-    /// The wasmtime engine.
+    /// The wasmtime engine of WASI 0.2 components (0.3 ones run on a second engine).
     pub fn engine(&self) -> &wasmtime::Engine {
-        self.engine.engine()
+        self.runtimes.p2().engine.engine()
     }
 
     /// Load one component file as function `name`, outside any app: its capabilities see no
@@ -194,8 +193,7 @@ impl Host {
     /// What loading a function of an app with `capabilities` needs.
     pub(crate) fn loader<'a>(&'a self, capabilities: &'a [Box<dyn AppCapability>]) -> Loader<'a> {
         Loader {
-            engine: self.engine.engine(),
-            linker: &self.linker,
+            runtimes: &self.runtimes,
             cache: &self.cache,
             capabilities,
         }
@@ -228,6 +226,10 @@ impl Host {
     pub fn precompile(&self, path: impl AsRef<Path>) -> Result<CacheOutcome> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.cache.store(self.engine.engine(), path, &bytes)
+        let runtime = self
+            .runtimes
+            .get(Wasi::of_component(&bytes))
+            .map_err(anyhow::Error::msg)?;
+        self.cache.store(runtime.engine.engine(), path, &bytes)
     }
 }

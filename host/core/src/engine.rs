@@ -1,5 +1,12 @@
-//! The shared wasmtime [`Engine`]: pooling allocator, copy-on-write memory images and epoch
+//! The shared wasmtime [`Engine`]s: pooling allocator, copy-on-write memory images and epoch
 //! interruption, configured once per host.
+//!
+//! A host has two engines. WASI 0.2 components run on one without the component model's
+//! concurrency support: with it on, every export call goes through wasmtime's concurrent event
+//! loop, which costs a 0.2 "hello" about a fifth of its throughput (benches/README.md). WASI 0.3
+//! components (async exports, `async func` imports, streams, futures) run on a second engine
+//! with it on, created when the first such component loads. [`Wasi::of_component`] tells
+//! which a component needs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,20 +73,87 @@ impl Default for EngineOptions {
     }
 }
 
+/// Which WASI generation a component is built for, and so which engine runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wasi {
+    /// WASI 0.2: synchronous exports and imports.
+    P2,
+    /// WASI 0.3: the component model's native async (async exports or imports, streams,
+    /// futures).
+    P3,
+}
+
+impl Wasi {
+    /// What the component in `bytes` needs, judged by the names of its top-level imports and
+    /// exports: anything from a `wasi:*@0.3.x` package or `wasmfn:platform@0.2.x` (the async
+    /// stores) needs [`Wasi::P3`]. Unparseable bytes say [`Wasi::P2`]; compiling reports why.
+    pub fn of_component(bytes: &[u8]) -> Wasi {
+        use wasmtime::wasmparser::{Parser, Payload};
+        let is_p3 = |name: &str| {
+            let Some((package, version)) = name.split_once('@') else {
+                return false;
+            };
+            (package.starts_with("wasi:") && version.starts_with("0.3."))
+                || (package.starts_with("wasmfn:platform/") && version.starts_with("0.2."))
+        };
+        // Nested modules and components sit between their own section and `End`; only the
+        // outermost level's names are the component's interface.
+        let mut depth = 0usize;
+        for payload in Parser::new(0).parse_all(bytes) {
+            let Ok(payload) = payload else {
+                return Wasi::P2;
+            };
+            match payload {
+                Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+                Payload::End(_) => match depth.checked_sub(1) {
+                    Some(d) => depth = d,
+                    None => break,
+                },
+                Payload::ComponentImportSection(reader) if depth == 0 => {
+                    for import in reader.into_iter().flatten() {
+                        if is_p3(import.name.name) {
+                            return Wasi::P3;
+                        }
+                    }
+                }
+                Payload::ComponentExportSection(reader) if depth == 0 => {
+                    for export in reader.into_iter().flatten() {
+                        if is_p3(export.name.name) {
+                            return Wasi::P3;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Wasi::P2
+    }
+}
+
 /// A configured engine plus what it was built with.
 #[derive(Clone)]
 pub struct HostEngine {
     pub(crate) engine: Engine,
     pub(crate) allocator: Allocator,
+    wasi: Wasi,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl HostEngine {
-    /// Build the engine, falling back from pooling to on-demand if the pool cannot be reserved.
+    /// Build the engine for WASI 0.2 components, falling back from pooling to on-demand if the
+    /// pool cannot be reserved.
     pub fn new(options: &EngineOptions) -> Result<Self> {
+        Self::for_wasi(options, Wasi::P2)
+    }
+
+    /// Build the engine for components of `wasi`, as [`HostEngine::new`] does.
+    pub fn for_wasi(options: &EngineOptions, wasi: Wasi) -> Result<Self> {
         let (engine, allocator) = match options.allocator {
-            Allocator::OnDemand => (Engine::new(&base_config(options))?, Allocator::OnDemand),
-            Allocator::Pooling => match Engine::new(&pooling_config(options)) {
+            Allocator::OnDemand => (
+                Engine::new(&base_config(options, wasi))?,
+                Allocator::OnDemand,
+            ),
+            Allocator::Pooling => match Engine::new(&pooling_config(options, wasi)) {
                 Ok(engine) => (engine, Allocator::Pooling),
                 Err(e) => {
                     tracing::warn!(
@@ -87,7 +161,7 @@ impl HostEngine {
                         "cannot reserve address space for the pooling allocator \
                          (check `ulimit -v`); falling back to on-demand allocation"
                     );
-                    let engine = Engine::new(&base_config(options))
+                    let engine = Engine::new(&base_config(options, wasi))
                         .map_err(anyhow::Error::from)
                         .context("creating the wasmtime engine")?;
                     (engine, Allocator::OnDemand)
@@ -99,8 +173,14 @@ impl HostEngine {
         Ok(Self {
             engine,
             allocator,
+            wasi,
             ticker_stop,
         })
+    }
+
+    /// The WASI generation its components are built for.
+    pub fn wasi(&self) -> Wasi {
+        self.wasi
     }
 
     /// The wasmtime engine.
@@ -123,11 +203,14 @@ impl Drop for HostEngine {
     }
 }
 
-fn base_config(options: &EngineOptions) -> Config {
+fn base_config(options: &EngineOptions, wasi: Wasi) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // WASI 0.3 components (async exports, streams, futures) next to 0.2 ones.
-    config.wasm_component_model_async(true);
+    // Async exports, streams and futures for 0.3 components; off for 0.2 ones, whose every
+    // call would otherwise pay for the concurrent event loop.
+    let concurrent = wasi == Wasi::P3;
+    config.wasm_component_model_async(concurrent);
+    config.concurrency_support(concurrent);
     // Timeouts and fair scheduling of CPU-bound guests; far cheaper than fuel.
     config.epoch_interruption(true);
     // Map memory images copy-on-write from the compiled artifact instead of copying data segments.
@@ -143,8 +226,8 @@ fn base_config(options: &EngineOptions) -> Config {
     config
 }
 
-fn pooling_config(options: &EngineOptions) -> Config {
-    let mut config = base_config(options);
+fn pooling_config(options: &EngineOptions, wasi: Wasi) -> Config {
+    let mut config = base_config(options, wasi);
     let n = options.pool_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)

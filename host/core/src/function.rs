@@ -55,10 +55,8 @@ impl FunctionSettings {
 
 /// What loading a function needs from its host and app.
 pub struct Loader<'a> {
-    /// The host's engine.
-    pub engine: &'a wasmtime::Engine,
-    /// The host's linker (every capability's imports).
-    pub linker: &'a Linker<InstanceState>,
+    /// The host's engines and linkers (every capability's imports), by WASI generation.
+    pub runtimes: &'a crate::Runtimes,
     /// Where compiled components are cached.
     pub cache: &'a CompileCache,
     /// The app's configured capabilities, which build the function's contexts.
@@ -103,9 +101,13 @@ impl Function {
             function: name.to_string(),
             message,
         };
-        let engine = loader.engine;
         let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
         check_binary_kind(&bytes).map_err(fail)?;
+        let runtime = loader
+            .runtimes
+            .get(crate::Wasi::of_component(&bytes))
+            .map_err(fail)?;
+        let engine = runtime.engine.engine();
         let (component, cache_outcome) = loader.cache.load(engine, path, &bytes).map_err(|e| {
             fail(format!(
                 "not a valid component (truncated or corrupt?): {}",
@@ -141,8 +143,14 @@ impl Function {
         }
         let contexts = Arc::new(contexts);
         let handler = if world == World::Http && crate::world::exports_http_p3(engine, &component) {
-            pre_instantiate_p3(name, &component, &settings, contexts.clone(), loader.linker)
-                .map_err(fail)?
+            pre_instantiate_p3(
+                name,
+                &component,
+                &settings,
+                contexts.clone(),
+                &runtime.linker,
+            )
+            .map_err(fail)?
         } else {
             if matches!(settings.mode, InstanceMode::Concurrent(_)) {
                 return Err(fail(format!(
@@ -152,7 +160,7 @@ impl Function {
                      (`wasmfn new rust-http-p3`)"
                 )));
             }
-            pre_instantiate(world, &component, loader.linker).map_err(fail)?
+            pre_instantiate(world, &component, &runtime.linker).map_err(fail)?
         };
         let cache_result = if cache_outcome == CacheOutcome::Hit {
             "hit"

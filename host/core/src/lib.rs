@@ -33,6 +33,7 @@ pub mod manifest;
 pub mod outbound;
 pub mod private_dir;
 pub mod recent;
+mod runtimes;
 pub mod secrets;
 pub mod services;
 mod state;
@@ -42,7 +43,7 @@ mod world;
 
 pub use capability::{AppCapability, AppContext, Capability, Context, FunctionInfo};
 pub use compile_cache::{CacheOutcome, CompileCache};
-pub use engine::{Allocator, EngineOptions, HostEngine, EPOCH_TICK};
+pub use engine::{Allocator, EngineOptions, HostEngine, Wasi, EPOCH_TICK};
 pub use error::{InvokeError, LoadError};
 pub use extensions::Extensions;
 pub use function::{Function, FunctionSettings, Loader};
@@ -54,13 +55,15 @@ pub use invoke::http::{
 };
 pub use invoker::{Invoker, Service};
 pub use limits::{parse_duration, parse_size, ConcurrentPolicy, InstanceMode, Limits, ReusePolicy};
+pub use runtimes::{Runtime, Runtimes};
 pub use state::InstanceState;
 pub use usage::{Usage, UsageTotals};
 pub use world::{World, WorldError};
 
-/// Build a linker with WASI 0.2 and 0.3 (no preopens, no sockets), `wasi:http` 0.2 and 0.3
-/// (outbound requests go through the [`outbound`] gate) and the imports of every capability in
-/// `capabilities`.
+/// Build a linker with WASI 0.2 (no preopens, no sockets), `wasi:http` 0.2 (outbound requests
+/// go through the [`outbound`] gate) and the imports of every capability in `capabilities`; on
+/// an engine with concurrency support (see [`Wasi`]) also WASI and `wasi:http` 0.3, and the
+/// capabilities add their `async func` imports.
 pub fn build_linker(
     engine: &wasmtime::Engine,
     capabilities: &[std::sync::Arc<dyn Capability>],
@@ -68,8 +71,10 @@ pub fn build_linker(
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    if engine.get_concurrency_support() {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    }
     for c in capabilities {
         c.add_to_linker(&mut linker)
             .map_err(|e| e.context(format!("linking the `{}` capability", c.name())))?;
