@@ -290,24 +290,110 @@ fn concurrent_mode_is_refused_for_a_wasi_0_2_component() {
 
 #[test]
 fn a_wasi_0_3_guest_reaches_the_platform_imports() {
-    let f = Fixture::with_guests(&["http-p3", "http-p3-kv"]);
+    let f = Fixture::with_guests(&["http-p3", "http-p3-stores"]);
     f.write(
         "wasmfn.toml",
         "[kv.default]\n[kv.other]\n\
          [functions.http-p3]\ninstances = \"concurrent\"\n\
          [functions.http-p3.config]\ngreeting = \"hi from config\"\n\
-         [functions.http-p3-kv]\ninstances = \"concurrent\"\nkv = [\"default\"]\n",
+         [functions.http-p3-stores]\ninstances = \"concurrent\"\n\
+         kv = [\"default\"]\nsql = [\"default\"]\n",
     );
     let server = f.serve();
     let (status, body) = server.get("/http-p3/config/greeting");
     assert_eq!((status, body.as_str()), (200, "hi from config"));
     assert_eq!(server.get("/http-p3/config/missing").0, 404);
-    let (status, body) = server.get("/http-p3-kv/colour?set=green");
+    let (status, body) = server.get("/http-p3-stores/colour?set=green");
     assert_eq!((status, body.as_str()), (200, "green"));
-    let (status, body) = server.get("/http-p3-kv/colour");
+    let (status, body) = server.get("/http-p3-stores/colour");
     assert_eq!((status, body.as_str()), (200, "green"));
     // A bucket the manifest does not grant it stays closed, as for 0.2 guests.
-    let (status, body) = server.get("/http-p3-kv/colour?bucket=other");
+    let (status, body) = server.get("/http-p3-stores/colour?bucket=other");
     assert_eq!(status, 500, "{body}");
     assert!(body.starts_with("open:"), "{body}");
+}
+
+#[test]
+fn the_async_platform_imports_reach_the_same_stores_as_the_0_2_ones() {
+    let f = Fixture::with_guests(&["http-p3-stores"]);
+    f.write(
+        "wasmfn.toml",
+        "[functions.http-p3-stores]\ninstances = \"concurrent\"\n\
+         kv = [\"default\"]\nsql = [\"default\"]\n",
+    );
+    let server = f.serve();
+    // kv@0.2.0 (async) writes what wasi:keyvalue (sync) reads, and the other way round.
+    let (status, body) = server.get("/http-p3-stores/async/colour?set=red&ttl=60000");
+    assert_eq!((status, body.as_str()), (200, "red ttl=set"));
+    let (status, body) = server.get("/http-p3-stores/colour");
+    assert_eq!((status, body.as_str()), (200, "red"));
+    let (status, body) = server.get("/http-p3-stores/shape?set=round");
+    assert_eq!((status, body.as_str()), (200, "round"));
+    let (status, body) = server.get("/http-p3-stores/async/shape");
+    assert_eq!((status, body.as_str()), (200, "round ttl=none"));
+    // The same TTL bounds as kv-extensions.
+    let (status, body) = server.get("/http-p3-stores/async/colour?set=blue&ttl=0");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("ttl-ms must be at least 1"), "{body}");
+    // sql@0.2.0 and sql@0.1.0 reach the same database.
+    let (status, body) = server.get("/http-p3-stores/count?n=1000");
+    assert_eq!((status, body.as_str()), (200, "counted=1000"));
+    let (status, body) = server.get("/http-p3-stores/count-sync?n=1000");
+    assert_eq!((status, body.as_str()), (200, "counted=1000"));
+}
+
+/// `in-flight=K` from the guest's `/ping`.
+fn in_flight(body: &str) -> u32 {
+    body.strip_prefix("in-flight=").unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_request_awaiting_an_async_import_leaves_its_instance_free_for_others() {
+    let f = Fixture::with_guests(&["http-p3-stores"]);
+    f.write(
+        "wasmfn.toml",
+        "[functions.http-p3-stores]\ninstances = \"concurrent\"\nmax-concurrent = 4\n\
+         kv = [\"default\"]\nsql = [\"default\"]\ntimeout = \"60s\"\n",
+    );
+    let server = f.serve();
+    // Counting to ten million keeps SQLite busy for about a second (longer on a loaded machine).
+    const SLOW: &str = "?n=10000000";
+    let url = server.url(&format!("/http-p3-stores/count{SLOW}"));
+    let slow = std::thread::spawn(move || client().get(url).send().unwrap().text().unwrap());
+    // While the statement runs, another request is served by the same instance: the guest
+    // counts both in flight.
+    let mut seen = 0;
+    for _ in 0..200 {
+        let (status, body) = server.get("/http-p3-stores/ping");
+        assert_eq!(status, 200, "{body}");
+        seen = in_flight(&body);
+        if seen == 2 || slow.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !slow.is_finished(),
+        "the statement finished before a second request got in; raise n in {SLOW}"
+    );
+    assert_eq!(
+        seen, 2,
+        "the instance never served a second request during the statement"
+    );
+    assert_eq!(slow.join().unwrap(), "counted=10000000");
+
+    // Through the synchronous sql@0.1.0 the instance is blocked for the statement's length: a
+    // request meanwhile never runs beside it there (the pool gives it another instance).
+    let url = server.url(&format!("/http-p3-stores/count-sync{SLOW}"));
+    let slow = std::thread::spawn(move || client().get(url).send().unwrap().text().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..10 {
+        let (status, body) = server.get("/http-p3-stores/ping");
+        assert_eq!((status, in_flight(&body)), (200, 1), "{body}");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the statement finished before the pings; raise n in {SLOW}"
+    );
+    assert_eq!(slow.join().unwrap(), "counted=10000000");
 }

@@ -50,16 +50,20 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// A TTL of zero would mean "already expired": refuse it rather than guess; so is one past
 /// [`MAX_TTL_MS`] (use no TTL for keys that should stay).
-fn ttl(ms: u64) -> Result<Duration, Error> {
+pub(super) fn ttl_within_bounds(ms: u64) -> Result<Duration, String> {
     if ms == 0 {
-        return Err(Error::Other("ttl-ms must be at least 1".into()));
+        return Err("ttl-ms must be at least 1".into());
     }
     if ms > MAX_TTL_MS {
-        return Err(Error::Other(format!(
+        return Err(format!(
             "ttl-ms {ms} is more than ten years ({MAX_TTL_MS}); set the key without a TTL to keep it"
-        )));
+        ));
     }
     Ok(Duration::from_millis(ms))
+}
+
+fn ttl(ms: u64) -> Result<Duration, Error> {
+    ttl_within_bounds(ms).map_err(Error::Other)
 }
 
 /// `call` on store `s`, in a span when tracing.

@@ -23,11 +23,14 @@ impl StoreKind for Kv {
     type Store = KvStore;
 
     fn is_import(interface: &str) -> bool {
-        interface.starts_with("wasi:keyvalue/") || interface == "wasmfn:platform/kv-extensions"
+        interface.starts_with("wasi:keyvalue/")
+            || interface == "wasmfn:platform/kv-extensions"
+            || interface == "wasmfn:platform/kv"
     }
 
     fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
-        super::host_impl::add_to_linker(linker)
+        super::host_impl::add_to_linker(linker)?;
+        super::host_async::add_to_linker(linker)
     }
 
     fn config(

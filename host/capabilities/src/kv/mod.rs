@@ -14,6 +14,7 @@ use crate::stores::{
     now_ms, Bindings, ChangeSink, StoreApp, StoreCapability, StoreDecls, StoreFuture,
 };
 
+mod host_async;
 mod host_impl;
 mod manifest;
 #[cfg(feature = "kv-redis")]

@@ -25,7 +25,8 @@ impl StoreKind for Sql {
     }
 
     fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
-        super::host_impl::add_to_linker(linker)
+        super::host_impl::add_to_linker(linker)?;
+        super::host_async::add_to_linker(linker)
     }
 
     fn config(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::stores::{Bindings, StoreApp, StoreCapability, StoreDecls};
 
+mod host_async;
 mod host_impl;
 mod manifest;
 #[cfg(feature = "sql-postgres")]
