@@ -469,6 +469,7 @@ fn init_logging(
     let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let tail = wasmfn_host::telemetry::log_tail::layer().with_filter(filter());
     let filter = filter();
+    let hint = filter.max_level_hint();
     // Log lines are written by a background thread so request paths never block on stderr.
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     use std::io::IsTerminal as _;
@@ -489,6 +490,7 @@ fn init_logging(
         .with(tail)
         .with(otel)
         .init();
+    wasmfn_host::telemetry::cap_log_facade(hint);
     LogGuards {
         _writer: guard,
         _traces: export,

@@ -70,6 +70,7 @@ fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
     use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WASMFN_LOG")
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    let hint = filter.max_level_hint();
     let lines = tracing_subscriber::fmt::layer()
         .without_time() // CloudWatch stamps every line
         .with_ansi(false)
@@ -79,6 +80,7 @@ fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
     let settings = wasmfn_host::telemetry::otlp::ExportSettings::resolve(None);
     let (otel, export) = wasmfn_host::telemetry::otlp::optional_layer(settings.as_ref());
     tracing_subscriber::registry().with(lines).with(otel).init();
+    wasmfn_host::telemetry::cap_log_facade(hint);
     export
 }
 

@@ -23,6 +23,23 @@ use wasmfn_host_core::UsageTotals;
 
 use crate::app::App;
 
+/// Let the `log` facade pass only what the installed filters keep (`hint`: their most verbose
+/// level, from `EnvFilter::max_level_hint`). `SubscriberInitExt::init` bridges `log` at `trace`,
+/// so every `log::trace!` on wasmtime's instantiation path would build a record for the filter
+/// to drop: a few percent of a small guest's request time.
+pub fn cap_log_facade(hint: Option<tracing::level_filters::LevelFilter>) {
+    use tracing::level_filters::LevelFilter;
+    let level = match hint {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    log::set_max_level(level);
+}
+
 /// Set the gauges read from backends at scrape time: each queue's depth and oldest message's
 /// age, each stream's lag and parked records. A backend that does not answer leaves its
 /// gauges as they were (its failure shows in `/readyz`).
