@@ -56,7 +56,7 @@ export WASMFN_LOG=warn RUST_LOG=warn
 "$WASMTIME" serve -Scli -O "$WT_TUNED" --addr 127.0.0.1:3106 "$HELLO" >"$WORK/wt-tuned.log" 2>&1 & PIDS+=($!)
 "$WASMFN" serve "$WORK/p3-fresh" --listen 127.0.0.1:3107 --admin-listen 127.0.0.1:0 >"$WORK/p3-fresh.log" 2>&1 & PIDS+=($!)
 "$WASMFN" serve "$WORK/p3-concurrent" --listen 127.0.0.1:3108 --admin-listen 127.0.0.1:0 >"$WORK/p3-concurrent.log" 2>&1 & PIDS+=($!)
-"$WASMTIME" serve -Scli --addr 127.0.0.1:3109 "$HELLO_P3" >"$WORK/wt-p3.log" 2>&1 & PIDS+=($!)
+"$WASMTIME" serve -Scli -Sconfig --addr 127.0.0.1:3109 "$HELLO_P3" >"$WORK/wt-p3.log" 2>&1 & PIDS+=($!)
 
 for port in 3101 3102 3103 3104 3105 3106 3107 3108 3109; do
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
