@@ -2,10 +2,10 @@
 //!
 //! A 0.3 handler is an async export: one instance can work on several requests at once, each
 //! a task of the component. Requests go through wasmtime-wasi-http's [`ProxyHandler`], the
-//! worker pool `wasmtime serve` uses: a worker owns one instance (store), takes requests from
-//! a shared queue while its [`Worker`] says it may (the function's instance mode sets how many
-//! at once and in all), and ends when it expires ([`Expiry`]), traps, or has served its last
-//! one. This module supplies the wasmfn side: stores built like every other instance's
+//! worker pool `wasmtime serve` uses, one pool per server thread: a worker owns one instance
+//! (store), takes requests from its pool's queue while its [`Worker`] says it may (the
+//! function's instance mode sets how many at once and in all), and ends when it expires
+//! ([`Expiry`]), traps, or has served its last one. This module supplies the wasmfn side: stores built like every other instance's
 //! (limiter, epoch deadline, capability contexts), per-request deadlines, and the error each
 //! request is answered with when its instance fails.
 
