@@ -10,7 +10,7 @@ use std::sync::Arc;
 use wasmfn_host_core::InstanceState;
 use wasmtime::component::{Accessor, HasData, Linker, Resource};
 
-use super::{Bounds, Connection, RowSet, SqlError, SqlStore, SqlValue, Transaction};
+use super::{Bounds, Connection, SqlStore, SqlValue, Transaction};
 use bindings::wasmfn::platform::sql::{self, Error, Value};
 
 mod bindings {
@@ -48,55 +48,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Resul
 
 type SqlResult<T> = wasmtime::Result<Result<T, Error>>;
 
-fn to_value(v: Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(i),
-        Value::Real(r) => SqlValue::Real(r),
-        Value::Text(t) => SqlValue::Text(t),
-        Value::Blob(b) => SqlValue::Blob(b),
-    }
-}
-
-fn from_value(v: SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(i) => Value::Integer(i),
-        SqlValue::Real(r) => Value::Real(r),
-        SqlValue::Text(t) => Value::Text(t),
-        SqlValue::Blob(b) => Value::Blob(b),
-    }
-}
-
-fn to_error(e: SqlError) -> Error {
-    match e {
-        SqlError::InvalidStatement(m) => Error::InvalidStatement(m),
-        SqlError::ConstraintViolation(m) => Error::ConstraintViolation(m),
-        SqlError::InvalidParameter(m) => Error::InvalidParameter(m),
-        SqlError::Other(m) => Error::Other(m),
-    }
-}
-
-fn outcome(r: Result<RowSet, SqlError>) -> Result<sql::RowSet, Error> {
-    r.map(|r| sql::RowSet {
-        columns: r.columns,
-        rows: r
-            .rows
-            .into_iter()
-            .map(|row| row.into_iter().map(from_value).collect())
-            .collect(),
-        rows_affected: r.rows_affected,
-        last_insert_id: r.last_insert_id,
-    })
-    .map_err(to_error)
-}
-
-fn bounds(state: &InstanceState) -> Bounds {
-    Bounds {
-        deadline: state.deadline(),
-        max_result_bytes: state.memory_limit(),
-    }
-}
+interface_conversions!(sql);
 
 /// The connection's store and the current invocation's bounds.
 fn connection<T>(
@@ -106,7 +58,7 @@ fn connection<T>(
     accessor.with(|mut access| {
         let state = access.get();
         let store = state.table().get(c)?.store.clone();
-        Ok((store, bounds(state)))
+        Ok((store, Bounds::of_invocation(state)))
     })
 }
 
@@ -197,7 +149,7 @@ impl<T: Send> sql::HostTransactionWithStore<T> for SqlAsync {
         // on it meanwhile (a guest racing itself) is refused rather than interleaved.
         let taken = accessor.with(|mut access| -> wasmtime::Result<_> {
             let state = access.get();
-            let bounds = bounds(state);
+            let bounds = Bounds::of_invocation(state);
             let transaction = state.table().get_mut(&t)?;
             Ok(transaction
                 .tx

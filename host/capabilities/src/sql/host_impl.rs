@@ -3,7 +3,7 @@
 use wasmfn_host_core::InstanceState;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use super::{Bounds, Connection, RowSet, Sql, SqlError, SqlValue, Transaction};
+use super::{Bounds, Connection, Sql, SqlError, SqlValue, Transaction};
 use bindings::wasmfn::platform::sql::{self, Error, Value};
 
 mod bindings {
@@ -29,54 +29,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Resul
 
 type SqlResult<T> = wasmtime::Result<Result<T, Error>>;
 
-fn to_value(v: Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(i),
-        Value::Real(r) => SqlValue::Real(r),
-        Value::Text(t) => SqlValue::Text(t),
-        Value::Blob(b) => SqlValue::Blob(b),
-    }
-}
-
-fn from_value(v: SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(i) => Value::Integer(i),
-        SqlValue::Real(r) => Value::Real(r),
-        SqlValue::Text(t) => Value::Text(t),
-        SqlValue::Blob(b) => Value::Blob(b),
-    }
-}
-
-fn to_row_set(r: RowSet) -> sql::RowSet {
-    sql::RowSet {
-        columns: r.columns,
-        rows: r
-            .rows
-            .into_iter()
-            .map(|row| row.into_iter().map(from_value).collect())
-            .collect(),
-        rows_affected: r.rows_affected,
-        last_insert_id: r.last_insert_id,
-    }
-}
-
-fn to_error(e: SqlError) -> Error {
-    match e {
-        SqlError::InvalidStatement(m) => Error::InvalidStatement(m),
-        SqlError::ConstraintViolation(m) => Error::ConstraintViolation(m),
-        SqlError::InvalidParameter(m) => Error::InvalidParameter(m),
-        SqlError::Other(m) => Error::Other(m),
-    }
-}
+interface_conversions!(sql);
 
 /// The bounds of a statement the current invocation runs.
 fn bounds(state: &InstanceState) -> Bounds {
-    Bounds {
-        deadline: state.deadline(),
-        max_result_bytes: state.memory_limit(),
-    }
+    Bounds::of_invocation(state)
 }
 
 /// `call` on database `store`, in a span when tracing.
@@ -86,10 +43,6 @@ async fn traced<T>(
     call: impl std::future::Future<Output = Result<T, SqlError>>,
 ) -> Result<T, SqlError> {
     crate::traced::call(operation, "sql", store.name(), call).await
-}
-
-fn outcome(r: Result<RowSet, SqlError>) -> Result<sql::RowSet, Error> {
-    r.map(to_row_set).map_err(to_error)
 }
 
 impl sql::Host for InstanceState {}

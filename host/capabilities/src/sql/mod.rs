@@ -11,6 +11,62 @@ use std::time::{Duration, Instant};
 
 use crate::stores::{Bindings, StoreApp, StoreCapability, StoreDecls};
 
+/// The conversions between the backends' types and one version of the interface's generated
+/// ones (`sql@0.1.0` and `sql@0.2.0` declare the same `value`, `row-set` and `error`):
+/// `to_value`, `outcome` and `to_error`, for the module `$sql` names.
+macro_rules! interface_conversions {
+    ($sql:ident) => {
+        fn to_value(v: $sql::Value) -> $crate::sql::SqlValue {
+            use $crate::sql::SqlValue;
+            match v {
+                $sql::Value::Null => SqlValue::Null,
+                $sql::Value::Integer(i) => SqlValue::Integer(i),
+                $sql::Value::Real(r) => SqlValue::Real(r),
+                $sql::Value::Text(t) => SqlValue::Text(t),
+                $sql::Value::Blob(b) => SqlValue::Blob(b),
+            }
+        }
+
+        fn from_value(v: $crate::sql::SqlValue) -> $sql::Value {
+            use $crate::sql::SqlValue;
+            match v {
+                SqlValue::Null => $sql::Value::Null,
+                SqlValue::Integer(i) => $sql::Value::Integer(i),
+                SqlValue::Real(r) => $sql::Value::Real(r),
+                SqlValue::Text(t) => $sql::Value::Text(t),
+                SqlValue::Blob(b) => $sql::Value::Blob(b),
+            }
+        }
+
+        fn to_error(e: $crate::sql::SqlError) -> $sql::Error {
+            use $crate::sql::SqlError;
+            match e {
+                SqlError::InvalidStatement(m) => $sql::Error::InvalidStatement(m),
+                SqlError::ConstraintViolation(m) => $sql::Error::ConstraintViolation(m),
+                SqlError::InvalidParameter(m) => $sql::Error::InvalidParameter(m),
+                SqlError::Other(m) => $sql::Error::Other(m),
+            }
+        }
+
+        /// A statement's outcome as the interface returns it.
+        fn outcome(
+            r: Result<$crate::sql::RowSet, $crate::sql::SqlError>,
+        ) -> Result<$sql::RowSet, $sql::Error> {
+            r.map(|r| $sql::RowSet {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(from_value).collect())
+                    .collect(),
+                rows_affected: r.rows_affected,
+                last_insert_id: r.last_insert_id,
+            })
+            .map_err(to_error)
+        }
+    };
+}
+
 mod host_async;
 mod host_impl;
 mod manifest;
@@ -106,6 +162,15 @@ pub struct Bounds {
 pub const VALUE_OVERHEAD: u64 = 16;
 
 impl Bounds {
+    /// The bounds of a statement the current invocation of `state`'s instance runs: its
+    /// deadline, and results no larger than its memory limit.
+    pub(crate) fn of_invocation(state: &wasmfn_host_core::InstanceState) -> Self {
+        Bounds {
+            deadline: state.deadline(),
+            max_result_bytes: state.memory_limit(),
+        }
+    }
+
     /// Bounds for the host's own use (benchmarks, embedders): `timeout` from now, results up
     /// to 128 MiB.
     pub fn within(timeout: Duration) -> Self {

@@ -49,6 +49,12 @@ const VERDICT_WAIT: Duration = Duration::from_secs(2);
 pub(crate) struct P3Pool {
     shards: Box<[OnceLock<ProxyHandler<PoolState>>]>,
     pre: ServicePre<InstanceState>,
+    settings: PoolSettings,
+}
+
+/// What every pool of one function is built with.
+#[derive(Clone)]
+struct PoolSettings {
     engine: wasmtime::Engine,
     shared: Arc<Shared>,
     max_concurrent: usize,
@@ -108,21 +114,23 @@ impl P3Pool {
         };
         Self {
             shards: (0..SHARDS).map(|_| OnceLock::new()).collect(),
-            engine: pre.engine().clone(),
+            settings: PoolSettings {
+                engine: pre.engine().clone(),
+                shared: Arc::new(Shared {
+                    name,
+                    limits: limits.clone(),
+                }),
+                max_concurrent: max_concurrent.max(1) as usize,
+                max_uses: max_uses.max(1) as usize,
+                idle_timeout,
+                contexts,
+            },
             pre,
-            shared: Arc::new(Shared {
-                name,
-                limits: limits.clone(),
-            }),
-            max_concurrent: max_concurrent.max(1) as usize,
-            max_uses: max_uses.max(1) as usize,
-            idle_timeout,
-            contexts,
         }
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
-        &self.engine
+        &self.settings.engine
     }
 
     /// This thread's pool.
@@ -130,12 +138,7 @@ impl P3Pool {
         self.shards[shard()].get_or_init(|| {
             ProxyHandler::new(PoolState {
                 pre: ProxyPre::P3(self.pre.clone()),
-                engine: self.engine.clone(),
-                shared: self.shared.clone(),
-                max_concurrent: self.max_concurrent,
-                max_uses: self.max_uses,
-                idle_timeout: self.idle_timeout,
-                contexts: self.contexts.clone(),
+                settings: self.settings.clone(),
             })
         })
     }
@@ -161,8 +164,8 @@ impl P3Pool {
         .await;
         match handled {
             Ok(Ok(response)) => Ok((response, report)),
-            Ok(Err(error)) => Err(request_error(&self.shared, error, &report).await),
-            Err(_elapsed) => Err(self.shared.timeout()),
+            Ok(Err(error)) => Err(request_error(&self.settings.shared, error, &report).await),
+            Err(_elapsed) => Err(self.settings.shared.timeout()),
         }
     }
 }
@@ -222,12 +225,7 @@ impl Shared {
 
 struct PoolState {
     pre: ProxyPre<InstanceState>,
-    engine: wasmtime::Engine,
-    shared: Arc<Shared>,
-    max_concurrent: usize,
-    max_uses: usize,
-    idle_timeout: Duration,
-    contexts: Arc<Extensions>,
+    settings: PoolSettings,
 }
 
 impl HandlerState for PoolState {
@@ -237,14 +235,14 @@ impl HandlerState for PoolState {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, Worker>> {
         let started = Instant::now();
-        let shared = &self.shared;
+        let shared = &self.settings.shared;
         // Start-up code runs under the function's timeout like a request.
         let deadline = started + shared.limits.timeout;
         let mut store = new_store(
-            &self.engine,
+            &self.settings.engine,
             &shared.name,
             &shared.limits,
-            self.contexts.clone(),
+            self.settings.contexts.clone(),
             deadline,
         );
         let proxy = match self.pre.instantiate_async(&mut store).await {
@@ -262,13 +260,13 @@ impl HandlerState for PoolState {
             expiration: Expiry {
                 timer: Mutex::new(Box::pin(tokio::time::sleep_until(deadline.into()))),
                 timeout: shared.limits.timeout,
-                idle_timeout: self.idle_timeout,
+                idle_timeout: self.settings.idle_timeout,
                 expired: expired.clone(),
             },
             state: Worker {
                 shared: shared.clone(),
-                max_concurrent: self.max_concurrent,
-                max_uses: self.max_uses,
+                max_concurrent: self.settings.max_concurrent,
+                max_uses: self.settings.max_uses,
                 instantiated_in: Mutex::new(Some(started.elapsed())),
                 reports: Mutex::new(Vec::new()),
                 expired,
