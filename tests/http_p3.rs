@@ -33,6 +33,13 @@ fn at_once(server: &Server, path: &str, n: usize) -> Vec<(u16, String)> {
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// `wasmfn serve` with one server thread. Each server thread keeps its own 0.3 instances, and
+/// the kernel spreads connections over the threads; tests about which requests share an
+/// instance use one thread so that every request reaches the same pool.
+fn serve_one_thread(f: &Fixture) -> Server {
+    f.serve_with(&["--threads", "1"], &[])
+}
+
 #[test]
 fn a_wasi_0_3_component_is_an_http_function_like_a_0_2_one() {
     let f = Fixture::with_guests(&["http-p3", "hello"]);
@@ -126,7 +133,7 @@ fn concurrent_mode_serves_several_requests_in_one_instance_and_fresh_mode_one() 
         "wasmfn.toml",
         "[functions.together]\ninstances = \"concurrent\"\nmax-concurrent = 8\n",
     );
-    let server = f.serve();
+    let server = serve_one_thread(&f);
     // A first request leaves an idle instance waiting for work.
     assert_eq!(server.get("/together/slow?ms=1").0, 200);
     // Eight requests that each wait 600 ms, at once, to each function.
@@ -171,7 +178,7 @@ fn max_concurrent_and_max_uses_bound_an_instance() {
         "wasmfn.toml",
         "[functions.http-p3]\ninstances = \"concurrent\"\nmax-concurrent = 2\nmax-uses = 4\n",
     );
-    let server = f.serve();
+    let server = serve_one_thread(&f);
     let answers = at_once(&server, "/http-p3/slow?ms=400", 6);
     let mut served_by: BTreeMap<u64, u64> = BTreeMap::new();
     for (status, body) in &answers {
@@ -197,7 +204,7 @@ fn a_trap_retires_its_instance_with_the_requests_in_it_and_the_next_gets_a_new_o
         "wasmfn.toml",
         "[functions.http-p3]\ninstances = \"concurrent\"\nmax-concurrent = 8\n",
     );
-    let server = f.serve();
+    let server = serve_one_thread(&f);
     let before = slow_report(&server.get("/http-p3/slow?ms=1").1)["instance"];
     // Three slow requests, one after another so that each finds the instance waiting on the
     // ones before (requests arriving at the same moment may start instances of their own).
@@ -355,7 +362,7 @@ fn a_request_awaiting_an_async_import_leaves_its_instance_free_for_others() {
         "[functions.http-p3-stores]\ninstances = \"concurrent\"\nmax-concurrent = 4\n\
          kv = [\"default\"]\nsql = [\"default\"]\ntimeout = \"60s\"\n",
     );
-    let server = f.serve();
+    let server = serve_one_thread(&f);
     // Counting to ten million keeps SQLite busy for about a second (longer on a loaded machine).
     const SLOW: &str = "?n=10000000";
     let url = server.url(&format!("/http-p3-stores/count{SLOW}"));
