@@ -2,6 +2,7 @@
 //! workerd through Miniflare (`adapters/workers/serve-local.mjs`) on loopback.
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,10 @@ impl Worker {
     /// environment (secrets the bundle names).
     pub fn start_with_env(bundle: &Path, args: &[&str], vars: &[(String, String)]) -> Worker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/workers/serve-local.mjs");
+        // Its own process group: Miniflare starts workerd as a child of node, and killing node
+        // alone would leave workerd running after the test.
         let mut child = Command::new("node")
+            .process_group(0)
             .arg(script)
             .arg(bundle)
             .args(args)
@@ -116,6 +120,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // The whole group: node and the workerd it started.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
