@@ -459,7 +459,6 @@ fn init_logging(
     format: LogFormat,
     traces: Option<&wasmfn_host::telemetry::otlp::ExportSettings>,
 ) -> LogGuards {
-    use tracing_subscriber::filter::{filter_fn, FilterExt as _, LevelFilter};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{EnvFilter, Layer as _};
@@ -480,15 +479,7 @@ fn init_logging(
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
-    // Trace spans are for the exporter; log lines carry trace ids as fields instead.
-    let lines = lines.with_filter(
-        filter.and(
-            filter_fn(|m| !(m.is_span() && m.target() == "wasmfn::trace"))
-                // Without a hint the combined filter has none, and every `trace!` callsite in
-                // wasmtime would be asked about on every call.
-                .with_max_level_hint(hint.unwrap_or(LevelFilter::TRACE)),
-        ),
-    );
+    let lines = lines.with_filter(wasmfn_host::telemetry::log_line_filter(filter));
     let (otel, export) = wasmfn_host::telemetry::otlp::optional_layer(traces);
     tracing_subscriber::registry()
         .with(lines)

@@ -64,7 +64,6 @@ fn engine_options() -> Result<wasmfn_host::EngineOptions, String> {
 /// Log lines to stdout (CloudWatch), and traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// is set (e.g. the ADOT collector extension's `http://localhost:4318`).
 fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
-    use tracing_subscriber::filter::{filter_fn, FilterExt as _, LevelFilter};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
@@ -74,14 +73,7 @@ fn init_logging() -> Option<wasmfn_host::telemetry::otlp::TraceExport> {
     let lines = tracing_subscriber::fmt::layer()
         .without_time() // CloudWatch stamps every line
         .with_ansi(false)
-        .with_filter(
-            filter.and(
-                filter_fn(|m| !(m.is_span() && m.target() == "wasmfn::trace"))
-                    // Without a hint the combined filter has none, and every `trace!` callsite in
-                    // wasmtime would be asked about on every call.
-                    .with_max_level_hint(hint.unwrap_or(LevelFilter::TRACE)),
-            ),
-        );
+        .with_filter(wasmfn_host::telemetry::log_line_filter(filter));
     let settings = wasmfn_host::telemetry::otlp::ExportSettings::resolve(None);
     let (otel, export) = wasmfn_host::telemetry::otlp::optional_layer(settings.as_ref());
     tracing_subscriber::registry().with(lines).with(otel).init();

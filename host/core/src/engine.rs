@@ -135,7 +135,6 @@ impl Wasi {
 pub struct HostEngine {
     pub(crate) engine: Engine,
     pub(crate) allocator: Allocator,
-    wasi: Wasi,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -173,14 +172,8 @@ impl HostEngine {
         Ok(Self {
             engine,
             allocator,
-            wasi,
             ticker_stop,
         })
-    }
-
-    /// The WASI generation its components are built for.
-    pub fn wasi(&self) -> Wasi {
-        self.wasi
     }
 
     /// The wasmtime engine.

@@ -23,6 +23,23 @@ use wasmfn_host_core::UsageTotals;
 
 use crate::app::App;
 
+/// The filter of log lines: what `env` keeps, minus wasmfn's trace spans (those are for the
+/// exporter; log lines carry trace ids as fields instead). It keeps `env`'s level hint: `And`
+/// of a hinted and an unhinted filter has none, and without one the global max level is `trace`
+/// and every `trace!` callsite in wasmtime is asked about on every call.
+pub fn log_line_filter<S>(
+    env: tracing_subscriber::EnvFilter,
+) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::{filter_fn, FilterExt as _, LevelFilter};
+    let hint = env.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    env.and(
+        filter_fn(|m| !(m.is_span() && m.target() == "wasmfn::trace")).with_max_level_hint(hint),
+    )
+}
+
 /// Let the `log` facade pass only what the installed filters keep (`hint`: their most verbose
 /// level, from `EnvFilter::max_level_hint`). `SubscriberInitExt::init` bridges `log` at `trace`,
 /// so every `log::trace!` on wasmtime's instantiation path would build a record for the filter

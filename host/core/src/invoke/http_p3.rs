@@ -5,9 +5,9 @@
 //! worker pool `wasmtime serve` uses, one pool per server thread: a worker owns one instance
 //! (store), takes requests from its pool's queue while its [`Worker`] says it may (the
 //! function's instance mode sets how many at once and in all), and ends when it expires
-//! ([`Expiry`]), traps, or has served its last one. This module supplies the wasmfn side: stores built like every other instance's
-//! (limiter, epoch deadline, capability contexts), per-request deadlines, and the error each
-//! request is answered with when its instance fails.
+//! ([`Expiry`]), traps, or has served its last one. This module supplies the wasmfn side:
+//! stores built like every other instance's (limiter, epoch deadline, capability contexts),
+//! per-request deadlines, and the error each request is answered with when its instance fails.
 
 use std::future::Future as _;
 use std::pin::Pin;
