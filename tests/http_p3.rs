@@ -50,6 +50,12 @@ fn a_wasi_0_3_component_is_an_http_function_like_a_0_2_one() {
     let server = f.serve();
     let (status, body) = server.get("/p3");
     assert_eq!((status, body.as_str()), (200, "hello from wasi 0.3\n"));
+    // The guest's whole body was ready when the head went out: sent with its length.
+    let raw = raw_request(
+        &server.addr,
+        b"GET /p3 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+    );
+    assert!(raw.contains("content-length: 20\r\n"), "{raw}");
     let response = client().get(server.url("/p3/status/418")).send().unwrap();
     assert_eq!(response.status().as_u16(), 418);
     assert_eq!(response.headers()["x-p3"], "yes");

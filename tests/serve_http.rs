@@ -103,6 +103,50 @@ fn large_bodies_stream_both_ways() {
 }
 
 #[test]
+fn a_finished_small_body_has_a_length_and_a_body_in_progress_still_streams() {
+    let f = Fixture::with_guests(&["hello", "echo"]);
+    let server = f.serve();
+    // hello writes its body and returns: the response is sent whole, with its length.
+    let response = raw_request(
+        &server.addr,
+        b"GET /hello HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+    );
+    assert!(response.contains("content-length: 40\r\n"), "{response}");
+    assert!(!response.contains("transfer-encoding"), "{response}");
+    // A HEAD request gets the same length and no body.
+    let response = raw_request(
+        &server.addr,
+        b"HEAD /hello HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+    );
+    assert!(response.ends_with("\r\n\r\n"), "{response}");
+    // echo answers while the request body is still arriving: the head and the first chunk
+    // come back before the client has sent the rest.
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let n = stream.read(&mut buf).expect("the first chunk streams back");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    stream.write_all(b"6\r\nsecond\r\n0\r\n\r\n").unwrap();
+    while !String::from_utf8_lossy(&seen).contains("\r\n0\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("second"));
+}
+
+#[test]
 fn response_trailers_are_sent() {
     let f = Fixture::with_guests(&["echo"]);
     let server = f.serve();

@@ -230,6 +230,8 @@ impl Function {
                 ..Usage::default()
             };
             let status = response.status().as_u16();
+            let (head, body) = response.into_parts();
+            let body = super::ready_body::gather(body).await;
             let record = Arc::new(HttpRecord {
                 inner: inner.clone(),
                 invocation,
@@ -242,13 +244,11 @@ impl Function {
                     _held: (permit, in_flight),
                 }),
             });
-            return Ok(response.map(|body| {
-                CountedBody {
-                    inner: body,
-                    record: Some(record),
-                }
-                .boxed_unsync()
-            }));
+            let body = CountedBody {
+                inner: body,
+                record: Some(record),
+            };
+            return Ok(http::Response::from_parts(head, body.boxed_unsync()));
         }
         let mut cpu = Duration::ZERO;
         let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu)
@@ -350,13 +350,14 @@ impl Function {
         );
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response.map(|body| {
-                CountedBody {
-                    inner: body,
+            Ok(Ok(response)) => {
+                let (head, body) = response.into_parts();
+                let body = CountedBody {
+                    inner: super::ready_body::gather(body).await,
                     record: Some(record),
-                }
-                .boxed_unsync()
-            })),
+                };
+                Ok(http::Response::from_parts(head, body.boxed_unsync()))
+            }
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: inner.name.to_string(),
                 message: format!("the guest answered with a wasi:http error instead of a response: {code:?}"),

@@ -5,3 +5,4 @@
 pub mod events;
 pub mod http;
 pub(crate) mod http_p3;
+mod ready_body;
