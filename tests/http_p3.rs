@@ -410,3 +410,58 @@ fn a_request_awaiting_an_async_import_leaves_its_instance_free_for_others() {
     );
     assert_eq!(slow.join().unwrap(), "counted=10000000");
 }
+
+/// One request on an open keep-alive connection; the response's body (sent with a length).
+fn get_on(stream: &mut std::net::TcpStream, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap_or_else(|| panic!("no length: {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn connections_are_spread_evenly_over_the_server_threads() {
+    let f = Fixture::with_guests(&["http-p3"]);
+    let server = f.serve_with(&["--threads", "2"], &[]);
+    // Eight connections, each accepted (it has answered) before the next opens: four per
+    // thread, whatever the kernel's hash over the two sockets did (it splits eight 4/4 only
+    // 27% of times).
+    let _connections: Vec<_> = (0..8)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+            get_on(&mut stream, "/http-p3");
+            stream
+        })
+        .collect();
+    let metrics = client()
+        .get(format!("http://{}/metrics", server.admin_addr))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let per_thread: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("wasmfn_server_thread_connections{"))
+        .collect();
+    assert_eq!(per_thread.len(), 2, "{metrics}");
+    assert!(
+        per_thread.iter().all(|l| l.ends_with(" 4")),
+        "{per_thread:?}"
+    );
+}

@@ -44,6 +44,7 @@ pub mod manifest;
 mod registry;
 mod router;
 pub mod server;
+mod spread;
 pub mod telemetry;
 #[cfg(any(
     feature = "queues",

@@ -4,7 +4,8 @@
 //!
 //! [`serve_threads`] runs one single-threaded runtime per core, each accepting on its own
 //! `SO_REUSEPORT` socket: a request, its guest and its response body then live on one thread,
-//! with no cross-thread wake-ups (which cost more than running the guest does).
+//! with no cross-thread wake-ups (which cost more than running the guest does). New
+//! connections are evened out over the threads ([`crate::spread`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use wasmfn_host_core::HttpResponse;
 
 use crate::app::App;
+use crate::spread::{Slot, Spread, ThreadAccept};
 
 /// How long in-flight requests may take to finish after shutdown is requested.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,6 +143,17 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()>,
     limits: ServerLimits,
 ) -> Result<()> {
+    serve_listener(app, listener, shutdown, limits, None).await
+}
+
+/// [`serve_with_limits`], as one of [`serve_threads`]' threads when `spread` is given.
+async fn serve_listener(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    limits: ServerLimits,
+    spread: Option<ThreadAccept>,
+) -> Result<()> {
     let sweeper = tokio::spawn({
         let app = app.clone();
         async move {
@@ -161,13 +174,25 @@ pub async fn serve_with_limits(
     // Owned by `accept`, so that the socket closes (new clients are refused) the moment the
     // loop stops accepting, not after the drain.
     let listener = Arc::new(listener);
+    // Only this thread's accept loop takes it, one call at a time: never contended.
+    let spread = spread.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
     let accept = move || {
         let listener = listener.clone();
+        let spread = spread.clone();
         async move {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, peer, slot) = match spread {
+                Some(spread) => {
+                    let (stream, peer, slot) = spread.lock().await.next(&listener).await?;
+                    (stream, peer, Some(slot))
+                }
+                None => {
+                    let (stream, peer) = listener.accept().await?;
+                    (stream, peer, None)
+                }
+            };
             // Responses are small and latency-bound; don't let Nagle hold them back.
             let _ = stream.set_nodelay(true);
-            Ok((stream, peer.to_string()))
+            Ok((stream, peer.to_string(), slot))
         }
     };
     let handle = move |request| {
@@ -188,7 +213,7 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
     limits: &ServerLimits,
 ) where
     A: FnMut() -> AF,
-    AF: Future<Output = std::io::Result<(I, String)>>,
+    AF: Future<Output = std::io::Result<(I, String, Option<Slot>)>>,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(http::Request<hyper::body::Incoming>) -> HF + Clone + Send + Sync + 'static,
     HF: Future<Output = HttpResponse> + Send + 'static,
@@ -222,7 +247,7 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
             },
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, slot) = tokio::select! {
             accepted = accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -247,7 +272,7 @@ pub(crate) async fn serve_connections<A, AF, I, H, HF>(
         let open = open.clone();
         open.increment(1.0);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             let _open = OpenConnection(open);
             tokio::pin!(connection);
             // Until the protocol is known nothing times a silent client out: do it here.
@@ -293,7 +318,13 @@ pub fn serve_threads(
     let limits = ServerLimits::default();
     let mut bound = addr;
     let mut handles = Vec::with_capacity(threads);
-    for i in 0..threads {
+    let (spread, inboxes) = Spread::new(threads);
+    for (i, inbox) in inboxes.into_iter().enumerate() {
+        let accept = ThreadAccept {
+            spread: spread.clone(),
+            me: i,
+            inbox,
+        };
         let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr>>();
         let app = app.clone();
         let limits = limits.clone();
@@ -320,7 +351,7 @@ pub fn serve_threads(
                             }
                         }
                     };
-                    serve_with_limits(app, listener, stop, limits).await
+                    serve_listener(app, listener, stop, limits, Some(accept)).await
                 })
             })?;
         // The first thread picks the port (port 0 means any); the others join it.

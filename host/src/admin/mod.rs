@@ -179,7 +179,7 @@ impl AdminServer {
                     let listener = listener.clone();
                     async move {
                         let (stream, peer) = listener.accept().await?;
-                        Ok((stream, peer.to_string()))
+                        Ok((stream, peer.to_string(), None))
                     }
                 };
                 crate::server::serve_connections(accept, handle, shutdown, &limits).await;
@@ -188,7 +188,10 @@ impl AdminServer {
                 let listener = Arc::new(listener);
                 let accept = move || {
                     let listener = listener.clone();
-                    async move { accept_own_uid(&listener).await }
+                    async move {
+                        let (stream, peer) = accept_own_uid(&listener).await?;
+                        Ok((stream, peer, None))
+                    }
                 };
                 crate::server::serve_connections(accept, handle, shutdown, &limits).await;
             }

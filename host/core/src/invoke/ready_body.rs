@@ -46,19 +46,19 @@ pub(crate) async fn gather(mut body: HyperOutgoingBody) -> HyperOutgoingBody {
                 size += frame.data_ref().map_or(0, Bytes::len);
                 ready.push_back(Ok(frame));
                 if trailers || size >= MAX_GATHERED {
-                    return Gathered::new(ready, Some(body));
+                    return Gathered::boxed(ready, Some(body));
                 }
             }
             Poll::Ready(Some(Err(e))) => {
                 ready.push_back(Err(e));
-                return Gathered::new(ready, None);
+                return Gathered::boxed(ready, None);
             }
-            Poll::Ready(None) => return Gathered::new(ready, None),
+            Poll::Ready(None) => return Gathered::boxed(ready, None),
             Poll::Pending if turns > 0 => {
                 turns -= 1;
                 Turn(false).await;
             }
-            Poll::Pending => return Gathered::new(ready, Some(body)),
+            Poll::Pending => return Gathered::boxed(ready, Some(body)),
         }
     }
 }
@@ -89,7 +89,7 @@ struct Gathered {
 }
 
 impl Gathered {
-    fn new(
+    fn boxed(
         ready: VecDeque<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>,
         rest: Option<HyperOutgoingBody>,
     ) -> HyperOutgoingBody {
