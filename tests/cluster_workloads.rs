@@ -19,7 +19,7 @@ fn call(server: &Server, method: &str, path: &str, body: String) -> u16 {
         .request(method.parse().unwrap(), server.url(&format!("/caps{path}")))
         .body(body)
         .send()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}\n{}", server.addr, server.logs()));
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
     assert_eq!(status, 200, "{method} {path}: {text}\n{}", server.logs());

@@ -33,6 +33,17 @@ fn at_once(server: &Server, path: &str, n: usize) -> Vec<(u16, String)> {
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// The host's Prometheus page.
+fn scrape(server: &Server) -> String {
+    client()
+        .get(format!("http://{}/metrics", server.admin_addr))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 /// `wasmfn serve` with one server thread. Each server thread keeps its own 0.3 instances, and
 /// the kernel spreads connections over the threads; tests about which requests share an
 /// instance use one thread so that every request reaches the same pool.
@@ -76,13 +87,7 @@ fn a_wasi_0_3_component_is_an_http_function_like_a_0_2_one() {
         .unwrap();
     assert_eq!(described["world"], "http", "{described}");
     assert_eq!(described["wasiHttp"], "0.3", "{described}");
-    let metrics = client()
-        .get(format!("http://{}/metrics", server.admin_addr))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = scrape(&server);
     assert!(
         metrics.lines().any(
             |l| l.starts_with("wasmfn_invocations_total") && l.contains("function=\"http-p3\"")
@@ -448,13 +453,7 @@ fn connections_are_spread_evenly_over_the_server_threads() {
             stream
         })
         .collect();
-    let metrics = client()
-        .get(format!("http://{}/metrics", server.admin_addr))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = scrape(&server);
     let per_thread: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("wasmfn_server_thread_connections{"))
