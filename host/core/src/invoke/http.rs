@@ -230,8 +230,6 @@ impl Function {
                 ..Usage::default()
             };
             let status = response.status().as_u16();
-            let (head, body) = response.into_parts();
-            let body = super::ready_body::gather(body).await;
             let record = Arc::new(HttpRecord {
                 inner: inner.clone(),
                 invocation,
@@ -244,11 +242,7 @@ impl Function {
                     _held: (permit, in_flight),
                 }),
             });
-            let body = CountedBody {
-                inner: body,
-                record: Some(record),
-            };
-            return Ok(http::Response::from_parts(head, body.boxed_unsync()));
+            return Ok(counted(response, record).await);
         }
         let mut cpu = Duration::ZERO;
         let checkout = OnThread::new(inner.checkout(deadline, invocation), &mut cpu)
@@ -350,14 +344,7 @@ impl Function {
         );
 
         match receiver.await {
-            Ok(Ok(response)) => {
-                let (head, body) = response.into_parts();
-                let body = CountedBody {
-                    inner: super::ready_body::gather(body).await,
-                    record: Some(record),
-                };
-                Ok(http::Response::from_parts(head, body.boxed_unsync()))
-            }
+            Ok(Ok(response)) => Ok(counted(response, record).await),
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: inner.name.to_string(),
                 message: format!("the guest answered with a wasi:http error instead of a response: {code:?}"),
@@ -379,6 +366,17 @@ impl Function {
             },
         }
     }
+}
+
+/// The guest's response as the client gets it: what the guest already wrote of its body taken
+/// before the head goes out ([`super::ready_body`]), every byte counted into `record`.
+async fn counted(response: HttpResponse, record: Arc<HttpRecord>) -> HttpResponse {
+    let (head, body) = response.into_parts();
+    let body = CountedBody {
+        inner: super::ready_body::gather(body).await,
+        record: Some(record),
+    };
+    http::Response::from_parts(head, body.boxed_unsync())
 }
 
 /// One HTTP invocation that succeeded, counted and logged when both the guest's task and the

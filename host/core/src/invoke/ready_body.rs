@@ -28,7 +28,7 @@ const TURNS: usize = 16;
 
 /// Past this many bytes the head goes out with what has been gathered: a large body gains
 /// nothing from waiting and would only be held in memory.
-const MAX_GATHERED: usize = 64 << 10;
+const MAX_GATHERED: u64 = 64 << 10;
 
 /// The response body with the frames the guest had ready taken in front; when the body ended
 /// among them its exact size is known, which the server turns into a `content-length`.
@@ -37,28 +37,28 @@ pub(crate) async fn gather(mut body: HyperOutgoingBody) -> HyperOutgoingBody {
         return body;
     }
     let mut ready = VecDeque::new();
-    let mut size = 0;
+    let mut size: u64 = 0;
     let mut turns = TURNS;
     loop {
         match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(Some(Ok(frame))) => {
                 let trailers = frame.is_trailers();
-                size += frame.data_ref().map_or(0, Bytes::len);
+                size += frame.data_ref().map_or(0, |d| d.len() as u64);
                 ready.push_back(Ok(frame));
                 if trailers || size >= MAX_GATHERED {
-                    return Gathered::boxed(ready, Some(body));
+                    return Gathered::boxed(ready, size, Some(body));
                 }
             }
             Poll::Ready(Some(Err(e))) => {
                 ready.push_back(Err(e));
-                return Gathered::boxed(ready, None);
+                return Gathered::boxed(ready, size, None);
             }
-            Poll::Ready(None) => return Gathered::boxed(ready, None),
+            Poll::Ready(None) => return Gathered::boxed(ready, size, None),
             Poll::Pending if turns > 0 => {
                 turns -= 1;
                 Turn(false).await;
             }
-            Poll::Pending => return Gathered::boxed(ready, Some(body)),
+            Poll::Pending => return Gathered::boxed(ready, size, Some(body)),
         }
     }
 }
@@ -91,13 +91,9 @@ struct Gathered {
 impl Gathered {
     fn boxed(
         ready: VecDeque<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>,
+        buffered: u64,
         rest: Option<HyperOutgoingBody>,
     ) -> HyperOutgoingBody {
-        let buffered = ready
-            .iter()
-            .filter_map(|f| f.as_ref().ok()?.data_ref())
-            .map(|d| d.len() as u64)
-            .sum();
         Self {
             ready,
             buffered,
