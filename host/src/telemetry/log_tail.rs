@@ -5,10 +5,17 @@
 //!
 //! Recording costs nothing until someone tails: the ring fills only while a tail is open and
 //! for [`KEEP_RECORDING`] after the last one closed, so a reconnect finds what it missed.
+//! While every open tail is sampled (the console's), the ring keeps only a sample too: each
+//! server thread records at most the highest rate a tail asked for of each function's INFO
+//! lines, and counts the rest on the next line of that function it records (warnings and
+//! errors are always recorded). A busy host then encodes a few hundred lines a second for
+//! the page instead of every one of tens of thousands. A tail that wants every line
+//! (`wasmfn logs --follow`) turns this off while it is open and for [`KEEP_RECORDING`] after.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +44,9 @@ pub struct LogRecord {
     pub level: tracing::Level,
     /// The function it is about, if any.
     pub function: Option<Box<str>>,
+    /// INFO lines of the same function this thread left out of the ring since the last one it
+    /// recorded (only while every open tail was sampled).
+    pub dropped: u64,
     /// The record as one server-sent event, from `id:` to the blank line after `data:` (JSON
     /// with seq, time_ms, level, target, function, message and fields), encoded once for
     /// every tail.
@@ -53,7 +63,18 @@ struct Tail {
     live: broadcast::Sender<Arc<LogRecord>>,
     /// Record until this time (ms since the epoch), or while a tail is open.
     recording_until: AtomicU64,
+    /// Open tails that want every line.
+    full_tails: AtomicUsize,
+    /// Record every line until this time (ms since the epoch), or while `full_tails` > 0.
+    full_until: AtomicU64,
+    /// The highest rate a sampled tail asked for: what the ring keeps per function and thread
+    /// while only sampled tails are open.
+    sample_rate: AtomicU32,
 }
+
+/// The most lines a second per function and thread the ring samples, whatever a tail asks:
+/// above this a sample saves nothing worth its bookkeeping.
+const MAX_SAMPLE_RATE: u32 = 10_000;
 
 static TAIL: OnceLock<Tail> = OnceLock::new();
 
@@ -65,6 +86,9 @@ fn tail() -> &'static Tail {
         }),
         live: broadcast::channel(1024).0,
         recording_until: AtomicU64::new(0),
+        full_tails: AtomicUsize::new(0),
+        full_until: AtomicU64::new(0),
+        sample_rate: AtomicU32::new(0),
     })
 }
 
@@ -186,6 +210,17 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TailLayer {
         if *metadata.level() > tracing::Level::INFO {
             return;
         }
+        let sampling = tail.full_tails.load(Ordering::Relaxed) == 0
+            && now > tail.full_until.load(Ordering::Relaxed);
+        let dropped = if sampling {
+            let rate = tail.sample_rate.load(Ordering::Relaxed);
+            match sample(event, *metadata.level() == tracing::Level::INFO, rate) {
+                Some(dropped) => dropped,
+                None => return,
+            }
+        } else {
+            0
+        };
         let mut fields = Fields::default();
         event.record(&mut fields);
         let function = fields.function.as_deref().map(Box::from);
@@ -202,6 +237,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TailLayer {
             seq,
             level: *metadata.level(),
             function,
+            dropped,
             frame: frame.freeze(),
         });
         if ring.records.len() == RING {
@@ -211,6 +247,76 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TailLayer {
         // Sent under the ring's lock, so a tail that reads the ring then subscribes misses
         // nothing and sees nothing twice.
         let _ = tail.live.send(record);
+    }
+}
+
+/// One function's sample on one thread.
+struct FunctionSample {
+    budget: Budget,
+    /// INFO lines left out since the last one recorded.
+    dropped: u64,
+}
+
+/// This thread's samples, by function (`""` for lines about none), and a buffer for names.
+#[derive(Default)]
+struct Samples {
+    by_function: HashMap<Box<str>, FunctionSample>,
+    name: String,
+}
+
+/// More functions than any app has: past this the map starts over rather than grow.
+const MAX_SAMPLED_FUNCTIONS: usize = 4096;
+
+thread_local! {
+    static SAMPLES: RefCell<Samples> = RefCell::default();
+}
+
+/// Whether the ring records `event` while only sampled tails are open: `None` leaves it out
+/// (an INFO line over its function's budget on this thread, counted), `Some(n)` records it
+/// with the `n` lines of its function left out before it.
+fn sample(event: &tracing::Event<'_>, routine: bool, rate: u32) -> Option<u64> {
+    SAMPLES.with(|samples| {
+        let mut samples = samples.borrow_mut();
+        let Samples { by_function, name } = &mut *samples;
+        name.clear();
+        event.record(&mut FunctionName(name));
+        let rate = rate.clamp(1, MAX_SAMPLE_RATE);
+        if !by_function.contains_key(name.as_str()) {
+            if by_function.len() >= MAX_SAMPLED_FUNCTIONS {
+                by_function.clear();
+            }
+            let fresh = FunctionSample {
+                budget: Budget::new(rate),
+                dropped: 0,
+            };
+            by_function.insert(name.as_str().into(), fresh);
+        }
+        let entry = by_function.get_mut(name.as_str())?;
+        if entry.budget.rate != f64::from(rate) {
+            entry.budget = Budget::new(rate);
+        }
+        if routine && !entry.budget.take(Instant::now()) {
+            entry.dropped += 1;
+            return None;
+        }
+        Some(std::mem::take(&mut entry.dropped))
+    })
+}
+
+/// Finds an event's `function` field, written into the buffer it holds.
+struct FunctionName<'a>(&'a mut String);
+
+impl Visit for FunctionName<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "function" {
+            self.0.push_str(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "function" {
+            let _ = write!(self.0, "{value:?}");
+        }
     }
 }
 
@@ -283,6 +389,10 @@ impl Reader {
         if !self.filter.wants(r) {
             return false;
         }
+        // The lines the ring left out before this one were INFO lines of its function.
+        if self.filter.level.is_none_or(|l| l >= tracing::Level::INFO) {
+            self.skipped += r.dropped;
+        }
         let Some((routine, severe)) = &mut self.budgets else {
             return true;
         };
@@ -320,89 +430,112 @@ pub fn stream(
     stop: watch::Receiver<bool>,
 ) -> impl futures::Stream<Item = Bytes> + Send {
     let tail = tail();
+    // Every line from now on, or a sample of at least this tail's rate.
+    let full = match filter.rate {
+        None => Some(FullTail::open()),
+        Some(rate) => {
+            tail.sample_rate.fetch_max(rate, Ordering::Relaxed);
+            None
+        }
+    };
+    let mut reader = Reader {
+        budgets: filter.rate.map(|r| (Budget::new(r), Budget::new(r))),
+        filter,
+        skipped: 0,
+    };
     let (backlog, live, last) = {
         let ring = tail.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let backlog: Vec<Bytes> = ring
-            .records
-            .iter()
-            .filter(|r| filter.wants(r))
-            .map(|r| r.frame.clone())
-            .collect();
+        let mut backlog = Vec::new();
+        for r in &ring.records {
+            if reader.filter.wants(r) {
+                if reader
+                    .filter
+                    .level
+                    .is_none_or(|l| l >= tracing::Level::INFO)
+                {
+                    reader.skipped += r.dropped;
+                }
+                backlog.push(r.frame.clone());
+            }
+        }
         (backlog, tail.live.subscribe(), ring.next - 1)
     };
     // A reconnect may come a while later: keep recording meanwhile.
     let keep = keep_recording;
     keep();
-    let reader = Reader {
-        budgets: filter.rate.map(|r| (Budget::new(r), Budget::new(r))),
-        filter,
-        skipped: 0,
-    };
     // Tells the client how long to wait before reconnecting.
     let opening = std::iter::once(Bytes::from_static(b"retry: 1000\n\n"));
-    let first = futures::stream::iter(opening.chain(backlog));
+    // What the ring left out before the backlog's lines, told right after them.
+    let mut left_out = BytesMut::new();
+    reader.notice(&mut left_out);
+    let left_out = Some(left_out.freeze()).filter(|b| !b.is_empty());
+    let first = futures::stream::iter(opening.chain(backlog).chain(left_out));
     if reader.budgets.is_some() {
         return futures::StreamExt::boxed(futures::StreamExt::chain(
             first,
             sampled(reader, live, stop, last),
         ));
     }
-    let rest = futures::stream::unfold((live, reader), move |(mut live, mut reader)| {
-        let mut stop = stop.clone();
-        async move {
-            loop {
-                if *stop.borrow() {
-                    keep();
-                    return None;
-                }
-                let next = tokio::select! {
-                    r = live.recv() => r,
-                    _ = stop.changed() => { keep(); return None; }
-                    () = tokio::time::sleep(HEARTBEAT) => {
-                        return Some((Bytes::from_static(b": keep-alive\n\n"), (live, reader)));
+    let rest =
+        futures::stream::unfold((live, reader, full), move |(mut live, mut reader, full)| {
+            let mut stop = stop.clone();
+            async move {
+                loop {
+                    if *stop.borrow() {
+                        keep();
+                        return None;
                     }
-                };
-                let mut chunk = BytesMut::new();
-                let mut first = match next {
-                    Ok(r) => Some(r).filter(|r| reader.admit(r)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        gap(&mut chunk, n);
-                        None
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                // A sampled tail leaves most lines out: pass over those already waiting here,
-                // rather than going back to the select (and its heartbeat timer) per line.
-                while first.is_none() && chunk.is_empty() {
-                    match live.try_recv() {
-                        Ok(r) => first = Some(r).filter(|r| reader.admit(r)),
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => gap(&mut chunk, n),
-                        Err(_) => break,
-                    }
-                }
-                if let Some(r) = first {
-                    // Lines come in bursts under load: gather what arrives in the next few
-                    // milliseconds into one chunk, so a busy host writes tens of chunks a
-                    // second to each tail rather than one per line.
-                    chunk.extend_from_slice(&r.frame);
-                    tokio::time::sleep(COALESCE).await;
-                    for _ in 0..MAX_BATCH {
+                    let next = tokio::select! {
+                        r = live.recv() => r,
+                        _ = stop.changed() => { keep(); return None; }
+                        () = tokio::time::sleep(HEARTBEAT) => {
+                            let beat = Bytes::from_static(b": keep-alive\n\n");
+                            return Some((beat, (live, reader, full)));
+                        }
+                    };
+                    let mut chunk = BytesMut::new();
+                    let mut first = match next {
+                        Ok(r) => Some(r).filter(|r| reader.admit(r)),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            gap(&mut chunk, n);
+                            None
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    // A sampled tail leaves most lines out: pass over those already waiting here,
+                    // rather than going back to the select (and its heartbeat timer) per line.
+                    while first.is_none() && chunk.is_empty() {
                         match live.try_recv() {
-                            Ok(r) if reader.admit(&r) => chunk.extend_from_slice(&r.frame),
-                            Ok(_) => {}
+                            Ok(r) => first = Some(r).filter(|r| reader.admit(r)),
                             Err(broadcast::error::TryRecvError::Lagged(n)) => gap(&mut chunk, n),
                             Err(_) => break,
                         }
                     }
+                    if let Some(r) = first {
+                        // Lines come in bursts under load: gather what arrives in the next few
+                        // milliseconds into one chunk, so a busy host writes tens of chunks a
+                        // second to each tail rather than one per line.
+                        chunk.extend_from_slice(&r.frame);
+                        tokio::time::sleep(COALESCE).await;
+                        for _ in 0..MAX_BATCH {
+                            match live.try_recv() {
+                                Ok(r) if reader.admit(&r) => chunk.extend_from_slice(&r.frame),
+                                Ok(_) => {}
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    gap(&mut chunk, n)
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    reader.notice(&mut chunk);
+                    return Some((chunk.freeze(), (live, reader, full)));
                 }
-                if chunk.is_empty() {
-                    continue;
-                }
-                reader.notice(&mut chunk);
-                return Some((chunk.freeze(), (live, reader)));
             }
-        }
-    });
+        });
     futures::StreamExt::boxed(futures::StreamExt::chain(first, rest))
 }
 
@@ -461,6 +594,26 @@ fn sampled(
             }
         },
     )
+}
+
+/// An open tail that wants every line: while one is, and for [`KEEP_RECORDING`] after the
+/// last closed (its reconnect resumes without a hole), the ring records every line.
+struct FullTail;
+
+impl FullTail {
+    fn open() -> Self {
+        tail().full_tails.fetch_add(1, Ordering::Relaxed);
+        FullTail
+    }
+}
+
+impl Drop for FullTail {
+    fn drop(&mut self) {
+        let tail = tail();
+        let until = now_ms() + KEEP_RECORDING.as_millis() as u64;
+        tail.full_until.store(until, Ordering::Relaxed);
+        tail.full_tails.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Keep the ring filling for [`KEEP_RECORDING`] from now (a reconnect may come a while later).
