@@ -130,8 +130,13 @@ export function logLine(r) {
   );
 }
 
-/// The shortest time between two draws of new lines in the Logs view, in milliseconds.
-const DRAW_EVERY = 250;
+/// The shortest times between two draws of the Logs view, in milliseconds: of new lines (so a
+/// line shows within a second of being logged: this, plus the host's 100 ms sample and the
+/// network), and of the tail's state alone (connected, lines left out). Each draw is a frame
+/// (style, layout, paint, composite) that costs a headless Chromium 10-20 ms of CPU whatever it
+/// changes, so a busy host costs the page two frames a second, not one per chunk.
+const LINES_EVERY = 500;
+const STATE_EVERY = 1000;
 
 const LEVELS = { ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4, TRACE: 5 };
 
@@ -181,16 +186,26 @@ export async function logsView() {
   fnFilter.addEventListener("input", redraw);
   fnFilter.addEventListener("focus", suggest);
   levelFilter.addEventListener("change", redraw);
-  // New lines are drawn at most every DRAW_EVERY ms (at once after a quiet spell), at most the
-  // last 200 each time: each draw costs the page a layout and a repaint of the list, so a
-  // busy host costs it a few small DOM updates a second, not one per line, and a line still
-  // shows well within a second of being logged.
+  // New lines and the tail's state are drawn together, in one frame: lines at most every
+  // LINES_EVERY ms (at once after a quiet spell), at most the last 200 each time, and a change
+  // of state alone at most every STATE_EVERY ms, or with the next lines.
   let pending = [];
-  let frame = 0;
+  let timer = 0;
+  let due = Infinity;
+  let linesAt = -1e9;
   let drawnAt = -1e9;
+  const schedule = (withLines) => {
+    const at = withLines ? linesAt + LINES_EVERY : drawnAt + STATE_EVERY;
+    if (timer && due <= at) return;
+    clearTimeout(timer);
+    due = at;
+    timer = setTimeout(flush, Math.max(0, at - performance.now()));
+  };
   const flush = () => {
-    frame = 0;
+    timer = 0;
+    due = Infinity;
     drawnAt = performance.now();
+    if (pending.length) linesAt = drawnAt;
     const lines = pending.slice(-200);
     pending = [];
     list.append(...lines.map(logLine));
@@ -201,14 +216,15 @@ export async function logsView() {
       range.setEndBefore(list.children[list.childElementCount - 500]);
       range.deleteContents();
     }
+    drawState();
     if (follow.checked) list.scrollTop = list.scrollHeight;
   };
   const unsubscribe = tail.subscribe((r) => {
-    if (r === null) return drawState();
+    if (r === null) return schedule(false);
     if (!shown(r)) return;
     pending.push(r);
     if (pending.length > 400) pending = pending.slice(-200);
-    frame ||= setTimeout(flush, Math.max(0, drawnAt + DRAW_EVERY - performance.now()));
+    schedule(true);
   });
   redraw();
   if (!tail.started) status("log tail not started", true);
@@ -227,5 +243,5 @@ export async function logsView() {
     sampling,
     list,
   );
-  return { node, stop: () => { unsubscribe(); clearTimeout(frame); } };
+  return { node, stop: () => { unsubscribe(); clearTimeout(timer); } };
 }
