@@ -1,9 +1,9 @@
 //! Cluster mode through the real binary: three `wasmfn serve` hosts of one app sharing a real
 //! PostgreSQL (the `[cluster]` database, where schedule ticks are claimed) and a real NATS
 //! JetStream (the queues, fed directly, by events through a rule and a topic, and by topic
-//! publishes). One host is killed with SIGKILL in the middle and started again, and another
-//! is paused (SIGSTOP, as a partition would) and resumed; recorders outside the hosts
-//! count what every function did. Also: `wasmfn check` refuses a cluster that keeps shared
+//! publishes), with HTTP requests spread over the hosts throughout. One host is killed with
+//! SIGKILL in the middle and started again, and another is paused (SIGSTOP, as a partition
+//! would) and resumed; recorders outside the hosts count what every function did. Also: `wasmfn check` refuses a cluster that keeps shared
 //! state in an embedded store, naming the setting; a put-back keeps its attempt number on any
 //! host. Streams, sagas and rolling restarts are in `cluster_workloads.rs`.
 
@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::cluster::{compile_into_cache, host, now_ms, signal, SIGCONT, SIGSTOP};
+use common::cluster::{compile_into_cache, host, now_ms, signal, HttpLoad, SIGCONT, SIGSTOP};
 use common::servers::{postgres, Nats};
 use common::{collector, send_batch, wait_until, wasmfn, Fixture, Server};
 
 /// One app folder for every host; each host gets its own state folder (as on its own machine)
 /// and they share the compile cache (a read-only precompiled folder would do as well).
 fn cluster_app(database: &str, nats_port: u16, jobs: &str, ticks: &str) -> Fixture {
-    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder"]);
+    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder", "hello"]);
     f.write(
         "wasmfn.toml",
         format!(
@@ -36,7 +36,7 @@ fn cluster_app(database: &str, nats_port: u16, jobs: &str, ticks: &str) -> Fixtu
              [rules.orders]\npattern = {{ source = [\"test.orders\"] }}\ntargets = [\"topic:news\"]\n"
         ),
     );
-    compile_into_cache(&f, &["queue-recorder", "schedule-recorder"]);
+    compile_into_cache(&f, &["queue-recorder", "schedule-recorder", "hello"]);
     f
 }
 
@@ -74,6 +74,14 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     let f = cluster_app(&database, nats.port, &jobs_url, &ticks_url);
     let mut hosts: Vec<Option<Server>> = (0..3).map(|n| Some(host(&f, n))).collect();
     let started = now_ms();
+    // HTTP requests spread over the hosts the whole time, as a load balancer would.
+    let http = HttpLoad::start(
+        hosts
+            .iter()
+            .map(|h| h.as_ref().unwrap().addr.clone())
+            .collect(),
+        "/hello",
+    );
 
     // 20,000 messages sent through every host in turn; after the kill, 300 events (through a
     // rule to a topic whose subscription is the same queue) and 300 messages published to the
@@ -119,6 +127,8 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     assert_eq!(accepted, total);
     std::thread::sleep(Duration::from_secs(3));
     hosts[0] = Some(host(&f, 0));
+    let restarted = hosts[0].as_ref().unwrap().addr.clone();
+    http.replace(0, &restarted);
 
     // Pause host 1 longer than the visibility timeout and the lease, then let it go on.
     std::thread::sleep(Duration::from_secs(1));
@@ -137,6 +147,19 @@ fn three_hosts_fire_each_tick_once_and_lose_no_message_through_kill_9_and_a_paus
     // A few more ticks with all three hosts back.
     std::thread::sleep(Duration::from_secs(3));
     let ended = now_ms();
+    let tally = http.finish();
+    eprintln!(
+        "http: {} requests served over 3 hosts through the kill and the pause ({} tries a host \
+         did not answer, moved to the next); by host: {:?}",
+        tally.served, tally.unanswered, tally.by_host
+    );
+    assert!(tally.server_errors.is_empty(), "{:?}", tally.server_errors);
+    assert_eq!(tally.unserved, 0, "requests no host served");
+    assert!(tally.served > 1000, "{tally:?}");
+    assert!(
+        tally.by_host.get(&restarted).copied().unwrap_or(0) > 0,
+        "the restarted host served nothing: {tally:?}"
+    );
 
     let (bodies, reports) = handled(&jobs);
     for i in 0..messages {
@@ -288,7 +311,7 @@ fn a_missed_run_is_made_up_once_by_the_whole_cluster() {
 
 #[test]
 fn check_refuses_a_cluster_that_keeps_shared_state_in_an_embedded_store() {
-    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder"]);
+    let f = Fixture::with_guests(&["queue-recorder", "schedule-recorder", "hello"]);
     let check = |manifest: &str| {
         f.write("wasmfn.toml", manifest);
         let out = wasmfn().arg("check").arg(f.dir.path()).output().unwrap();
