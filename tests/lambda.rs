@@ -411,7 +411,7 @@ fn sam_templates_for_every_event_source_expand_and_lint_clean() {
 }
 
 #[test]
-fn schedules_aws_cannot_express_are_refused_at_packaging() {
+fn schedules_aws_cannot_express_are_refused_and_a_task_packages_without_events() {
     let f = Fixture::with_guests(&[]);
     f.copy_guest("cron-job", "tick");
     f.write("wasmfn.toml", "[functions.tick]\nworld = \"schedule\"\n[schedules.fast]\nfunction = \"tick\"\nexpression = \"rate(30 seconds)\"\n");
@@ -422,17 +422,25 @@ fn schedules_aws_cannot_express_are_refused_at_packaging() {
         stderr.contains("schedule `fast`") && stderr.contains("whole minutes"),
         "{stderr}"
     );
-    // Workflow tasks run inside wasmfn's executor, which the adapter does not host.
+    // A task function packages with no event source: the state machine invokes it.
     f.copy_guest("order-steps", "step");
     f.write(
         "wasmfn.toml",
         "[kv.orders]\n[functions.step]\nkv = [\"orders\"]\n",
     );
-    let out = f.package("lambda", "step", &f.dir.path().join("out"), &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = f.dir.path().join("out-task");
+    let packaged = f.package("lambda", "step", &out, &[]);
     assert!(
-        !out.status.success() && stderr.contains("`step` implements the `task` world"),
-        "{stderr}"
+        packaged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packaged.stderr)
+    );
+    let (ok, report) = validate_template(&out.join("template.yaml"));
+    assert!(ok, "{report}");
+    let text = std::fs::read_to_string(out.join("template.yaml")).unwrap();
+    assert!(
+        text.contains("(task world)") && !text.contains("Events:"),
+        "{text}"
     );
 }
 
@@ -686,4 +694,53 @@ fn a_wasi_0_3_http_component_runs_on_lambda() {
         body.to_string()
     };
     assert_eq!(decoded, "{\"a\":1}", "{r}");
+}
+
+#[test]
+fn a_task_function_answers_step_functions_task_invocations() {
+    let manifest = "[kv.orders]\n[functions.process-payment]\nkv = [\"orders\"]\nconfig = { step = \"pay\" }\n";
+    let (_f, emu, boot) = run("order-steps", "process-payment", manifest);
+    // As the templates' Task states send it: the state's input and the context object.
+    let envelope = |input: Value, retries: u32| {
+        json!({
+            "input": input,
+            "context": {
+                "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:order-saga:e-1", "Name": "e-1"},
+                "State": {"Name": "ProcessPayment", "RetryCount": retries, "EnteredTime": "2026-12-07T10:00:00.000Z"},
+                "StateMachine": {"Id": "arn:aws:states:us-east-1:123456789012:stateMachine:order-saga", "Name": "order-saga"},
+                "Task": {"Token": "t"}
+            }
+        })
+    };
+    let order = json!({"orderId": "o-1", "total": 42, "busyAttempts": 1});
+    // The first attempt finds the gateway busy: the error name is the task's, as Retry sees it.
+    let (kind, message) = emu.invoke(&envelope(order.clone(), 0)).unwrap_err();
+    assert_eq!(kind, "PaymentGatewayBusy", "{message}");
+    assert!(message.contains("attempt 1"), "{message}");
+    // Step Functions' retry (RetryCount 1) is attempt 2, which succeeds: the output is JSON.
+    let output = emu.invoke(&envelope(order, 1)).unwrap();
+    assert_eq!(output["payment"], "pay-o-1");
+    assert_eq!(output["charged"], 42);
+    assert!(
+        boot.log().contains("state ProcessPayment, attempt 2"),
+        "{}",
+        boot.log()
+    );
+
+    // A Task whose Resource is the function's ARN sends the state's input as it is.
+    let declined = json!({"orderId": "o-2", "failAt": "process-payment"});
+    let (kind, message) = emu.invoke(&declined).unwrap_err();
+    assert_eq!(kind, "PaymentDeclined", "{message}");
+    let plain = emu.invoke(&json!({"orderId": "o-3", "total": 7})).unwrap();
+    assert_eq!(plain["payment"], "pay-o-3");
+}
+
+#[test]
+fn a_task_that_runs_out_of_time_fails_with_states_timeout_as_locally() {
+    let manifest = "[kv.orders]\n[functions.reserve-inventory]\nkv = [\"orders\"]\nconfig = { step = \"reserve\" }\ntimeout = \"1s\"\n";
+    let (_f, emu, _boot) = run("order-steps", "reserve-inventory", manifest);
+    let (kind, message) = emu
+        .invoke(&json!({"orderId": "o-4", "sleepMs": 3000}))
+        .unwrap_err();
+    assert_eq!(kind, "States.Timeout", "{message}");
 }

@@ -9,6 +9,7 @@ use wasmfn_host::{full_body, Function, InvokeError, World};
 
 use crate::http_events::{self, HttpShape};
 use crate::record_events as records;
+use crate::task_events as tasks;
 
 /// Where an event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +65,13 @@ pub struct InvocationError {
 
 impl InvocationError {
     fn new(kind: &str, message: impl Into<String>) -> Self {
+        Self::named(&format!("wasmfn.{kind}"), message)
+    }
+
+    /// An error whose `errorType` is `kind` as it is (a task's own error name).
+    pub fn named(kind: &str, message: impl Into<String>) -> Self {
         Self {
-            kind: format!("wasmfn.{kind}"),
+            kind: kind.to_string(),
             message: message.into(),
         }
     }
@@ -134,12 +140,27 @@ pub fn detect(event: &Value) -> Result<Source, InvocationError> {
     ))
 }
 
-/// Handle one event with `function`, giving up `margin` before the Lambda deadline.
+/// Handle one event with `function` in Lambda request `request_id`, giving up `remaining`
+/// from now (the deadline less [`DEADLINE_MARGIN`]).
 pub async fn handle(
     function: &Function,
     event: Value,
+    request_id: &str,
     remaining: Duration,
 ) -> Result<Value, InvocationError> {
+    if function.world() == World::Task {
+        // Step Functions sends the state's input, whatever its shape.
+        let payload = tasks::task_payload(event, function.name(), request_id)
+            .map_err(|e| InvocationError::new("MalformedEvent", format!("task input: {e:#}")))?;
+        return match tokio::time::timeout(remaining, tasks::run(function, payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(tasks::timeout(format!(
+                "function `{}` was interrupted {} ms before the Lambda deadline",
+                function.name(),
+                DEADLINE_MARGIN.as_millis()
+            ))),
+        };
+    }
     let source = detect(&event)?;
     if function.world() != source.world() {
         return Err(InvocationError::new(

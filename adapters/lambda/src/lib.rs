@@ -13,10 +13,12 @@
 //! | DynamoDB Streams | `stream` (change records, images unwrapped from attribute values) | `batchItemFailures` by sequence number |
 //! | S3 notifications | `stream` (object events, keys URL-decoded) | error on failure |
 //! | EventBridge scheduled events | `schedule` | error on failure |
+//! | Step Functions Task invocations (any JSON: the state's input) | `task` | the output; a failure's `errorType` is its error name |
 
 pub mod dispatch;
 pub mod http_events;
 pub mod record_events;
+pub mod task_events;
 pub mod xray;
 
 pub use dispatch::{detect, handle, InvocationError, Source};

@@ -159,7 +159,7 @@ fn main() -> Result<(), lambda_runtime::Error> {
             let deadline = remaining(event.context.deadline);
             tracing::debug!(remaining_ms = deadline.as_millis() as u64, "invocation");
             let span = invocation_span(&event.context);
-            let result = handle(function, event.payload, deadline)
+            let result = handle(function, event.payload, &event.context.request_id, deadline)
                 .instrument(span)
                 .await
                 .map_err(LambdaError);

@@ -209,10 +209,8 @@ pub fn template(input: &TemplateInput) -> Result<String> {
         World::Queue => events::queue_events(&mut t, manifest, name, limits.timeout.as_secs())?,
         World::Stream => events::stream_events(&mut t, manifest, name),
         World::Schedule => events::schedule_events(&mut t, manifest, name)?,
-        World::Task => bail!(
-            "`{name}` implements the `task` world: tasks run as steps of wasmfn workflows, which \
-             the Lambda adapter does not host; serve the workflow with `wasmfn serve`"
-        ),
+        // Invoked by the state machines whose Task states name it: no event source.
+        World::Task => {}
     }
 
     let timeout = limits.timeout.as_secs_f64().ceil() as u64;
