@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::servers::free_port;
