@@ -27,6 +27,10 @@ use super::{
 };
 use crate::postgres::NOW_MS;
 
+/// A feed operation slower than this is logged while it waits (a stalled append blocks the
+/// writer's thread).
+const SLOW_FEED: Duration = Duration::from_secs(5);
+
 /// Key partitions per stream: the most hosts that consume one stream at once.
 pub const PARTITIONS: i32 = 16;
 /// One partition's sequences in a record's number.
@@ -190,8 +194,22 @@ impl Inner {
             let _ = tx.send(f.await);
         });
         let wait = || {
-            rx.recv()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the stream feed's runtime stopped")))
+            let started = std::time::Instant::now();
+            loop {
+                match rx.recv_timeout(SLOW_FEED) {
+                    Ok(result) => return result,
+                    // Said, not given up on: the caller's write already happened, and its
+                    // change record must not be dropped.
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "a stream feed operation (a change record's append, the admin API) is \
+                         still waiting for PostgreSQL; the thread that asked waits with it"
+                    ),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(anyhow::anyhow!("the stream feed's runtime stopped"))
+                    }
+                }
+            }
         };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             // A worker of a multi-threaded runtime hands its other tasks over while it waits.
@@ -217,12 +235,21 @@ impl Inner {
                 .or_default()
                 .push((i, key, json));
         }
+        let asked = std::time::Instant::now();
         let mut client = self.client().await?;
+        if asked.elapsed() > SLOW_FEED {
+            tracing::warn!(
+                stream,
+                waited_ms = asked.elapsed().as_millis() as u64,
+                "appending change records waited this long for a PostgreSQL connection of the feed's pool"
+            );
+        }
         let tx = client.transaction().await?;
         let mut ids = vec![String::new(); events.len()];
         let now = now_ms();
         for (part, records) in by_part {
             let n = records.len() as i64;
+            let locking = std::time::Instant::now();
             // The head row stays locked until commit: sequences of a partition commit in order.
             let last: i64 = tx
                 .query_one(
@@ -233,6 +260,15 @@ impl Inner {
                 .await
                 .context("taking the partition's next sequences")?
                 .get(0);
+            if locking.elapsed() > SLOW_FEED {
+                tracing::warn!(
+                    stream,
+                    part,
+                    waited_ms = locking.elapsed().as_millis() as u64,
+                    "appending change records waited this long for the partition's head row \
+                     (another session held it)"
+                );
+            }
             let first = last - n + 1;
             let seqs: Vec<i64> = (first..=last).collect();
             let keys: Vec<&str> = records.iter().map(|(_, k, _)| k.as_str()).collect();
