@@ -389,10 +389,7 @@ impl Reader {
         if !self.filter.wants(r) {
             return false;
         }
-        // The lines the ring left out before this one were INFO lines of its function.
-        if self.filter.level.is_none_or(|l| l >= tracing::Level::INFO) {
-            self.skipped += r.dropped;
-        }
+        self.count_left_out(r);
         let Some((routine, severe)) = &mut self.budgets else {
             return true;
         };
@@ -404,6 +401,14 @@ impl Reader {
         let taken = budget.take(Instant::now());
         self.skipped += u64::from(!taken);
         taken
+    }
+
+    /// Count the lines the ring left out before `r` (INFO lines of its function), if this
+    /// tail wants INFO lines.
+    fn count_left_out(&mut self, r: &LogRecord) {
+        if self.filter.level.is_none_or(|l| l >= tracing::Level::INFO) {
+            self.skipped += r.dropped;
+        }
     }
 
     /// The `sampled` notice for what was left out since the last one, if anything was.
@@ -448,13 +453,7 @@ pub fn stream(
         let mut backlog = Vec::new();
         for r in &ring.records {
             if reader.filter.wants(r) {
-                if reader
-                    .filter
-                    .level
-                    .is_none_or(|l| l >= tracing::Level::INFO)
-                {
-                    reader.skipped += r.dropped;
-                }
+                reader.count_left_out(r);
                 backlog.push(r.frame.clone());
             }
         }
