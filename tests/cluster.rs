@@ -253,18 +253,7 @@ fn a_missed_run_is_made_up_once_by_the_whole_cluster() {
     wait_until("the first tick", Duration::from_secs(10), || {
         !tick_counts(&ticks).is_empty()
     });
-    let psql = |sql: &str| {
-        let out = std::process::Command::new("psql")
-            .args([&database, "-qAtc", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let psql = |sql: &str| common::servers::psql(&database, sql);
     psql(&format!(
         "INSERT INTO wasmfn_schedule_ticks (schedule, last_tick) VALUES ('default/hourly', {three_hours_ago}) \
          ON CONFLICT (schedule) DO UPDATE SET last_tick = excluded.last_tick"

@@ -159,3 +159,72 @@ fn bad_stream_records_are_refused() {
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("unknown operation `upsert`"));
 }
+
+/// A relay stopped between appending its outbox rows to the feed and deleting them (a host
+/// killed in that window) leaves them in the outbox, and the next relay appends them again.
+/// The feed knows them by their origin and delivers each once, on the host's own feed and on a
+/// cluster's. The outbox row is written by hand twice, exactly as such a relay leaves it.
+#[test]
+fn an_outbox_row_relayed_twice_is_delivered_once() {
+    use common::servers::{postgres, psql};
+    for cluster in [false, true] {
+        let database = postgres().database();
+        let (url, lines) = common::collector(Duration::ZERO);
+        let f = Fixture::with_guests(&["stream-recorder"]);
+        f.copy_guest("capabilities", "caps");
+        let cluster_table = if cluster {
+            format!("[cluster]\nurl = \"{database}\"\n\n")
+        } else {
+            String::new()
+        };
+        f.write(
+            "wasmfn.toml",
+            format!(
+                "{cluster_table}[sql.default]\nbackend = \"postgres\"\nurl = \"{database}\"\nstream = \"changes\"\n\n\
+                 [functions.caps]\nsql = [\"default\"]\n\n\
+                 [functions.stream-recorder]\nallowed-outbound-hosts = [\"http://127.0.0.1:*\"]\n\
+                 [functions.stream-recorder.config]\ncollector = \"{url}\"\n\n\
+                 [streams.changes]\nfunction = \"stream-recorder\"\n"
+            ),
+        );
+        psql(
+            &database,
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER)",
+        );
+        let server = f.serve();
+        let left_behind = "INSERT INTO wasmfn_changes (id, tbl, op, new_row, at) \
+             VALUES (424242, 'items', 'INSERT', '{\"id\": 7, \"n\": 1}', '2026-12-01 10:00:00+00')";
+        psql(&database, left_behind);
+        wait_until("the outbox row's delivery", Duration::from_secs(20), || {
+            lines.lock().unwrap().iter().any(|l| l.starts_with("7 "))
+        });
+        // Appended and deleted; now the same row again, as a relay that died before its
+        // delete committed leaves it, then an ordinary write behind it.
+        psql(&database, left_behind);
+        psql(&database, "INSERT INTO items (id, n) VALUES (8, 1)");
+        wait_until(
+            "the later write's delivery",
+            Duration::from_secs(20),
+            || lines.lock().unwrap().iter().any(|l| l.starts_with("8 ")),
+        );
+        assert_eq!(
+            psql(&database, "SELECT count(*) FROM wasmfn_changes"),
+            "0",
+            "the relay left rows in the outbox:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let sevens: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("7 "))
+            .cloned()
+            .collect();
+        assert_eq!(
+            sevens.len(),
+            1,
+            "cluster feed: {cluster}; the row relayed twice was delivered as {sevens:?}"
+        );
+    }
+}

@@ -362,6 +362,21 @@ impl Postgres {
     }
 }
 
+/// Run `sql` in the database at `url` with `psql`, which must succeed; what it printed
+/// (unaligned, tuples only).
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .output()
+        .expect("psql not found: install Debian's postgresql-client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Shared S3-compatible server (moto).
 pub struct S3 {
     pub port: u16,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use futures::StreamExt as _;
 
@@ -23,6 +24,14 @@ CREATE TABLE IF NOT EXISTS wasmfn_changes (
     new_row JSONB,
     at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- The outbox's identity: with a row's id and time, the origin of its change record, by which the
+-- feed skips a row relayed twice (a relay stopped between appending it and deleting it).
+CREATE TABLE IF NOT EXISTS wasmfn_changes_origin (
+    one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+    id TEXT NOT NULL
+);
+INSERT INTO wasmfn_changes_origin (id) VALUES (md5(random()::text || clock_timestamp()::text))
+    ON CONFLICT DO NOTHING;
 CREATE OR REPLACE FUNCTION wasmfn_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO wasmfn_changes (tbl, op, old_row, new_row) VALUES (
@@ -132,10 +141,16 @@ async fn relay_once(
         if !mine {
             return Ok(());
         }
+        let outbox: String = tx
+            .query_one("SELECT id FROM wasmfn_changes_origin", &[])
+            .await
+            .context("reading the outbox's identity")?
+            .get(0);
         let rows = tx
             .query(
-                "SELECT id, tbl, op, old_row::text, new_row::text FROM wasmfn_changes
-                 ORDER BY id LIMIT 500",
+                "SELECT id, tbl, op, old_row::text, new_row::text,
+                        (extract(epoch FROM at) * 1000000)::bigint
+                 FROM wasmfn_changes ORDER BY id LIMIT 500",
                 &[],
             )
             .await?;
@@ -150,25 +165,33 @@ async fn relay_once(
             let op: String = r.get(2);
             let old: Option<String> = r.get(3);
             let new: Option<String> = r.get(4);
+            let at: i64 = r.get(5);
             let pk = primary_key(&tx, &table, keys).await?;
             let key = row_key(&pk, new.as_deref().or(old.as_deref()).unwrap_or("{}"));
-            events.push(StreamEvent::Change(ChangeRecord {
-                source: format!("{name}.{table}"),
-                sequence: String::new(),
-                key,
-                operation: match op.as_str() {
-                    "INSERT" => Operation::Insert,
-                    "UPDATE" => Operation::Modify,
-                    _ => Operation::Remove,
-                },
-                format: ImageFormat::Json,
-                old_image: old.map(String::into_bytes),
-                new_image: new.map(String::into_bytes),
-                timestamp: now_ms(),
-            }));
+            // The row's time too: ids start again if the outbox table is ever recreated.
+            let origin = format!("{outbox}:{last}:{at}");
+            events.push((
+                origin,
+                StreamEvent::Change(ChangeRecord {
+                    source: format!("{name}.{table}"),
+                    sequence: String::new(),
+                    key,
+                    operation: match op.as_str() {
+                        "INSERT" => Operation::Insert,
+                        "UPDATE" => Operation::Modify,
+                        _ => Operation::Remove,
+                    },
+                    format: ImageFormat::Json,
+                    old_image: old.map(String::into_bytes),
+                    new_image: new.map(String::into_bytes),
+                    timestamp: now_ms(),
+                }),
+            ));
         }
-        // Deleted only once recorded: a feed that is down keeps the changes here.
-        sink.try_emit(events)?;
+        // Deleted only once recorded: a feed that is down keeps the changes here. Should
+        // this host stop before the delete commits, the next relay appends them again, and
+        // the feed skips them by their origin.
+        sink.try_emit_once(events)?;
         tx.execute(
             "DELETE FROM wasmfn_changes WHERE id = ANY(SELECT id FROM wasmfn_changes WHERE id <= $1
              ORDER BY id LIMIT 500)",

@@ -196,6 +196,17 @@ impl StreamFeed {
         if !traced {
             conn.execute_batch("ALTER TABLE stream_records ADD COLUMN trace TEXT")?;
         }
+        // And before relayed records carried their origin (an outbox row's id).
+        let relayed = conn
+            .prepare("SELECT 1 FROM pragma_table_info('stream_records') WHERE name = 'origin'")?
+            .exists([])?;
+        if !relayed {
+            conn.execute_batch("ALTER TABLE stream_records ADD COLUMN origin TEXT")?;
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS stream_records_by_origin \
+             ON stream_records (stream, origin) WHERE origin IS NOT NULL",
+        )?;
         Ok(Self {
             conn: Mutex::new(conn),
             appended: Notify::new(),
@@ -215,18 +226,40 @@ impl StreamFeed {
 
     /// Append events to `stream`, durably, in order. Their `sequence` fields are assigned here.
     pub fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
+        self.append_records(stream, events.into_iter().map(|e| (None, e)))
+    }
+
+    /// Append events (each with its origin id, if relayed); one whose origin is already in
+    /// the feed is not appended again, and has its earlier sequence.
+    fn append_records(
+        &self,
+        stream: &str,
+        events: impl Iterator<Item = (Option<String>, StreamEvent)>,
+    ) -> Result<Vec<String>> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
-        let mut seqs = Vec::with_capacity(events.len());
+        let mut seqs = Vec::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO stream_records (stream, key, event, appended_at, trace) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO stream_records (stream, key, event, appended_at, trace, origin) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut earlier = tx.prepare_cached(
+                "SELECT seq FROM stream_records WHERE stream = ?1 AND origin = ?2",
             )?;
             let now_ms = now_ms();
             // The writer's span (a store call's): the consumer's invocation links to it.
             let trace = wasmfn_host_core::trace::current_context_fields().map(|(p, _)| p);
-            for e in events {
+            for (origin, e) in events {
+                if let Some(origin) = &origin {
+                    let seq: Option<i64> = earlier
+                        .query_row(params![stream, origin], |r| r.get(0))
+                        .optional()?;
+                    if let Some(seq) = seq {
+                        seqs.push(sequence_text(seq));
+                        continue;
+                    }
+                }
                 let key = match &e {
                     StreamEvent::Change(c) => c.key.clone(),
                     StreamEvent::Object(o) => o.key.clone(),
@@ -236,7 +269,8 @@ impl StreamFeed {
                     key,
                     wasmfn_host_core::event_json::stream_event_to_json(&e).to_string(),
                     now_ms,
-                    trace
+                    trace,
+                    origin
                 ])?;
                 seqs.push(sequence_text(tx.last_insert_rowid()));
             }
@@ -528,6 +562,10 @@ impl Feed for StreamFeed {
 impl ChangeRecorder for StreamFeed {
     fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
         StreamFeed::append(self, stream, events)
+    }
+
+    fn append_once(&self, stream: &str, events: Vec<(String, StreamEvent)>) -> Result<Vec<String>> {
+        self.append_records(stream, events.into_iter().map(|(o, e)| (Some(o), e)))
     }
 }
 

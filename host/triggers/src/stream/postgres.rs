@@ -10,7 +10,7 @@
 //! A record's sequence is `partition × 10^17 + its sequence in the partition`: one number, as
 //! on the embedded feed, ordered within a partition (and so per key).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ use super::{
     now_ms, process, sequence_text, Backlog, Cursor, Feed, ParkedRecord, Record, StreamConfig,
 };
 use crate::postgres::NOW_MS;
+
+mod append;
 
 /// A feed operation slower than this is logged while it waits (a stalled append blocks the
 /// writer's thread).
@@ -47,6 +49,10 @@ CREATE TABLE IF NOT EXISTS wasmfn_stream_records (
     trace TEXT,
     PRIMARY KEY (stream, part, seq)
 );
+-- A relayed record's id at its origin (an outbox row), by which one relayed twice is skipped.
+ALTER TABLE wasmfn_stream_records ADD COLUMN IF NOT EXISTS origin TEXT;
+CREATE INDEX IF NOT EXISTS wasmfn_stream_records_by_origin
+    ON wasmfn_stream_records (stream, part, origin) WHERE origin IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wasmfn_stream_heads (
     stream TEXT NOT NULL,
     part INTEGER NOT NULL,
@@ -216,77 +222,6 @@ impl Inner {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
             _ => wait(),
         }
-    }
-
-    async fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
-        let stream = self.key(stream);
-        let trace = wasmfn_host_core::trace::current_context_fields().map(|(p, _)| p);
-        // By partition, in order, and partitions in a fixed order: concurrent appends take
-        // the head rows in the same order, so they never deadlock.
-        let mut by_part: BTreeMap<i32, Vec<(usize, String, String)>> = BTreeMap::new();
-        for (i, e) in events.iter().enumerate() {
-            let key = match e {
-                StreamEvent::Change(c) => c.key.clone(),
-                StreamEvent::Object(o) => o.key.clone(),
-            };
-            let json = wasmfn_host_core::event_json::stream_event_to_json(e).to_string();
-            by_part
-                .entry(partition_of(&key))
-                .or_default()
-                .push((i, key, json));
-        }
-        let asked = std::time::Instant::now();
-        let mut client = self.client().await?;
-        if asked.elapsed() > SLOW_FEED {
-            tracing::warn!(
-                stream,
-                waited_ms = asked.elapsed().as_millis() as u64,
-                "appending change records waited this long for a PostgreSQL connection of the feed's pool"
-            );
-        }
-        let tx = client.transaction().await?;
-        let mut ids = vec![String::new(); events.len()];
-        let now = now_ms();
-        for (part, records) in by_part {
-            let n = records.len() as i64;
-            let locking = std::time::Instant::now();
-            // The head row stays locked until commit: sequences of a partition commit in order.
-            let last: i64 = tx
-                .query_one(
-                    "UPDATE wasmfn_stream_heads SET last_seq = last_seq + $3 \
-                     WHERE stream = $1 AND part = $2 RETURNING last_seq",
-                    &[&stream, &part, &n],
-                )
-                .await
-                .context("taking the partition's next sequences")?
-                .get(0);
-            if locking.elapsed() > SLOW_FEED {
-                tracing::warn!(
-                    stream,
-                    part,
-                    waited_ms = locking.elapsed().as_millis() as u64,
-                    "appending change records waited this long for the partition's head row \
-                     (another session held it)"
-                );
-            }
-            let first = last - n + 1;
-            let seqs: Vec<i64> = (first..=last).collect();
-            let keys: Vec<&str> = records.iter().map(|(_, k, _)| k.as_str()).collect();
-            let jsons: Vec<&str> = records.iter().map(|(_, _, j)| j.as_str()).collect();
-            tx.execute(
-                "INSERT INTO wasmfn_stream_records (stream, part, seq, key, event, appended_at, trace) \
-                 SELECT $1, $2, s, k, e, $6, $7 FROM unnest($3::bigint[], $4::text[], $5::text[]) AS r(s, k, e)",
-                &[&stream, &part, &seqs, &keys, &jsons, &now, &trace],
-            )
-            .await
-            .context("appending stream records")?;
-            for ((i, _, _), seq) in records.iter().zip(seqs) {
-                ids[*i] = sequence_text(record_id(part, seq));
-            }
-        }
-        tx.commit().await.context("committing stream records")?;
-        self.appended.notify_waiters();
-        Ok(ids)
     }
 
     /// Keep this host in `stream`'s members and its leases renewed, take free partitions up to
@@ -588,6 +523,14 @@ impl Service for PostgresFeed {
 
 impl ChangeRecorder for PostgresFeed {
     fn append(&self, stream: &str, events: Vec<StreamEvent>) -> Result<Vec<String>> {
+        let events = events.into_iter().map(|e| (None, e)).collect();
+        self.on_stream(stream, move |inner, stream| async move {
+            inner.append(&stream, events).await
+        })
+    }
+
+    fn append_once(&self, stream: &str, events: Vec<(String, StreamEvent)>) -> Result<Vec<String>> {
+        let events = events.into_iter().map(|(o, e)| (Some(o), e)).collect();
         self.on_stream(stream, move |inner, stream| async move {
             inner.append(&stream, events).await
         })
@@ -701,7 +644,7 @@ impl Feed for PostgresFeed {
             };
             let event: String = row.get(0);
             let event = wasmfn_host_core::event_json::stream_event_from_json(&event)?;
-            let ids = inner.append(stream, vec![event]).await?;
+            let ids = inner.append(stream, vec![(None, event)]).await?;
             client
                 .execute(
                     "DELETE FROM wasmfn_stream_parked WHERE stream = $1 AND part = $2 AND seq = $3",
