@@ -162,7 +162,9 @@ pub async fn handle(
         };
     }
     let source = detect(&event)?;
-    if function.world() != source.world() {
+    // An event rule's queue delivers to `http` functions too, each message POSTed.
+    let posted = source == Source::Sqs && function.world() == World::Http;
+    if function.world() != source.world() && !posted {
         return Err(InvocationError::new(
             "WrongWorld",
             format!(
@@ -222,6 +224,16 @@ async fn dispatch(
                 parts.headers,
                 body.to_vec(),
             ))
+        }
+        Source::Sqs if function.world() == World::Http => {
+            let batch = records::sqs_batch(event).map_err(|e| bad_event(source, e))?;
+            let (mut failures, overloaded) = function.post_messages(&batch).await;
+            // Not tried: SQS delivers them again.
+            failures.extend(overloaded.into_iter().map(|id| records::MessageFailure {
+                id,
+                reason: "the function was at capacity".into(),
+            }));
+            Ok(records::sqs_response(&batch, Ok(failures)))
         }
         Source::Sqs => {
             let batch = records::sqs_batch(event).map_err(|e| bad_event(source, e))?;

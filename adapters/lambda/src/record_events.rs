@@ -9,7 +9,8 @@ use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sns::SnsEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::{json, Map, Value};
-use wasmfn_host::queue::{Batch, Message, MessageFailure};
+pub use wasmfn_host::queue::MessageFailure;
+use wasmfn_host::queue::{Batch, Message};
 use wasmfn_host::schedule::ScheduledEvent;
 use wasmfn_host::stream::{
     BatchFailure, ChangeRecord, ImageFormat, ObjectEvent, ObjectEventKind, Operation, StreamEvent,
@@ -59,10 +60,17 @@ pub fn sqs_batch(event: Value) -> Result<Batch> {
                 .into_iter()
                 .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
                 .collect();
+            let mut body = r.body.unwrap_or_default();
+            // A topic's message arrives in SNS's envelope; the function gets the message
+            // and its attributes, as from a wasmfn topic.
+            if let Some((message, from_topic)) = from_topic(&body) {
+                body = message;
+                attributes.extend(from_topic);
+            }
             attributes.sort();
             Message {
                 id: r.message_id.unwrap_or_default(),
-                body: r.body.unwrap_or_default().into_bytes(),
+                body: body.into_bytes(),
                 attempt: r
                     .attributes
                     .get("ApproximateReceiveCount")
@@ -78,6 +86,36 @@ pub fn sqs_batch(event: Value) -> Result<Batch> {
         })
         .collect();
     Ok(Batch { queue, messages })
+}
+
+/// The message inside an SQS body that is an SNS notification (a topic's subscription queue,
+/// raw message delivery off), and its attributes: the message attributes, `subject`, and
+/// `topic` and `topic-message-id` as wasmfn's topics set them. `None` for any other body.
+fn from_topic(body: &str) -> Option<(String, Vec<(String, String)>)> {
+    if !body.starts_with('{') {
+        return None;
+    }
+    let v: Value = serde_json::from_str(body).ok()?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str);
+    if field("Type") != Some("Notification") || field("Timestamp").is_none() {
+        return None;
+    }
+    let (message, id, topic_arn) = (field("Message")?, field("MessageId")?, field("TopicArn")?);
+    let mut attributes = vec![
+        ("topic".to_string(), arn_name(Some(topic_arn), "\u{0}")),
+        ("topic-message-id".to_string(), id.to_string()),
+    ];
+    if let Some(subject) = field("Subject") {
+        attributes.push(("subject".into(), subject.to_string()));
+    }
+    if let Some(Value::Object(attrs)) = v.get("MessageAttributes") {
+        for (k, a) in attrs {
+            if let Some(value) = a.get("Value").and_then(Value::as_str) {
+                attributes.push((k.clone(), value.to_string()));
+            }
+        }
+    }
+    Some((message.to_string(), attributes))
 }
 
 /// The SQS answer (`ReportBatchItemFailures`): the failed message ids; a whole-batch failure
@@ -313,4 +351,42 @@ pub fn scheduled_event(event: Value) -> Result<ScheduledEvent> {
             .unwrap_or(now),
         fire_time: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_message_comes_out_of_its_envelope_with_its_attributes() {
+        let body = json!({"Type": "Notification", "MessageId": "n-1",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:order-events", "Subject": "s",
+            "Message": "{\"orderId\":\"o-1\"}", "Timestamp": "2026-12-07T10:00:00.000Z",
+            "MessageAttributes": {"type": {"Type": "String", "Value": "OrderPlaced"},
+                                  "n": {"Type": "Number", "Value": "3"}}})
+        .to_string();
+        let (message, mut attributes) = from_topic(&body).unwrap();
+        assert_eq!(message, "{\"orderId\":\"o-1\"}");
+        attributes.sort();
+        let pairs: Vec<(&str, &str)> = attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("n", "3"),
+                ("subject", "s"),
+                ("topic", "order-events"),
+                ("topic-message-id", "n-1"),
+                ("type", "OrderPlaced")
+            ]
+        );
+        // Anything else is the message itself.
+        assert!(from_topic("{\"Type\": \"Notification\"}").is_none());
+        assert!(from_topic("plain text").is_none());
+        assert!(
+            from_topic("{\"Message\": \"x\", \"MessageId\": \"1\", \"TopicArn\": \"a\"}").is_none()
+        );
+    }
 }

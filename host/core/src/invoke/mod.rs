@@ -5,4 +5,5 @@
 pub mod events;
 pub mod http;
 pub(crate) mod http_p3;
+mod queue_http;
 mod ready_body;

@@ -323,7 +323,7 @@ async fn deliver(
         .collect();
     let settlement = match function.world() {
         World::Http => {
-            let (failures, overloaded) = post_each(function, &wit_batch).await;
+            let (failures, overloaded) = function.post_messages(&wit_batch).await;
             Settlement::of(ids, Ok(Ok(failures)), overloaded)
         }
         _ => {
@@ -390,61 +390,6 @@ async fn deliver(
 /// `tracestate`) and its id as `x-wasmfn-message-id`. A 2xx
 /// response settles the message; anything else fails it with the status and body. Returns
 /// the failures and the messages the function had no capacity for.
-async fn post_each(function: &Function, batch: &Batch) -> (Vec<MessageFailure>, Vec<String>) {
-    use http_body_util::BodyExt as _;
-    let mut failures = Vec::new();
-    let mut overloaded = Vec::new();
-    for m in &batch.messages {
-        let mut request = http::Request::post("http://localhost/")
-            .header("x-wasmfn-message-id", &m.id)
-            .header("x-wasmfn-queue", &batch.queue)
-            .header("x-wasmfn-attempt", m.attempt.to_string());
-        if m.body.first() == Some(&b'{') {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        for (k, v) in &m.attributes {
-            request = request.header(format!("x-wasmfn-attr-{k}"), v);
-            // The producer's trace context, as the W3C headers the invocation continues.
-            if k == wasmfn_host_core::trace::TRACEPARENT || k == wasmfn_host_core::trace::TRACESTATE
-            {
-                request = request.header(k, v);
-            }
-        }
-        let reason = match request.body(wasmfn_host_core::full_body(m.body.clone())) {
-            Err(e) => Some(format!("message cannot be sent as an HTTP request: {e}")),
-            Ok(request) => match function.handle_http(request).await {
-                Err(e) if e.is_overload() => {
-                    overloaded.push(m.id.clone());
-                    None
-                }
-                Err(e) => Some(e.to_string()),
-                Ok(response) if response.status().is_success() => {
-                    // Drain the body so the guest runs to completion.
-                    let _ = response.into_body().collect().await;
-                    None
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-                        .unwrap_or_default();
-                    Some(format!("HTTP {status}: {}", body.trim()))
-                }
-            },
-        };
-        if let Some(reason) = reason {
-            failures.push(MessageFailure {
-                id: m.id.clone(),
-                reason,
-            });
-        }
-    }
-    (failures, overloaded)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
