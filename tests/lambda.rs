@@ -744,3 +744,237 @@ fn a_task_that_runs_out_of_time_fails_with_states_timeout_as_locally() {
         .unwrap_err();
     assert_eq!(kind, "States.Timeout", "{message}");
 }
+
+/// Unpack `zip` into `dir` as Lambda does (file modes kept).
+fn unzip(zip: &Path, dir: &Path) {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    archive.extract(dir).unwrap();
+}
+
+#[test]
+fn the_order_app_is_one_sam_stack_with_its_saga_rules_and_topic() {
+    let f = common::orders::order_app("");
+    let out = f.dir.path().join("app");
+    let r = common::wasmfn()
+        .args(["package", "lambda", "--app", "--dir"])
+        .arg(f.dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (ok, report) = validate_template(&out.join("template.yaml"));
+    assert!(ok, "{report}");
+    let t: Value =
+        serde_norway::from_str(&std::fs::read_to_string(out.join("template.yaml")).unwrap())
+            .unwrap();
+    let res = &t["Resources"];
+    let props = |id: &str| {
+        let p = res[id]["Properties"].clone();
+        assert!(!p.is_null(), "no resource {id}");
+        p
+    };
+
+    // Every function: its own zip (no bootstrap in it), the bootstrap from the one layer.
+    for name in [
+        "orders",
+        "reserve-inventory",
+        "process-payment",
+        "ship-order",
+        "refund-payment",
+        "release-inventory",
+        "email",
+        "analytics",
+    ] {
+        let id = format!(
+            "{}Function",
+            name.split('-')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect::<String>()
+        );
+        let p = props(&id);
+        assert_eq!(p["Layers"], json!([{"Ref": "WasmfnRuntime"}]), "{id}");
+        assert_eq!(p["CodeUri"], format!("functions/{name}.zip"));
+        let zip = zip::ZipArchive::new(
+            std::fs::File::open(out.join(format!("functions/{name}.zip"))).unwrap(),
+        )
+        .unwrap();
+        let files: Vec<&str> = zip.file_names().collect();
+        assert!(
+            files.contains(&"wasmfn.toml") && !files.contains(&"bootstrap"),
+            "{files:?}"
+        );
+    }
+    assert_eq!(
+        props("WasmfnRuntime")["ContentUri"],
+        "wasmfn-runtime.zip",
+        "{report}"
+    );
+
+    // The saga: the same states, each Task the function's ARN, Retry and Catch kept.
+    let sm = props("OrderSagaStateMachine");
+    let states = &sm["Definition"]["States"];
+    let pay = &states["ProcessPayment"];
+    assert_eq!(pay["Resource"], "${ProcessPaymentFunctionArn}");
+    assert_eq!(
+        sm["DefinitionSubstitutions"]["ProcessPaymentFunctionArn"],
+        json!({"Fn::GetAtt": ["ProcessPaymentFunction", "Arn"]})
+    );
+    assert_eq!(
+        pay["Parameters"],
+        json!({"input.$": "$", "context.$": "$$"})
+    );
+    let retries = pay["Retry"].as_array().unwrap();
+    assert_eq!(retries[0]["ErrorEquals"][0], "Lambda.ServiceException");
+    assert_eq!(retries[1]["ErrorEquals"], json!(["PaymentGatewayBusy"]));
+    // 0.2 s locally; Step Functions takes whole seconds, and says so at packaging.
+    assert_eq!(retries[1]["IntervalSeconds"], 1);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("IntervalSeconds 0.2 is 1 on Step Functions")
+    );
+    assert_eq!(pay["Catch"][0]["Next"], "ReleaseInventory");
+    assert_eq!(states["OrderFailed"]["Type"], "Fail");
+    assert_eq!(sm["Policies"].as_array().unwrap().len(), 5);
+
+    // Rules on the app's bus: `type` is EventBridge's `detail-type`; the saga and the
+    // unfiltered subscriber from the rule itself, the filtered subscriber through a rule
+    // whose pattern adds the filter; a function through its rule queue.
+    let placed = props("OrderPlacedRule");
+    assert_eq!(placed["EventBusName"], json!({"Ref": "EventBus"}));
+    assert_eq!(
+        placed["EventPattern"],
+        json!({"source": ["shop.orders"], "detail-type": ["OrderPlaced"]})
+    );
+    let targets = placed["Targets"].as_array().unwrap();
+    let arns: Vec<&Value> = targets.iter().map(|t| &t["Arn"]).collect();
+    assert_eq!(
+        arns,
+        [
+            &json!({"Ref": "OrderSagaStateMachine"}),
+            &json!({"Fn::GetAtt": ["EmailQueueQueue", "Arn"]})
+        ]
+    );
+    assert!(targets.iter().all(|t| t["InputPath"] == "$.detail"));
+    assert_eq!(
+        targets[0]["RoleArn"],
+        json!({"Fn::GetAtt": ["RulesRole", "Arn"]})
+    );
+    let filtered = props("OrderPlacedRuleToAnalyticsQueueQueue");
+    assert_eq!(
+        filtered["Targets"][0]["Arn"],
+        json!({"Fn::GetAtt": ["AnalyticsQueueQueue", "Arn"]})
+    );
+    let large = props("LargeOrdersRule");
+    assert_eq!(
+        large["EventPattern"],
+        json!({"source": ["shop.orders"], "detail": {"total": [{"numeric": [">=", 100]}]}})
+    );
+    let to_orders = &large["Targets"][0];
+    assert_eq!(
+        to_orders["Arn"],
+        json!({"Fn::GetAtt": ["EventsOrdersQueue", "Arn"]})
+    );
+    // Without an input path the event keeps wasmfn's shape (`type`, not `detail-type`).
+    assert!(to_orders["InputTransformer"]["InputTemplate"]
+        .as_str()
+        .unwrap()
+        .contains("\"type\": <type>"));
+    let orders_events = props("OrdersFunction")["Events"].clone();
+    assert!(
+        orders_events
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|e| e["Type"] == "SQS"
+                && e["Properties"]["Queue"] == json!({"Fn::GetAtt": ["EventsOrdersQueue", "Arn"]})),
+        "{orders_events}"
+    );
+
+    // The topic: SNS to a queue per subscription, the filter as the FilterPolicy, the
+    // envelope kept; each queue lets the topic and the rules send to it.
+    assert_eq!(res["OrderEventsTopic"]["Type"], "AWS::SNS::Topic");
+    let email = props("OrderEventsTopicToEmailQueueQueue");
+    assert_eq!(email["RawMessageDelivery"], false);
+    assert!(email.get("FilterPolicy").is_none());
+    let analytics = props("OrderEventsTopicToAnalyticsQueueQueue");
+    assert_eq!(analytics["FilterPolicy"], json!({"type": ["OrderPlaced"]}));
+    assert_eq!(analytics["FilterPolicyScope"], "MessageAttributes");
+    let policy = props("EmailQueueQueuePolicy");
+    let principals: Vec<&Value> = policy["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["Principal"]["Service"])
+        .collect();
+    assert_eq!(
+        principals,
+        [&json!("sns.amazonaws.com"), &json!("events.amazonaws.com")]
+    );
+
+    // The packages run: a saga step as Step Functions invokes it from this template, and the
+    // orders function taking its rule queue's SQS batch (each event POSTed), unpacked as
+    // Lambda unpacks them (the function's zip in the task root, the layer in /opt).
+    let opt = out.join("unpacked/opt");
+    unzip(&out.join("wasmfn-runtime.zip"), &opt);
+    let emu = common::lambda::Emulator::start();
+    let task = out.join("unpacked/process-payment");
+    unzip(&out.join("functions/process-payment.zip"), &task);
+    let boot = common::lambda::Bootstrap::start_layered(&task, &opt, &emu, &[]);
+    let envelope = json!({"input": {"orderId": "o-1", "total": 42}, "context": {
+        "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:x:e-1", "Name": "e-1"},
+        "State": {"Name": "ProcessPayment", "RetryCount": 0, "EnteredTime": "2026-12-07T10:00:00.000Z"},
+        "StateMachine": {"Id": "arn:aws:states:us-east-1:123456789012:stateMachine:x", "Name": "x"}}});
+    let output = emu.invoke(&envelope).unwrap();
+    assert_eq!(output["payment"], "pay-o-1", "{}", boot.log());
+    drop(boot);
+    drop(emu);
+
+    let emu = common::lambda::Emulator::start();
+    let task = out.join("unpacked/orders");
+    unzip(&out.join("functions/orders.zip"), &task);
+    let _boot = common::lambda::Bootstrap::start_layered(&task, &opt, &emu, &[]);
+    let event = json!({"id": "e-1", "source": "shop.orders", "type": "OrderPlaced",
+                       "time": "2026-12-07T10:00:00Z", "detail": {"orderId": "o-7", "total": 150}});
+    let mut batch = sqs(&[("m1", &event.to_string())]);
+    batch["Records"][0]["eventSourceARN"] =
+        json!("arn:aws:sqs:us-east-1:123456789012:shop-_events-orders");
+    assert_eq!(
+        emu.invoke(&batch).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    let mut get = apigw_v2("/orders/o-7", "", json!([]));
+    get["requestContext"]["http"]["method"] = json!("GET");
+    let get = emu.invoke(&get).unwrap();
+    let body: Value = serde_json::from_str(get["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["audited"], 1, "{body}");
+}
+
+#[test]
+fn a_topic_message_reaches_the_queue_world_out_of_its_sns_envelope() {
+    let manifest =
+        "[kv.orders]\n[functions.email]\nkv = [\"orders\"]\nconfig = { consumer = \"email\" }\n";
+    let (_f, emu, boot) = run("order-consumer", "email", manifest);
+    // SQS's body for an SNS subscription with raw message delivery off.
+    let envelope = |message: &Value| {
+        json!({"Type": "Notification", "MessageId": "n-1",
+               "TopicArn": "arn:aws:sns:us-east-1:123456789012:shop-order-events",
+               "Message": message.to_string(), "Timestamp": "2026-12-07T10:00:00.000Z",
+               "SignatureVersion": "1", "Signature": "x", "SigningCertURL": "https://x",
+               "UnsubscribeURL": "https://x",
+               "MessageAttributes": {"type": {"Type": "String", "Value": "OrderPlaced"}}})
+        .to_string()
+    };
+    // The consumer fails an order that names it in `failConsumer`: only readable once the
+    // message is out of the envelope.
+    let fails = envelope(&json!({"orderId": "o-1", "failConsumer": "email"}));
+    let passes = envelope(&json!({"orderId": "o-2", "failConsumer": "analytics"}));
+    let r = emu
+        .invoke(&sqs(&[("m1", &fails), ("m2", &passes)]))
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"batchItemFailures": [{"itemIdentifier": "m1"}]}),
+        "{}",
+        boot.log()
+    );
+}

@@ -4,6 +4,9 @@
 //! reduced to this function and the stores it is bound to, with `--env` already applied; beside
 //! it, a SAM `template.yaml` deploying it with its event sources ([`sam`]).
 //!
+//! `wasmfn package lambda --app`: every function of the app and what connects them (workflows,
+//! rules, topics) as one SAM stack ([`lambda_app`]).
+//!
 //! `wasmfn package workers NAME`: one function as a Cloudflare Worker bundle ([`workers`]).
 
 use std::io::Write as _;
@@ -17,6 +20,7 @@ use wasmfn_host::manifest::{FunctionEntry, Manifest};
 use wasmfn_host::{EngineOptions, FunctionSettings, Host, World};
 
 mod aws_schedule;
+mod lambda_app;
 pub(crate) mod sam;
 mod workers;
 
@@ -26,7 +30,12 @@ pub struct PackageArgs {
     #[arg(value_enum)]
     target: Target,
     /// The function to package.
-    function: String,
+    #[arg(required_unless_present = "app")]
+    function: Option<String>,
+    /// Package the whole app as one stack (Lambda): every function, its workflows as state
+    /// machines, its rules on an EventBridge bus, its topics on SNS.
+    #[arg(long, conflicts_with = "function")]
+    app: bool,
     /// The functions folder holding it and its wasmfn.toml.
     #[arg(long, default_value = "guests")]
     dir: PathBuf,
@@ -76,16 +85,24 @@ impl Arch {
 }
 
 pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
+    let name = match (&args.function, args.target) {
+        (_, Target::Lambda) if args.app => return lambda_app::run(args, environment),
+        (_, Target::Workers) if args.app => bail!(
+            "`--app` packages for Lambda only so far; package each function for Workers \
+             (`wasmfn package workers NAME`)"
+        ),
+        (Some(name), _) => name,
+        (None, _) => bail!("name the function to package, or pass --app"),
+    };
     if let Target::Workers = args.target {
-        return run_workers(args, environment);
+        return run_workers(args, name, environment);
     }
-    let name = &args.function;
     let Prepared {
         manifest,
         reduced_text,
         packaged,
         component,
-    } = prepare(args, environment)?;
+    } = prepare(&args.dir, name, environment)?;
     let entry = packaged_entry(&packaged, name)?;
     let world = world_of(name, &component, &entry.settings)?;
     // Before any slow step, so that what AWS cannot express fails at once.
@@ -97,6 +114,7 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         world,
         architecture: args.arch.lambda_name(),
         code_uri: &zip_name,
+        in_app: false,
     })?;
 
     let out = args
@@ -111,21 +129,7 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
     let bootstrap = bootstrap_binary(args)?;
     std::fs::copy(&bootstrap, stage.join("bootstrap"))
         .with_context(|| format!("copying {}", bootstrap.display()))?;
-    std::fs::copy(&component, stage.join(format!("{name}.wasm")))
-        .with_context(|| format!("copying {}", component.display()))?;
-    std::fs::write(stage.join("wasmfn.toml"), &reduced_text)?;
-
-    // Compile for the target architecture into the package's read-only cache.
-    let options = EngineOptions {
-        target: Some(args.arch.triple().to_string()),
-        ..EngineOptions::default()
-    };
-    let host = Host::builder()
-        .engine_options(options)
-        .cache_dir(stage.join("compiled"))
-        .build()
-        .with_context(|| format!("creating a compiler for {}", args.arch.triple()))?;
-    host.precompile(stage.join(format!("{name}.wasm")))?;
+    stage_function(&stage, name, &component, &reduced_text, args.arch)?;
 
     let zip_path = out.join(&zip_name);
     write_zip(&stage, &zip_path)?;
@@ -143,6 +147,31 @@ pub fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
         template_path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Put a function's files in `stage`: its component, its reduced manifest, and the component
+/// compiled for `arch` in the package's read-only cache (so Init never compiles).
+fn stage_function(
+    stage: &Path,
+    name: &str,
+    component: &Path,
+    reduced_text: &str,
+    arch: Arch,
+) -> Result<()> {
+    std::fs::copy(component, stage.join(format!("{name}.wasm")))
+        .with_context(|| format!("copying {}", component.display()))?;
+    std::fs::write(stage.join("wasmfn.toml"), reduced_text)?;
+    let options = EngineOptions {
+        target: Some(arch.triple().to_string()),
+        ..EngineOptions::default()
+    };
+    let host = Host::builder()
+        .engine_options(options)
+        .cache_dir(stage.join("compiled"))
+        .build()
+        .with_context(|| format!("creating a compiler for {}", arch.triple()))?;
+    host.precompile(stage.join(format!("{name}.wasm")))?;
+    Ok(())
 }
 
 /// What every target starts from.
@@ -164,15 +193,20 @@ fn packaged_entry<'a>(packaged: &'a Manifest, name: &str) -> Result<&'a Function
         .context("the reduced manifest lost the function")
 }
 
-fn prepare(args: &PackageArgs, environment: Option<&str>) -> Result<Prepared> {
-    let name = &args.function;
-    let manifest_path = args.dir.join("wasmfn.toml");
+fn prepare(dir: &Path, name: &str, environment: Option<&str>) -> Result<Prepared> {
+    let manifest_path = dir.join("wasmfn.toml");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
     // Validate exactly as `serve` would (file:line errors), then reduce the raw document.
     let manifest = Manifest::parse_env(&manifest_path, &text, environment)?;
     let doc: Value = toml::from_str(&text).context("reading wasmfn.toml")?;
-    let reduced = reduce(doc, name, environment)?;
-    let component = component_of(&args.dir, &reduced, name)?;
+    let mut reduced = reduce(doc, name, environment)?;
+    let component = component_of(dir, &reduced, name)?;
+    // The package holds the component as NAME.wasm, where the runtime finds it by name: a
+    // `component` path of the functions folder (one component deployed under several names)
+    // would point at nothing there.
+    if let Some(Value::Table(f)) = reduced.get_mut("functions").and_then(|f| f.get_mut(name)) {
+        f.remove("component");
+    }
     let reduced_text = toml::to_string_pretty(&reduced)?;
     let packaged = Manifest::parse(&manifest_path, &reduced_text)?;
     Ok(Prepared {
@@ -183,14 +217,13 @@ fn prepare(args: &PackageArgs, environment: Option<&str>) -> Result<Prepared> {
     })
 }
 
-fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode> {
-    let name = &args.function;
+fn run_workers(args: &PackageArgs, name: &str, environment: Option<&str>) -> Result<ExitCode> {
     let Prepared {
         manifest,
         packaged,
         component,
         ..
-    } = prepare(args, environment)?;
+    } = prepare(&args.dir, name, environment)?;
     let entry = packaged_entry(&packaged, name)?;
     // Before loading it: a component importing what Workers lacks is refused by that import.
     let imports = workers::supported_imports(name, &component)?;
@@ -207,7 +240,7 @@ fn run_workers(args: &PackageArgs, environment: Option<&str>) -> Result<ExitCode
         has_manifest,
     )?];
     for env in &manifest.environments {
-        let prepared = prepare(args, Some(env))?;
+        let prepared = prepare(&args.dir, name, Some(env))?;
         let entry = packaged_entry(&prepared.packaged, name)?;
         environments.push(
             workers::Environment::of(

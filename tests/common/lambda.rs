@@ -102,15 +102,35 @@ impl Bootstrap {
         env: &[(&str, &str)],
         launcher: &[&str],
     ) -> Bootstrap {
+        Self::launch(&package.join("bootstrap"), package, emulator, env, launcher)
+    }
+
+    /// A function whose `bootstrap` comes from a layer (unpacked in `opt`, as Lambda puts
+    /// layers in `/opt`) and whose code is unpacked in `task_root`.
+    pub fn start_layered(
+        task_root: &Path,
+        opt: &Path,
+        emulator: &Emulator,
+        env: &[(&str, &str)],
+    ) -> Bootstrap {
+        Self::launch(&opt.join("bootstrap"), task_root, emulator, env, &[])
+    }
+
+    fn launch(
+        bootstrap: &Path,
+        package: &Path,
+        emulator: &Emulator,
+        env: &[(&str, &str)],
+        launcher: &[&str],
+    ) -> Bootstrap {
         let log = package.join("bootstrap.log");
-        let bootstrap = package.join("bootstrap");
         let mut command = match launcher.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(&bootstrap);
+                c.args(args).arg(bootstrap);
                 c
             }
-            None => Command::new(&bootstrap),
+            None => Command::new(bootstrap),
         };
         // Each execution environment has its own /tmp (where embedded stores live).
         let tmp = package.join("tmp");

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Result};
 use wasmfn_host::blob::BlobBackendConfig;
 use wasmfn_host::manifest::{FunctionEntry, Manifest};
+use wasmfn_host::queue::QueueConfig;
 use wasmfn_host::scheduler::Expression;
 
 use super::{arn_of, insert, logical_id, map, prefixed, reference, sub, Template};
@@ -80,72 +81,21 @@ pub(super) fn http_events(t: &mut Template, entry: &FunctionEntry, name: &str) {
     );
 }
 
-/// An SQS queue per consumed queue, its dead-letter queue, and the event source mapping.
+/// An SQS queue per consumed queue, its dead-letter queue, and the event source mapping. The
+/// queues through which rules deliver to the function only with `with_rule_queues` (a whole
+/// app's stack, which has the rules).
 pub(super) fn queue_events(
     t: &mut Template,
     manifest: &Manifest,
     name: &str,
     timeout_secs: u64,
+    with_rule_queues: bool,
 ) -> Result<()> {
-    // Event rules' implicit queues stay with wasmfn's event bus, which Lambda does not host.
     for q in crate::sections::queues(manifest)
         .iter()
-        .filter(|q| q.function.as_deref() == Some(name) && !q.rule_delivery)
+        .filter(|q| q.function.as_deref() == Some(name) && (with_rule_queues || !q.rule_delivery))
     {
-        let queue_id = format!("{}Queue", logical_id(&q.name));
-        let dlq_id = format!("{}Queue", logical_id(&q.dead_letter_queue));
-        if !t.resources.contains_key(dlq_id.as_str()) {
-            insert(
-                &mut t.resources,
-                dlq_id.clone(),
-                map([
-                    ("Type", "AWS::SQS::Queue".into()),
-                    (
-                        "Properties",
-                        map([
-                            ("QueueName", prefixed(&q.dead_letter_queue)),
-                            // The longest SQS allows (14 days), to leave time to look.
-                            ("MessageRetentionPeriod", 1_209_600.into()),
-                        ]),
-                    ),
-                ]),
-            );
-        }
-        // SQS requires the visibility timeout to cover the function's timeout; as locally, an
-        // unset one is that timeout plus the margin to settle the batch.
-        let margin = wasmfn_host::wasmfn_host_triggers::queue::VISIBILITY_MARGIN.as_secs();
-        let visibility = if q.visibility_timeout_set {
-            q.visibility_timeout.as_secs().max(timeout_secs + 1)
-        } else {
-            q.visibility_timeout.as_secs().max(timeout_secs + margin)
-        };
-        insert(
-            &mut t.resources,
-            queue_id.clone(),
-            map([
-                ("Type", "AWS::SQS::Queue".into()),
-                (
-                    "Properties",
-                    map([
-                        ("QueueName", prefixed(&q.name)),
-                        ("VisibilityTimeout", visibility.into()),
-                        (
-                            "MaximumMessageSize",
-                            q.max_message_bytes
-                                .clamp(1024, SQS_MAX_MESSAGE_BYTES)
-                                .into(),
-                        ),
-                        (
-                            "RedrivePolicy",
-                            map([
-                                ("deadLetterTargetArn", arn_of(&dlq_id)),
-                                ("maxReceiveCount", q.max_receive_count.into()),
-                            ]),
-                        ),
-                    ]),
-                ),
-            ]),
-        );
+        let queue_id = queue_resources(t, q, timeout_secs)?;
         if q.batch_size > 10_000 {
             bail!(
                 "queue `{}` has batch-size {}; SQS allows at most 10000",
@@ -189,6 +139,69 @@ pub(super) fn queue_events(
         );
     }
     Ok(())
+}
+
+/// `q`'s SQS queue and its dead-letter queue (once); the queue's logical id.
+pub(super) fn queue_resources(
+    t: &mut Template,
+    q: &QueueConfig,
+    timeout_secs: u64,
+) -> Result<String> {
+    let queue_id = format!("{}Queue", logical_id(&q.name));
+    let dlq_id = format!("{}Queue", logical_id(&q.dead_letter_queue));
+    if !t.resources.contains_key(dlq_id.as_str()) {
+        insert(
+            &mut t.resources,
+            dlq_id.clone(),
+            map([
+                ("Type", "AWS::SQS::Queue".into()),
+                (
+                    "Properties",
+                    map([
+                        ("QueueName", prefixed(&q.dead_letter_queue)),
+                        // The longest SQS allows (14 days), to leave time to look.
+                        ("MessageRetentionPeriod", 1_209_600.into()),
+                    ]),
+                ),
+            ]),
+        );
+    }
+    // SQS requires the visibility timeout to cover the function's timeout; as locally, an
+    // unset one is that timeout plus the margin to settle the batch.
+    let margin = wasmfn_host::wasmfn_host_triggers::queue::VISIBILITY_MARGIN.as_secs();
+    let visibility = if q.visibility_timeout_set {
+        q.visibility_timeout.as_secs().max(timeout_secs + 1)
+    } else {
+        q.visibility_timeout.as_secs().max(timeout_secs + margin)
+    };
+    insert(
+        &mut t.resources,
+        queue_id.clone(),
+        map([
+            ("Type", "AWS::SQS::Queue".into()),
+            (
+                "Properties",
+                map([
+                    ("QueueName", prefixed(&q.name)),
+                    ("VisibilityTimeout", visibility.into()),
+                    (
+                        "MaximumMessageSize",
+                        q.max_message_bytes
+                            .clamp(1024, SQS_MAX_MESSAGE_BYTES)
+                            .into(),
+                    ),
+                    (
+                        "RedrivePolicy",
+                        map([
+                            ("deadLetterTargetArn", arn_of(&dlq_id)),
+                            ("maxReceiveCount", q.max_receive_count.into()),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    );
+    Ok(queue_id)
 }
 
 /// S3 notifications for S3 blob stores recording into the stream; a DynamoDB stream (its ARN a

@@ -103,6 +103,7 @@ impl ManifestSection for EventSection {
                 subscriptions.push(Subscription {
                     queue: sub.queue.clone(),
                     filter,
+                    filter_json: sub.filter.as_ref().map(to_json),
                 });
             }
             topics.push(TopicConfig {

@@ -118,6 +118,8 @@ pub struct Subscription {
     pub queue: String,
     /// Only messages whose attributes match (all when `None`).
     pub filter: Option<Pattern>,
+    /// The filter as written, for the adapters that hand it to the platform (SNS).
+    pub filter_json: Option<Value>,
 }
 
 /// The rules and topics of an app, over its queues and workflows.
