@@ -75,6 +75,7 @@ mod wiring {
 pub use app::App;
 pub use host::{Host, HostBuilder};
 pub use invoke_event::{invoke_json, sample_event};
+pub use load::{app_functions, AppFunction};
 pub use router::Route;
 #[cfg(not(feature = "queues"))]
 pub use wasmfn_host_core::queue;

@@ -64,65 +64,102 @@ impl Host {
         candidates: Vec<wasmfn_host_core::discovery::Candidate>,
         implicit: &FunctionSettings,
     ) {
-        let load = |app: &App, name: &str, path: &Path, settings: FunctionSettings| {
-            Function::load(name, path, settings, &self.loader(&app.capabilities))
-        };
-        // Manifest entries first (they may point anywhere), then discovered files by name.
-        for (name, entry) in &manifest.functions {
-            let discovered = candidates.iter().find(|c| &c.name == name);
-            let path = match (&entry.component, discovered) {
-                (Some(path), _) => path.clone(),
-                (None, Some(c)) if c.problem.is_none() => c.path.clone(),
-                (None, Some(c)) => {
-                    app.record_error(LoadError {
-                        path: c.path.clone(),
-                        function: name.clone(),
-                        message: c.problem.clone().unwrap_or_default(),
-                    });
-                    continue;
-                }
-                (None, None) => {
-                    app.record_error(LoadError {
-                        path: manifest.path.clone(),
-                        function: name.clone(),
-                        message: format!(
-                            "no component found: expected {0}/{name}.wasm or {0}/{name}/{name}.wasm, \
-                             or set `component` in [functions.{name}]",
-                            dir.display()
-                        ),
-                    });
+        for f in functions_of(dir, manifest, candidates) {
+            let path = match f.component {
+                Ok(path) => path,
+                Err(e) => {
+                    app.record_error(e);
                     continue;
                 }
             };
-            let loaded = load(app, name, &path, entry.settings.clone());
-            app.add_loaded(loaded, entry.routes.clone());
-        }
-        // A component that manifest entries deploy under other names (one component, several
-        // functions told apart by config) is not served under its own name as well.
-        let claimed: Vec<PathBuf> = manifest
-            .functions
-            .values()
-            .filter_map(|e| e.component.as_ref()?.canonicalize().ok())
-            .collect();
-        for c in candidates {
-            if manifest.functions.contains_key(&c.name) {
-                continue;
-            }
-            if c.path.canonicalize().is_ok_and(|p| claimed.contains(&p)) {
-                continue;
-            }
-            if let Some(problem) = c.problem {
-                app.record_error(LoadError {
-                    path: c.path,
-                    function: c.name,
-                    message: problem,
-                });
-                continue;
-            }
-            let loaded = load(app, &c.name, &c.path, implicit.clone());
-            app.add_loaded(loaded, None);
+            let entry = manifest.functions.get(&f.name);
+            let settings = entry.map_or_else(|| implicit.clone(), |e| e.settings.clone());
+            let loaded = Function::load(&f.name, &path, settings, &self.loader(&app.capabilities));
+            app.add_loaded(loaded, entry.and_then(|e| e.routes.clone()));
         }
     }
+}
+
+/// A function of an app folder, as [`Host::load_dir`] finds it.
+pub struct AppFunction {
+    /// Its name.
+    pub name: String,
+    /// Its component file, or why it has none.
+    pub component: std::result::Result<PathBuf, LoadError>,
+    /// Whether `[functions.NAME]` declares it.
+    pub declared: bool,
+}
+
+/// The functions of folder `dir` under `manifest`, in loading order: the manifest's entries
+/// first (their `component` may point anywhere), then the components found by name, except
+/// those that entries deploy under other names (one component, several functions told apart
+/// by config).
+pub fn app_functions(dir: &Path, manifest: &Manifest) -> Result<Vec<AppFunction>> {
+    let candidates =
+        discover(dir).with_context(|| format!("reading functions folder {}", dir.display()))?;
+    Ok(functions_of(dir, manifest, candidates))
+}
+
+fn functions_of(
+    dir: &Path,
+    manifest: &Manifest,
+    candidates: Vec<wasmfn_host_core::discovery::Candidate>,
+) -> Vec<AppFunction> {
+    let mut out = Vec::new();
+    for (name, entry) in &manifest.functions {
+        let discovered = candidates.iter().find(|c| &c.name == name);
+        let component = match (&entry.component, discovered) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(c)) => match &c.problem {
+                None => Ok(c.path.clone()),
+                Some(problem) => Err(LoadError {
+                    path: c.path.clone(),
+                    function: name.clone(),
+                    message: problem.clone(),
+                }),
+            },
+            (None, None) => Err(LoadError {
+                path: manifest.path.clone(),
+                function: name.clone(),
+                message: format!(
+                    "no component found: expected {0}/{name}.wasm or {0}/{name}/{name}.wasm, \
+                     or set `component` in [functions.{name}]",
+                    dir.display()
+                ),
+            }),
+        };
+        out.push(AppFunction {
+            name: name.clone(),
+            component,
+            declared: true,
+        });
+    }
+    let claimed: Vec<PathBuf> = manifest
+        .functions
+        .values()
+        .filter_map(|e| e.component.as_ref()?.canonicalize().ok())
+        .collect();
+    for c in candidates {
+        if manifest.functions.contains_key(&c.name)
+            || c.path.canonicalize().is_ok_and(|p| claimed.contains(&p))
+        {
+            continue;
+        }
+        let component = match c.problem {
+            None => Ok(c.path),
+            Some(message) => Err(LoadError {
+                path: c.path,
+                function: c.name.clone(),
+                message,
+            }),
+        };
+        out.push(AppFunction {
+            name: c.name,
+            component,
+            declared: false,
+        });
+    }
+    out
 }
 
 /// The default routes of an HTTP function: `/<name>` and everything below it.

@@ -4,7 +4,7 @@
 //! ([`sam::app_template`]) adds the app's workflows, rules and topics.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -108,26 +108,14 @@ pub(super) fn run(args: &PackageArgs, environment: Option<&str>) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// The functions `serve` would load from `dir`: the manifest's entries, and every component
-/// found in the folder that no entry deploys under another name.
+/// The functions `serve` would load from `dir` ([`wasmfn_host::app_functions`]): a declared
+/// one without a component fails when it is prepared, naming what is missing.
 fn app_functions(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
-    let mut names: Vec<String> = manifest.functions.keys().cloned().collect();
-    let claimed: Vec<PathBuf> = manifest
-        .functions
-        .values()
-        .filter_map(|e| e.component.as_ref()?.canonicalize().ok())
+    let mut names: Vec<String> = wasmfn_host::app_functions(dir, manifest)?
+        .into_iter()
+        .filter(|f| f.declared || f.component.is_ok())
+        .map(|f| f.name)
         .collect();
-    let found = wasmfn_host::wasmfn_host_core::discovery::discover(dir)
-        .with_context(|| format!("reading functions folder {}", dir.display()))?;
-    for c in found {
-        if manifest.functions.contains_key(&c.name)
-            || c.problem.is_some()
-            || c.path.canonicalize().is_ok_and(|p| claimed.contains(&p))
-        {
-            continue;
-        }
-        names.push(c.name);
-    }
     names.sort();
     Ok(names)
 }

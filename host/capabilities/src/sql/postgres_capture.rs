@@ -110,9 +110,11 @@ pub(super) async fn relay(
     };
     tokio::spawn(listener);
     let keys: Mutex<HashMap<String, Vec<String>>> = Mutex::new(HashMap::new());
+    // The outbox's identity, read once: it never changes.
+    let mut outbox = None;
     loop {
         let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-        if let Err(e) = relay_once(&pool, &name, &sink, &keys).await {
+        if let Err(e) = relay_once(&pool, &name, &sink, &keys, &mut outbox).await {
             tracing::warn!(database = %name, "relaying SQL changes: {e:#}");
         }
     }
@@ -123,8 +125,20 @@ async fn relay_once(
     name: &str,
     sink: &ChangeSink,
     keys: &Mutex<HashMap<String, Vec<String>>>,
+    outbox: &mut Option<String>,
 ) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
+    let outbox = match outbox {
+        Some(id) => id.clone(),
+        None => {
+            let id: String = client
+                .query_one("SELECT id FROM wasmfn_changes_origin", &[])
+                .await
+                .context("reading the outbox's identity")?
+                .get(0);
+            outbox.insert(id).clone()
+        }
+    };
     // Guests' statements leave their deadline as the session's statement timeout.
     client.batch_execute("SET statement_timeout = 0").await?;
     loop {
@@ -141,11 +155,6 @@ async fn relay_once(
         if !mine {
             return Ok(());
         }
-        let outbox: String = tx
-            .query_one("SELECT id FROM wasmfn_changes_origin", &[])
-            .await
-            .context("reading the outbox's identity")?
-            .get(0);
         let rows = tx
             .query(
                 "SELECT id, tbl, op, old_row::text, new_row::text,

@@ -52,15 +52,31 @@ impl Inner {
         let now = now_ms();
         for (part, mut records) in by_part {
             let locking = std::time::Instant::now();
-            // The head row stays locked until commit: sequences of a partition commit in
-            // order, and a relayed record checked absent below stays absent.
-            let head: i64 = tx
-                .query_one(
-                    "SELECT last_seq FROM wasmfn_stream_heads WHERE stream = $1 AND part = $2 FOR UPDATE",
+            let relayed = records.iter().any(|r| r.origin.is_some());
+            if relayed {
+                // Locked first, so that a relayed record checked absent stays absent.
+                tx.execute(
+                    "SELECT 1 FROM wasmfn_stream_heads WHERE stream = $1 AND part = $2 FOR UPDATE",
                     &[&stream, &part],
                 )
                 .await
-                .context("taking the partition's head row")?
+                .context("taking the partition's head row")?;
+                skip_appended(&tx, &stream, part, &mut records, &mut ids).await?;
+                if records.is_empty() {
+                    continue;
+                }
+            }
+            let n = records.len() as i64;
+            // The head row stays locked until commit: sequences of a partition commit in
+            // order. One statement for a store's write, the common case.
+            let last: i64 = tx
+                .query_one(
+                    "UPDATE wasmfn_stream_heads SET last_seq = last_seq + $3 \
+                     WHERE stream = $1 AND part = $2 RETURNING last_seq",
+                    &[&stream, &part, &n],
+                )
+                .await
+                .context("taking the partition's next sequences")?
                 .get(0);
             if locking.elapsed() > SLOW_FEED {
                 tracing::warn!(
@@ -71,39 +87,7 @@ impl Inner {
                      (another session held it)"
                 );
             }
-            let origins: Vec<&str> = records.iter().filter_map(|r| r.origin.as_deref()).collect();
-            if !origins.is_empty() {
-                let present: HashMap<String, i64> = tx
-                    .query(
-                        "SELECT origin, seq FROM wasmfn_stream_records \
-                         WHERE stream = $1 AND part = $2 AND origin = ANY($3)",
-                        &[&stream, &part, &origins],
-                    )
-                    .await
-                    .context("looking for relayed records already appended")?
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-                records.retain(|r| match r.origin.as_ref().and_then(|o| present.get(o)) {
-                    Some(seq) => {
-                        ids[r.index] = sequence_text(record_id(part, *seq));
-                        false
-                    }
-                    None => true,
-                });
-            }
-            if records.is_empty() {
-                continue;
-            }
-            let n = records.len() as i64;
-            let first = head + 1;
-            let last = head + n;
-            tx.execute(
-                "UPDATE wasmfn_stream_heads SET last_seq = $3 WHERE stream = $1 AND part = $2",
-                &[&stream, &part, &last],
-            )
-            .await
-            .context("taking the partition's next sequences")?;
+            let first = last - n + 1;
             let seqs: Vec<i64> = (first..=last).collect();
             let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
             let jsons: Vec<&str> = records.iter().map(|r| r.json.as_str()).collect();
@@ -124,6 +108,37 @@ impl Inner {
         self.appended.notify_waiters();
         Ok(ids)
     }
+}
+
+/// Drop from `records` those whose origin is already in `part` (a relay appending them again),
+/// giving each its earlier record id in `ids`.
+async fn skip_appended(
+    tx: &deadpool_postgres::Transaction<'_>,
+    stream: &str,
+    part: i32,
+    records: &mut Vec<Pending>,
+    ids: &mut [String],
+) -> Result<()> {
+    let origins: Vec<&str> = records.iter().filter_map(|r| r.origin.as_deref()).collect();
+    let present: HashMap<String, i64> = tx
+        .query(
+            "SELECT origin, seq FROM wasmfn_stream_records \
+             WHERE stream = $1 AND part = $2 AND origin = ANY($3)",
+            &[&stream, &part, &origins],
+        )
+        .await
+        .context("looking for relayed records already appended")?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    records.retain(|r| match r.origin.as_ref().and_then(|o| present.get(o)) {
+        Some(seq) => {
+            ids[r.index] = sequence_text(record_id(part, *seq));
+            false
+        }
+        None => true,
+    });
+    Ok(())
 }
 
 /// A record on its way into a partition.
