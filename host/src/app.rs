@@ -313,7 +313,7 @@ impl App {
         match request.uri().path() {
             "/healthz" if get => return text_response(http::StatusCode::OK, "ok"),
             "/readyz" if get => {
-                let readiness = crate::telemetry::health::readiness(self).await;
+                let readiness = crate::status::health::readiness(self).await;
                 let status = if readiness.ready {
                     http::StatusCode::OK
                 } else {
@@ -340,7 +340,7 @@ impl App {
                         )
                     }
                 };
-                return json_text(http::StatusCode::OK, crate::telemetry::usage(self, since));
+                return json_text(http::StatusCode::OK, crate::status::usage(self, since));
             }
             _ => {}
         }
@@ -358,7 +358,7 @@ impl App {
 
     /// `GET /metrics`: backend gauges sampled now, then every metric as Prometheus text.
     async fn metrics(&self) -> HttpResponse {
-        crate::telemetry::sample_gauges(self).await;
+        crate::status::sample_gauges(self).await;
         #[cfg(feature = "prometheus")]
         if let Some(text) = crate::telemetry::prometheus::render() {
             let mut response = text_response(http::StatusCode::OK, text);

@@ -45,6 +45,7 @@ mod registry;
 mod router;
 pub mod server;
 mod spread;
+mod status;
 pub mod telemetry;
 #[cfg(any(
     feature = "queues",

@@ -134,7 +134,7 @@ impl AdminServer {
     /// Serve `app`'s host API until `shutdown` resolves.
     pub async fn serve(self, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let guard = Arc::new(self.guard);
-        let _history = AbortOnDrop(crate::telemetry::keep_history(&app));
+        let _history = AbortOnDrop(crate::status::keep_history(&app));
         // Log tails are endless responses: they end when serving stops, so the drain ends.
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
@@ -202,7 +202,7 @@ impl AdminServer {
 
 /// `GET /readyz` without the token: `200 {"ready": true}` or `503 {"ready": false}`.
 async fn ready_bit(app: &App) -> wasmfn_host_core::HttpResponse {
-    let ready = crate::telemetry::health::readiness(app).await.ready;
+    let ready = crate::status::health::readiness(app).await.ready;
     let status = match ready {
         true => http::StatusCode::OK,
         false => http::StatusCode::SERVICE_UNAVAILABLE,
